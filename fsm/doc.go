@@ -1,0 +1,23 @@
+// Package fsm owns the cluster's replicated metadata: the Raft state machine
+// that every node applies in the same order.
+//
+// It holds nodes (id, addresses, liveness), services (id, instances, owner,
+// incarnation, RPC endpoints), subscriptions (subscriber, publisher, table),
+// the publication sequence number of every table, and datasource
+// configurations. Bulk data (rows) never enters it.
+//
+// A command is one type byte followed by a msgpack body; Apply dispatches on
+// the byte through a table. Apply is deterministic: it reads no clock, no
+// randomness, and never depends on map iteration order; the only "time" it
+// knows is the Raft log index, which it uses as the incarnation number of a
+// service owner (so incarnations grow monotonically across the cluster).
+// Business errors (unknown service, stale incarnation) are returned as Apply's
+// result; a committed entry that cannot be decoded panics, because a node that
+// cannot apply the log has diverged and must stop.
+//
+// Snapshot clones the state (cheap, metadata only) and Persist encodes it with
+// sorted keys, so two FSMs fed the same log produce byte-identical snapshots.
+// Restore builds a fresh state and swaps it in.
+//
+// Package fsm imports neither transport nor dse: it is pure state.
+package fsm

@@ -1,0 +1,255 @@
+package fsm
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// FSM is the replicated state machine. Reads take a read lock on the local
+// copy and never touch the network.
+type FSM struct {
+	mu      sync.RWMutex
+	s       *state
+	changed chan struct{} // closed and replaced after every applied entry
+}
+
+var (
+	_ raft.FSM         = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+// New returns an empty FSM.
+func New() *FSM {
+	return &FSM{s: newState(), changed: make(chan struct{})}
+}
+
+// Apply applies one committed log entry. It returns the command's result: nil,
+// a business error, or a command-specific value ([]PublishGrant for Publish,
+// []any for Batch).
+func (f *FSM) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	r := f.applyLocked(l)
+	f.notifyLocked()
+	f.mu.Unlock()
+	return r
+}
+
+// ApplyBatch applies several committed entries under one lock.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	f.mu.Lock()
+	for i, l := range logs {
+		out[i] = f.applyLocked(l)
+	}
+	f.notifyLocked()
+	f.mu.Unlock()
+	return out
+}
+
+func (f *FSM) applyLocked(l *raft.Log) any {
+	if l.Index > f.s.index {
+		f.s.index = l.Index
+	}
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	_, cmd, err := Decode(l.Data)
+	if err != nil {
+		// A committed entry this node cannot decode means it diverged from
+		// the cluster (or runs older code): stop rather than guess.
+		panic(fmt.Sprintf("fsm: cannot apply entry %d: %v", l.Index, err))
+	}
+	return cmd.apply(f.s, l.Index)
+}
+
+func (f *FSM) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Changed returns a channel closed the next time an entry is applied or the
+// state is restored. Callers re-read what they need and call Changed again.
+func (f *FSM) Changed() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+// Index returns the log index of the last applied entry.
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.s.index
+}
+
+// Node returns a copy of one node's record.
+func (f *FSM) Node(id string) (Node, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n, ok := f.s.nodes[id]
+	if !ok {
+		return Node{}, false
+	}
+	return *n, true
+}
+
+// Nodes returns every node, sorted by id.
+func (f *FSM) Nodes() []Node {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Node, 0, len(f.s.nodes))
+	for _, id := range sortedKeys(f.s.nodes) {
+		out = append(out, *f.s.nodes[id])
+	}
+	return out
+}
+
+// Service returns a copy of one service's record.
+func (f *FSM) Service(id string) (Service, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.s.services[id]
+	if !ok {
+		return Service{}, false
+	}
+	return *s.clone(), true
+}
+
+// Services returns every service, sorted by id.
+func (f *FSM) Services() []Service {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Service, 0, len(f.s.services))
+	for _, id := range sortedKeys(f.s.services) {
+		out = append(out, *f.s.services[id].clone())
+	}
+	return out
+}
+
+// Subscribers returns the services subscribed to publisher's table, sorted.
+func (f *FSM) Subscribers(publisher, table string) []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.Sorted(maps.Keys(f.s.subs[publisher][table]))
+}
+
+// SubscriberNodes returns the nodes that host an instance of a subscriber of
+// publisher's table, sorted: where a publication of that table must go.
+func (f *FSM) SubscriberNodes(publisher, table string) []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []string
+	for sub := range f.s.subs[publisher][table] {
+		if svc, ok := f.s.services[sub]; ok {
+			out = append(out, svc.Instances...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Subscriptions returns every subscription, sorted by publisher, table and
+// subscriber.
+func (f *FSM) Subscriptions() []Subscription {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.s.subscriptions(func(Subscription) bool { return true })
+}
+
+// SubscriptionsOf returns the subscriptions held by one subscriber.
+func (f *FSM) SubscriptionsOf(subscriber string) []Subscription {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.s.subscriptions(func(s Subscription) bool { return s.Subscriber == subscriber })
+}
+
+// SubscriptionsTo returns the subscriptions to one publisher's tables.
+func (f *FSM) SubscriptionsTo(publisher string) []Subscription {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []Subscription
+	tables := f.s.subs[publisher]
+	for _, t := range sortedKeys(tables) {
+		for _, sub := range sortedKeys(tables[t]) {
+			out = append(out, Subscription{Subscriber: sub, Publisher: publisher, Table: t})
+		}
+	}
+	return out
+}
+
+func (s *state) subscriptions(keep func(Subscription) bool) []Subscription {
+	var out []Subscription
+	for _, p := range sortedKeys(s.subs) {
+		tables := s.subs[p]
+		for _, t := range sortedKeys(tables) {
+			for _, sub := range sortedKeys(tables[t]) {
+				if x := (Subscription{Subscriber: sub, Publisher: p, Table: t}); keep(x) {
+					out = append(out, x)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Seqnum returns the latest committed seqnum of a table; 0 if never published.
+func (f *FSM) Seqnum(publisher, table string) uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.s.seqnums[publisher][table]
+}
+
+// PublishedTables returns the tables a service has published, sorted.
+func (f *FSM) PublishedTables(publisher string) []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return sortedKeys(f.s.seqnums[publisher])
+}
+
+// Datasource returns a copy of one datasource by id.
+func (f *FSM) Datasource(id string) (Datasource, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	d, ok := f.s.datasources[id]
+	if !ok {
+		return Datasource{}, false
+	}
+	return *d.clone(), true
+}
+
+// Datasources returns every datasource, sorted by id.
+func (f *FSM) Datasources() []Datasource {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Datasource, 0, len(f.s.datasources))
+	for _, id := range sortedKeys(f.s.datasources) {
+		out = append(out, *f.s.datasources[id].clone())
+	}
+	return out
+}
+
+// Snapshot captures the state for Persist. It clones metadata only.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &snapshot{s: f.s.clone()}, nil
+}
+
+// Restore replaces the state with one read from a snapshot.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := readSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.s = s
+	f.notifyLocked()
+	f.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,456 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Business errors returned as Apply results. Check them with errors.Is.
+var (
+	// ErrNodeNotFound is returned for a command naming an unknown node.
+	ErrNodeNotFound = errors.New("node not found")
+	// ErrServiceNotFound is returned for a command naming an unknown service.
+	ErrServiceNotFound = errors.New("service not found")
+	// ErrFenced is returned to a publish request from an incarnation that no
+	// longer owns its service.
+	ErrFenced = errors.New("stale incarnation")
+	// ErrDatasourceNotFound is returned for an unknown datasource id.
+	ErrDatasourceNotFound = errors.New("datasource not found")
+	// ErrDatasourceExists is returned when a datasource id or name is taken.
+	ErrDatasourceExists = errors.New("datasource already exists")
+	// ErrInvalid is returned for a command with a missing or malformed field.
+	ErrInvalid = errors.New("invalid command")
+)
+
+// Node is a cluster member as the registry knows it.
+type Node struct {
+	ID       string `msgpack:"id" json:"id"`
+	Addr     string `msgpack:"addr" json:"address"`
+	HTTPAddr string `msgpack:"http" json:"http"`
+	Up       bool   `msgpack:"up" json:"up"`
+	// Since is the log index of the last liveness change.
+	Since uint64 `msgpack:"since" json:"since"`
+}
+
+// Service is a registered service. Instances lists the nodes that host an
+// instance, sorted; Owner is the one allowed to publish, under Incarnation.
+type Service struct {
+	ID          string   `msgpack:"id"`
+	Kind        string   `msgpack:"kind"`
+	Instances   []string `msgpack:"instances"`
+	Owner       string   `msgpack:"owner"`
+	Incarnation uint64   `msgpack:"inc"`
+	Endpoints   []string `msgpack:"endpoints"`
+}
+
+// Subscription is one (subscriber, publisher, table) triple.
+type Subscription struct {
+	Subscriber string `msgpack:"subscriber"`
+	Publisher  string `msgpack:"publisher"`
+	Table      string `msgpack:"table"`
+}
+
+// TableSeq is the latest committed seqnum of one published table.
+type TableSeq struct {
+	Publisher string `msgpack:"p"`
+	Table     string `msgpack:"t"`
+	Seqnum    uint64 `msgpack:"s"`
+}
+
+// Datasource is a datasource configuration and its placement.
+type Datasource struct {
+	ID          string         `msgpack:"id"`
+	Name        string         `msgpack:"name"`
+	Driver      string         `msgpack:"driver"`
+	Description string         `msgpack:"description"`
+	Type        string         `msgpack:"type"`
+	Enabled     bool           `msgpack:"enabled"`
+	Config      map[string]any `msgpack:"config"`
+	Node        string         `msgpack:"node"`
+	Incarnation uint64         `msgpack:"inc"`
+}
+
+// state is everything the FSM holds. Only Apply (under the FSM's write lock)
+// and Restore mutate it.
+type state struct {
+	index       uint64
+	nodes       map[string]*Node
+	services    map[string]*Service
+	subs        map[string]map[string]map[string]struct{} // publisher → table → subscriber set
+	seqnums     map[string]map[string]uint64              // publisher → table → seqnum
+	datasources map[string]*Datasource
+}
+
+func newState() *state {
+	return &state{
+		nodes:       map[string]*Node{},
+		services:    map[string]*Service{},
+		subs:        map[string]map[string]map[string]struct{}{},
+		seqnums:     map[string]map[string]uint64{},
+		datasources: map[string]*Datasource{},
+	}
+}
+
+// clone returns a deep copy; the snapshot persists it while Apply goes on.
+func (s *state) clone() *state {
+	c := newState()
+	c.index = s.index
+	for k, n := range s.nodes {
+		cp := *n
+		c.nodes[k] = &cp
+	}
+	for k, v := range s.services {
+		c.services[k] = v.clone()
+	}
+	for p, tables := range s.subs {
+		ct := make(map[string]map[string]struct{}, len(tables))
+		for t, set := range tables {
+			ct[t] = maps.Clone(set)
+		}
+		c.subs[p] = ct
+	}
+	for p, tables := range s.seqnums {
+		c.seqnums[p] = maps.Clone(tables)
+	}
+	for k, d := range s.datasources {
+		c.datasources[k] = d.clone()
+	}
+	return c
+}
+
+func (v *Service) clone() *Service {
+	cp := *v
+	cp.Instances = slices.Clone(v.Instances)
+	cp.Endpoints = slices.Clone(v.Endpoints)
+	return &cp
+}
+
+func (d *Datasource) clone() *Datasource {
+	cp := *d
+	cp.Config = cloneConfig(d.Config)
+	return &cp
+}
+
+func cloneConfig(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = cloneValue(v)
+	}
+	return c
+}
+
+func cloneValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return cloneConfig(x)
+	case []any:
+		c := make([]any, len(x))
+		for i, e := range x {
+			c[i] = cloneValue(e)
+		}
+		return c
+	default:
+		return x
+	}
+}
+
+func (c *NodeUpsert) apply(s *state, index uint64) any {
+	if c.ID == "" || c.Addr == "" {
+		return fmt.Errorf("%w: node id and address are required", ErrInvalid)
+	}
+	n, ok := s.nodes[c.ID]
+	if !ok {
+		n = &Node{ID: c.ID}
+		s.nodes[c.ID] = n
+	}
+	n.Addr, n.HTTPAddr = c.Addr, c.HTTPAddr
+	if !n.Up || !ok {
+		n.Up, n.Since = true, index
+		s.nodeUp(c.ID, index)
+	}
+	return nil
+}
+
+func (c *NodeRemove) apply(s *state, index uint64) any {
+	if _, ok := s.nodes[c.ID]; !ok {
+		return fmt.Errorf("%w: %q", ErrNodeNotFound, c.ID)
+	}
+	delete(s.nodes, c.ID)
+	for _, id := range sortedKeys(s.services) {
+		s.removeInstance(s.services[id], c.ID, index)
+	}
+	s.unplaceDatasources(c.ID)
+	return nil
+}
+
+func (c *NodeLiveness) apply(s *state, index uint64) any {
+	n, ok := s.nodes[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNodeNotFound, c.ID)
+	}
+	if n.Up == c.Up {
+		return nil
+	}
+	n.Up, n.Since = c.Up, index
+	if c.Up {
+		s.nodeUp(c.ID, index)
+		return nil
+	}
+	// Services owned by the dead node fail over to a standby instance.
+	for _, id := range sortedKeys(s.services) {
+		svc := s.services[id]
+		if svc.Owner == c.ID {
+			s.electOwner(svc, index)
+		}
+	}
+	s.unplaceDatasources(c.ID)
+	return nil
+}
+
+// nodeUp gives every ownerless service with an instance on node an owner.
+func (s *state) nodeUp(node string, index uint64) {
+	for _, id := range sortedKeys(s.services) {
+		svc := s.services[id]
+		if svc.Owner == "" && slices.Contains(svc.Instances, node) {
+			s.electOwner(svc, index)
+		}
+	}
+}
+
+// electOwner picks the first instance (in sorted order) on a live node as the
+// owner, with a new incarnation; no live instance leaves it ownerless.
+func (s *state) electOwner(svc *Service, index uint64) {
+	prev := svc.Owner
+	svc.Owner = ""
+	for _, n := range svc.Instances {
+		if node, ok := s.nodes[n]; ok && node.Up {
+			svc.Owner = n
+			break
+		}
+	}
+	if svc.Owner != prev && svc.Owner != "" {
+		svc.Incarnation = index
+	}
+}
+
+func (s *state) removeInstance(svc *Service, node string, index uint64) {
+	i := slices.Index(svc.Instances, node)
+	if i < 0 {
+		return
+	}
+	svc.Instances = slices.Delete(svc.Instances, i, i+1)
+	if len(svc.Instances) == 0 {
+		s.deleteService(svc.ID)
+		return
+	}
+	if svc.Owner == node {
+		s.electOwner(svc, index)
+	}
+}
+
+func (s *state) deleteService(id string) {
+	delete(s.services, id)
+	for p, tables := range s.subs {
+		for t, set := range tables {
+			delete(set, id)
+			if len(set) == 0 {
+				delete(tables, t)
+			}
+		}
+		if len(tables) == 0 {
+			delete(s.subs, p)
+		}
+	}
+}
+
+func (s *state) unplaceDatasources(node string) {
+	for _, d := range s.datasources {
+		if d.Node == node {
+			d.Node = ""
+		}
+	}
+}
+
+func (c *ServiceRegister) apply(s *state, index uint64) any {
+	if c.ID == "" || c.Node == "" {
+		return fmt.Errorf("%w: service id and node are required", ErrInvalid)
+	}
+	if _, ok := s.nodes[c.Node]; !ok {
+		return fmt.Errorf("%w: %q", ErrNodeNotFound, c.Node)
+	}
+	svc, ok := s.services[c.ID]
+	if !ok {
+		svc = &Service{ID: c.ID}
+		s.services[c.ID] = svc
+	}
+	svc.Kind = c.Kind
+	svc.Endpoints = sortedUnique(c.Endpoints)
+	if !slices.Contains(svc.Instances, c.Node) {
+		svc.Instances = append(svc.Instances, c.Node)
+		slices.Sort(svc.Instances)
+	}
+	if svc.Owner == "" || !s.nodes[svc.Owner].Up {
+		s.electOwner(svc, index)
+	}
+	return nil
+}
+
+func (c *ServiceUnregister) apply(s *state, index uint64) any {
+	svc, ok := s.services[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrServiceNotFound, c.ID)
+	}
+	if c.Node == "" {
+		s.deleteService(c.ID)
+		return nil
+	}
+	if !slices.Contains(svc.Instances, c.Node) {
+		return fmt.Errorf("%w: %q has no instance on node %q", ErrServiceNotFound, c.ID, c.Node)
+	}
+	s.removeInstance(svc, c.Node, index)
+	return nil
+}
+
+func (c *Subscribe) apply(s *state, _ uint64) any {
+	if c.Publisher == "" || c.Table == "" {
+		return fmt.Errorf("%w: publisher and table are required", ErrInvalid)
+	}
+	if _, ok := s.services[c.Subscriber]; !ok {
+		return fmt.Errorf("%w: subscriber %q", ErrServiceNotFound, c.Subscriber)
+	}
+	s.addSub(Subscription(*c))
+	return nil
+}
+
+func (s *state) addSub(sub Subscription) {
+	tables, ok := s.subs[sub.Publisher]
+	if !ok {
+		tables = map[string]map[string]struct{}{}
+		s.subs[sub.Publisher] = tables
+	}
+	set, ok := tables[sub.Table]
+	if !ok {
+		set = map[string]struct{}{}
+		tables[sub.Table] = set
+	}
+	set[sub.Subscriber] = struct{}{}
+}
+
+func (c *Unsubscribe) apply(s *state, _ uint64) any {
+	set := s.subs[c.Publisher][c.Table]
+	if _, ok := set[c.Subscriber]; !ok {
+		return nil // idempotent, as Congress's unsubscribe
+	}
+	delete(set, c.Subscriber)
+	if len(set) == 0 {
+		delete(s.subs[c.Publisher], c.Table)
+		if len(s.subs[c.Publisher]) == 0 {
+			delete(s.subs, c.Publisher)
+		}
+	}
+	return nil
+}
+
+func (c *Publish) apply(s *state, _ uint64) any {
+	grants := make([]PublishGrant, len(c.Requests))
+	for i, r := range c.Requests {
+		svc, ok := s.services[r.Service]
+		switch {
+		case !ok:
+			grants[i].Err = fmt.Errorf("%w: %q", ErrServiceNotFound, r.Service)
+		case svc.Owner == "" || svc.Incarnation != r.Incarnation:
+			grants[i].Err = fmt.Errorf("%w: service %q incarnation %d, current %d", ErrFenced, r.Service, r.Incarnation, svc.Incarnation)
+		case r.Table == "" || r.Count == 0:
+			grants[i].Err = fmt.Errorf("%w: publish needs a table and a count", ErrInvalid)
+		default:
+			tables, ok := s.seqnums[r.Service]
+			if !ok {
+				tables = map[string]uint64{}
+				s.seqnums[r.Service] = tables
+			}
+			grants[i].First = tables[r.Table] + 1
+			tables[r.Table] += r.Count
+		}
+	}
+	return grants
+}
+
+func (c *DatasourceAdd) apply(s *state, _ uint64) any {
+	d := c.Datasource
+	if d.ID == "" || d.Name == "" || d.Driver == "" {
+		return fmt.Errorf("%w: datasource id, name and driver are required", ErrInvalid)
+	}
+	if _, ok := s.datasources[d.ID]; ok {
+		return fmt.Errorf("%w: id %q", ErrDatasourceExists, d.ID)
+	}
+	for _, o := range s.datasources {
+		if o.Name == d.Name {
+			return fmt.Errorf("%w: name %q", ErrDatasourceExists, d.Name)
+		}
+	}
+	d.Node, d.Incarnation = "", 0
+	s.datasources[d.ID] = d.clone()
+	return nil
+}
+
+func (c *DatasourceUpdate) apply(s *state, _ uint64) any {
+	d, ok := s.datasources[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrDatasourceNotFound, c.ID)
+	}
+	if c.Config != nil {
+		d.Config = cloneConfig(c.Config)
+	}
+	if c.Enabled != nil {
+		d.Enabled = *c.Enabled
+	}
+	if c.Description != nil {
+		d.Description = *c.Description
+	}
+	return nil
+}
+
+func (c *DatasourceDelete) apply(s *state, _ uint64) any {
+	if _, ok := s.datasources[c.ID]; !ok {
+		return fmt.Errorf("%w: %q", ErrDatasourceNotFound, c.ID)
+	}
+	delete(s.datasources, c.ID)
+	return nil
+}
+
+func (c *DatasourcePlace) apply(s *state, index uint64) any {
+	d, ok := s.datasources[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrDatasourceNotFound, c.ID)
+	}
+	if c.Node != "" {
+		if _, ok := s.nodes[c.Node]; !ok {
+			return fmt.Errorf("%w: %q", ErrNodeNotFound, c.Node)
+		}
+	}
+	d.Node, d.Incarnation = c.Node, index
+	return nil
+}
+
+func (c *Batch) apply(s *state, index uint64) any {
+	results := make([]any, len(c.decoded))
+	for i, cmd := range c.decoded {
+		results[i] = cmd.apply(s, index)
+	}
+	return results
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func sortedUnique(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
