@@ -1,0 +1,439 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Config holds a transport's settings. Zero fields take DefaultConfig's values.
+type Config struct {
+	// Bind is the TCP address to listen on; port 0 picks a free port.
+	Bind string
+	// Advertise is the address peers dial; defaults to the bound address.
+	Advertise string
+	// MaxFrameSize bounds a frame body, in bytes.
+	MaxFrameSize int
+	// SendQueue bounds the frames queued for one peer.
+	SendQueue int
+	// DialTimeout bounds a connection attempt.
+	DialTimeout time.Duration
+	// WriteTimeout bounds one flush of queued frames.
+	WriteTimeout time.Duration
+	// ReadTimeout bounds reading one frame body once its header arrived, and
+	// the protocol byte of a new connection.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a connection that carried nothing for this long;
+	// outbound connections send a ping at a third of it to stay open.
+	IdleTimeout time.Duration
+	// TLS, when set, wraps every connection (mutual TLS is the caller's
+	// choice through ClientAuth and ClientCAs).
+	TLS *tls.Config
+	// Logger receives connection-level events.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns a Config with every field set but Bind.
+func DefaultConfig() Config {
+	return Config{
+		MaxFrameSize: 64 << 20,
+		SendQueue:    8192,
+		DialTimeout:  2 * time.Second,
+		WriteTimeout: 5 * time.Second,
+		ReadTimeout:  10 * time.Second,
+		IdleTimeout:  90 * time.Second,
+	}
+}
+
+func (c *Config) fill() error {
+	d := DefaultConfig()
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = d.MaxFrameSize
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = d.SendQueue
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = d.DialTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	switch {
+	case c.Bind == "":
+		return errors.New("transport: Bind is required")
+	case c.MaxFrameSize < 1024:
+		return fmt.Errorf("transport: MaxFrameSize (%d) must be at least 1024", c.MaxFrameSize)
+	case c.SendQueue < 1:
+		return fmt.Errorf("transport: SendQueue (%d) must be positive", c.SendQueue)
+	case c.DialTimeout < 0 || c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.IdleTimeout < 0:
+		return errors.New("transport: timeouts must not be negative")
+	}
+	return nil
+}
+
+// Handler receives dse frames.
+type Handler interface {
+	// HandleMessage receives a one-way frame. It is called on the
+	// connection's reader goroutine, in arrival order, so it must not block
+	// for long. It owns body.
+	HandleMessage(from string, typ byte, body []byte)
+	// HandleRequest answers a request; it runs on its own goroutine and ctx
+	// ends when the transport closes.
+	HandleRequest(ctx context.Context, typ byte, body []byte) ([]byte, error)
+}
+
+// Transport is a node's cluster port: a listener, a Raft stream layer, and a
+// pool of outbound dse connections.
+type Transport struct {
+	cfg    Config
+	ln     net.Listener
+	addr   string
+	raftCh chan net.Conn
+
+	mu      sync.Mutex
+	handler Handler
+	peers   map[string]*peer
+	conns   map[net.Conn]struct{} // inbound connections, closed on Close
+	closed  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New listens on cfg.Bind and starts accepting connections.
+func New(cfg Config) (*Transport, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen on %s: %w", cfg.Bind, err)
+	}
+	addr := cfg.Advertise
+	if addr == "" {
+		addr = ln.Addr().String()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		cfg:    cfg,
+		ln:     ln,
+		addr:   addr,
+		raftCh: make(chan net.Conn),
+		peers:  map[string]*peer{},
+		conns:  map[net.Conn]struct{}{},
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	t.goFunc(t.acceptLoop)
+	return t, nil
+}
+
+// Addr returns the address peers reach this transport at.
+func (t *Transport) Addr() string { return t.addr }
+
+// MaxFrameSize returns the configured frame body limit.
+func (t *Transport) MaxFrameSize() int { return t.cfg.MaxFrameSize }
+
+// SetHandler installs the receiver of dse frames. Frames that arrive before
+// it is set are dropped (requests get an error).
+func (t *Transport) SetHandler(h Handler) {
+	t.mu.Lock()
+	t.handler = h
+	t.mu.Unlock()
+}
+
+func (t *Transport) getHandler() Handler {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.handler
+}
+
+func (t *Transport) goFunc(f func()) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+}
+
+// Close stops the listener, closes every connection and waits for the
+// transport's goroutines. It is safe to call more than once.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	peers := t.peers
+	t.peers = map[string]*peer{}
+	for c := range t.conns {
+		c.Close()
+	}
+	t.mu.Unlock()
+	t.cancel()
+	err := t.ln.Close()
+	for _, p := range peers {
+		p.close()
+	}
+	t.wg.Wait()
+	return err
+}
+
+func (t *Transport) acceptLoop() {
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			t.cfg.Logger.Error("accept failed", "error", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-t.ctx.Done():
+				return
+			}
+			continue
+		}
+		if !t.track(conn) {
+			conn.Close()
+			return
+		}
+		t.goFunc(func() { t.handshake(conn) })
+	}
+}
+
+// track records an inbound connection so Close can end it; false once closed.
+func (t *Transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *Transport) untrack(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// handshake reads the protocol byte and hands the connection to its owner.
+func (t *Transport) handshake(conn net.Conn) {
+	if t.cfg.TLS != nil {
+		tc := tls.Server(conn, t.cfg.TLS)
+		conn.SetDeadline(time.Now().Add(t.cfg.ReadTimeout))
+		if err := tc.HandshakeContext(t.ctx); err != nil {
+			t.cfg.Logger.Warn("tls handshake failed", "remote", conn.RemoteAddr(), "error", err)
+			t.untrack(conn)
+			conn.Close()
+			return
+		}
+		t.untrack(conn)
+		conn = tc
+		if !t.track(conn) {
+			conn.Close()
+			return
+		}
+	}
+	var b [1]byte
+	conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		t.untrack(conn)
+		conn.Close()
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	switch b[0] {
+	case ProtoRaft:
+		// Raft owns the connection from here; it stays tracked so Close
+		// ends it.
+		select {
+		case t.raftCh <- &trackedConn{Conn: conn, t: t}:
+		case <-t.ctx.Done():
+			conn.Close()
+		}
+	case ProtoDSE:
+		t.serveDSE(conn)
+	default:
+		t.cfg.Logger.Warn("closing connection", "remote", conn.RemoteAddr(), "error", ErrBadProtocol, "byte", b[0])
+		t.untrack(conn)
+		conn.Close()
+	}
+}
+
+// serverConn is an inbound dse connection; replies are written under mu.
+type serverConn struct {
+	t    *Transport
+	conn net.Conn
+	mu   sync.Mutex
+	w    *bufio.Writer
+}
+
+func (t *Transport) serveDSE(conn net.Conn) {
+	defer func() {
+		t.untrack(conn)
+		conn.Close()
+	}()
+	sc := &serverConn{t: t, conn: conn, w: bufio.NewWriterSize(conn, 64<<10)}
+	r := bufio.NewReaderSize(conn, 64<<10)
+	from := conn.RemoteAddr().String()
+	var hdr [HeaderSize]byte
+	for {
+		conn.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
+		f, err := readBody(r, hdr, t.cfg.MaxFrameSize)
+		if err != nil {
+			t.cfg.Logger.Warn("closing connection", "remote", from, "error", err)
+			return
+		}
+		switch {
+		case f.Type == typePing:
+			if err := sc.reply(Frame{Type: typeReply, ID: f.ID}); err != nil {
+				return
+			}
+		case f.Type >= TypeReserved:
+			t.cfg.Logger.Warn("closing connection", "remote", from, "error", "reserved frame type", "type", f.Type)
+			return
+		case f.ID == 0:
+			if h := t.getHandler(); h != nil {
+				h.HandleMessage(from, f.Type, f.Body)
+			}
+		default:
+			t.goFunc(func() { sc.answer(f) })
+		}
+	}
+}
+
+func (sc *serverConn) answer(f Frame) {
+	h := sc.t.getHandler()
+	var body []byte
+	err := errors.New("node is starting")
+	if h != nil {
+		body, err = h.HandleRequest(sc.t.ctx, f.Type, f.Body)
+	}
+	out := Frame{Type: typeReply, ID: f.ID, Body: body}
+	if err != nil {
+		out = Frame{Type: typeError, ID: f.ID, Body: []byte(err.Error())}
+	}
+	if len(out.Body) > sc.t.cfg.MaxFrameSize {
+		out = Frame{Type: typeError, ID: f.ID, Body: fmt.Appendf(nil, "reply of %d bytes exceeds the frame limit %d", len(out.Body), sc.t.cfg.MaxFrameSize)}
+	}
+	if sc.reply(out) != nil {
+		sc.conn.Close()
+	}
+}
+
+func (sc *serverConn) reply(f Frame) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.conn.SetWriteDeadline(time.Now().Add(sc.t.cfg.WriteTimeout))
+	if err := WriteFrame(sc.w, f, sc.t.cfg.MaxFrameSize); err != nil {
+		return err
+	}
+	return sc.w.Flush()
+}
+
+// dial opens an outbound connection speaking proto.
+func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if t.cfg.TLS != nil {
+		cfg := t.cfg.TLS.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		conn.SetDeadline(time.Now().Add(timeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tc
+	}
+	conn.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte{proto}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// RaftLayer returns the raft.StreamLayer served by this transport.
+func (t *Transport) RaftLayer() raft.StreamLayer { return &raftLayer{t: t} }
+
+type raftLayer struct{ t *Transport }
+
+var _ raft.StreamLayer = (*raftLayer)(nil)
+
+// errLayerClosed is returned by Accept once the transport has closed.
+var errLayerClosed = errors.New("transport: closed")
+
+func (l *raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.t.raftCh:
+		return c, nil
+	case <-l.t.ctx.Done():
+		return nil, errLayerClosed
+	}
+}
+
+// Close is a no-op: the transport's owner closes the transport after Raft.
+func (l *raftLayer) Close() error { return nil }
+
+func (l *raftLayer) Addr() net.Addr { return addrString(l.t.addr) }
+
+func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return l.t.dial(l.t.ctx, string(address), ProtoRaft, timeout)
+}
+
+type addrString string
+
+func (a addrString) Network() string { return "tcp" }
+func (a addrString) String() string  { return string(a) }
+
+// trackedConn is an inbound connection handed to Raft; closing it forgets it.
+type trackedConn struct {
+	net.Conn
+	t    *Transport
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.t.untrack(c.Conn) })
+	return c.Conn.Close()
+}

@@ -1,0 +1,340 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a Handler that records messages and echoes requests.
+type recorder struct {
+	mu   sync.Mutex
+	msgs [][]byte
+	got  chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{got: make(chan struct{}, 1<<16)} }
+
+func (r *recorder) HandleMessage(_ string, _ byte, body []byte) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, body)
+	r.mu.Unlock()
+	r.got <- struct{}{}
+}
+
+func (r *recorder) HandleRequest(_ context.Context, typ byte, body []byte) ([]byte, error) {
+	if typ == 2 {
+		return nil, errors.New("boom: " + string(body))
+	}
+	if typ == 3 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	return append([]byte("echo:"), body...), nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+func newTransport(t *testing.T, cfg Config) *Transport {
+	t.Helper()
+	if cfg.Bind == "" {
+		cfg.Bind = "127.0.0.1:0"
+	}
+	tr, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCallAndErrors(t *testing.T) {
+	srv := newTransport(t, Config{})
+	srv.SetHandler(newRecorder())
+	cli := newTransport(t, Config{})
+	ctx := context.Background()
+	got, err := cli.Call(ctx, srv.Addr(), 1, []byte("hi"))
+	if err != nil || string(got) != "echo:hi" {
+		t.Fatalf("got %q, %v; want echo:hi", got, err)
+	}
+	_, err = cli.Call(ctx, srv.Addr(), 2, []byte("x"))
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Msg != "boom: x" {
+		t.Fatalf("got %v, want RemoteError boom: x", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := cli.Call(short, srv.Addr(), 3, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want deadline exceeded", err)
+	}
+	if _, err := cli.Call(ctx, srv.Addr(), TypeReserved, nil); err == nil {
+		t.Fatal("reserved type accepted")
+	}
+	// Nothing listens on a closed port: unavailable.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	if _, err := cli.Call(ctx, dead, 1, nil); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	srv := newTransport(t, Config{})
+	srv.SetHandler(newRecorder())
+	cli := newTransport(t, Config{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 20 {
+				msg := fmt.Sprintf("%d-%d", i, j)
+				got, err := cli.Call(context.Background(), srv.Addr(), 1, []byte(msg))
+				if err != nil || string(got) != "echo:"+msg {
+					errs <- fmt.Errorf("got %q, %v; want echo:%s", got, err, msg)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestSendKeepsOrder(t *testing.T) {
+	srv := newTransport(t, Config{})
+	rec := newRecorder()
+	srv.SetHandler(rec)
+	cli := newTransport(t, Config{SendQueue: 20000})
+	const n = 10000
+	for i := range n {
+		if err := cli.Send(srv.Addr(), 1, binary.BigEndian.AppendUint32(nil, uint32(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "all messages", func() bool { return rec.count() == n })
+	for i, m := range rec.msgs {
+		if got := binary.BigEndian.Uint32(m); got != uint32(i) {
+			t.Fatalf("message %d: got %d, out of order", i, got)
+		}
+	}
+}
+
+func TestSendQueueFull(t *testing.T) {
+	// A peer that accepts but never reads: the queue fills, Send refuses
+	// without blocking.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	cli := newTransport(t, Config{SendQueue: 4, WriteTimeout: 200 * time.Millisecond})
+	big := make([]byte, 1<<20)
+	start := time.Now()
+	full := false
+	for range 200 {
+		if err := cli.Send(ln.Addr().String(), 1, big); errors.Is(err, ErrQueueFull) {
+			full = true
+			break
+		}
+	}
+	if !full {
+		t.Fatal("queue never reported full")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Send blocked for %s", d)
+	}
+}
+
+// rawDial connects to tr's port and writes b.
+func rawDial(t *testing.T, tr *Transport, b []byte) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", tr.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// closedByPeer reports whether the server closed c within d.
+func closedByPeer(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.ReadAll(c)
+	var ne net.Error
+	// EOF (ReadAll returns nil) or a reset: closed. A timeout: still open.
+	return !errors.As(err, &ne) || !ne.Timeout()
+}
+
+func TestBadInputClosesOnlyThatConnection(t *testing.T) {
+	srv := newTransport(t, Config{MaxFrameSize: 4096, ReadTimeout: 300 * time.Millisecond})
+	srv.SetHandler(newRecorder())
+	cli := newTransport(t, Config{})
+	hdr := func(typ byte, id uint32, n uint32) []byte {
+		b := []byte{ProtoDSE, typ}
+		b = binary.BigEndian.AppendUint32(b, id)
+		return binary.BigEndian.AppendUint32(b, n)
+	}
+	cases := map[string][]byte{
+		"wrong first byte": []byte("GET / HTTP/1.1\r\n\r\n"),
+		"oversized frame":  hdr(1, 0, 1<<30),
+		"truncated frame":  append(hdr(1, 0, 100), "short"...),
+		"reserved type":    hdr(TypeReserved, 0, 0),
+		"silence":          nil,
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := rawDial(t, srv, b)
+			defer c.Close()
+			if !closedByPeer(c, 3*time.Second) {
+				t.Fatal("connection not closed by the node")
+			}
+			got, err := cli.Call(context.Background(), srv.Addr(), 1, []byte("ok"))
+			if err != nil || string(got) != "echo:ok" {
+				t.Fatalf("node stopped serving: %q, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestRaftLayerHandsOverConnections(t *testing.T) {
+	srv := newTransport(t, Config{})
+	cli := newTransport(t, Config{})
+	layer := srv.RaftLayer()
+	if layer.Addr().String() != srv.Addr() {
+		t.Fatalf("Addr got %s, want %s", layer.Addr(), srv.Addr())
+	}
+	done := make(chan []byte)
+	go func() {
+		c, err := layer.Accept()
+		if err != nil {
+			done <- nil
+			return
+		}
+		b := make([]byte, 4)
+		io.ReadFull(c, b)
+		c.Close()
+		done <- b
+	}()
+	c, err := cli.RaftLayer().Dial("127.0.0.1:1", 100*time.Millisecond)
+	if err == nil {
+		c.Close()
+		t.Fatal("dial to a closed port succeeded")
+	}
+	c, err = cli.RaftLayer().Dial(raftAddr(srv), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("raft"))
+	if got := <-done; !bytes.Equal(got, []byte("raft")) {
+		t.Fatalf("got %q, want raft", got)
+	}
+	c.Close()
+	srv.Close()
+	if _, err := layer.Accept(); err == nil {
+		t.Fatal("Accept after Close succeeded")
+	}
+}
+
+func raftAddr(t *Transport) serverAddress { return serverAddress(t.Addr()) }
+
+type serverAddress = raft.ServerAddress
+
+func TestCloseTwice(t *testing.T) {
+	tr := newTransport(t, Config{})
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+	if err := tr.Send("127.0.0.1:1", 1, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close: got %v, want ErrClosed", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for name, c := range map[string]Config{
+		"no bind":      {},
+		"tiny frames":  {Bind: "127.0.0.1:0", MaxFrameSize: 10},
+		"bad timeouts": {Bind: "127.0.0.1:0", ReadTimeout: -1},
+	} {
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: New accepted %+v", name, c)
+		}
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	var buf bytes.Buffer
+	WriteFrame(&buf, Frame{Type: 1, ID: 7, Body: []byte("hello")}, 1024)
+	f.Add(buf.Bytes())
+	f.Add([]byte{1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, err := ReadFrame(bytes.NewReader(data), 1024)
+		if err != nil {
+			return
+		}
+		// A frame read back re-encodes to the bytes it came from.
+		var out bytes.Buffer
+		if err := WriteFrame(&out, fr, 1024); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), data[:out.Len()]) {
+			t.Fatalf("round trip changed the frame")
+		}
+	})
+}
