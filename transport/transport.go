@@ -131,7 +131,7 @@ func New(cfg Config) (*Transport, error) {
 	}
 	addr := cfg.Advertise
 	if addr == "" {
-		addr = ln.Addr().String()
+		addr = advertisable(ln.Addr().String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
@@ -436,4 +436,17 @@ type trackedConn struct {
 func (c *trackedConn) Close() error {
 	c.once.Do(func() { c.t.untrack(c.Conn) })
 	return c.Conn.Close()
+}
+
+// advertisable replaces an unspecified listen host (0.0.0.0, ::) with
+// 127.0.0.1; a node bound to every interface should set Advertise.
+func advertisable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

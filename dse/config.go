@@ -1,0 +1,110 @@
+package dse
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Config holds a node's settings. DefaultConfig gives every field a value;
+// New validates them before anything starts.
+type Config struct {
+	// ID names the node in the cluster. Stored in DataDir on first start; a
+	// restart may leave it empty.
+	ID string
+	// DataDir holds the Raft log, stable store, snapshots and node identity.
+	DataDir string
+	// Bind is the cluster port (Raft and dse frames). Port 0 picks one.
+	Bind string
+	// Advertise is the cluster address peers dial; defaults to Bind's
+	// resolved address.
+	Advertise string
+	// HTTPAddr is the HTTP API address peers and clients are told about; the
+	// HTTP server itself is run by the caller (package dse/api).
+	HTTPAddr string
+	// Bootstrap starts a new single-node cluster when DataDir holds no state.
+	Bootstrap bool
+	// NonVoter joins as a non-voting member.
+	NonVoter bool
+	// ResubTimeout is how long a subscriber tolerates a sequence gap, or an
+	// FSM seqnum ahead of what it applied, before catching up.
+	ResubTimeout time.Duration
+	// LivenessGrace is how long the leader waits, after a node stops
+	// answering heartbeats, before it records the node down.
+	LivenessGrace time.Duration
+	// HeartbeatTimeout and ElectionTimeout tune Raft (see hashicorp/raft).
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// ApplyTimeout bounds one Raft apply on the leader.
+	ApplyTimeout time.Duration
+	// SnapshotRetain is how many Raft snapshots are kept on disk.
+	SnapshotRetain int
+	// SnapshotThreshold is how many log entries trigger a Raft snapshot.
+	SnapshotThreshold uint64
+	// MaxFrameSize bounds one cluster-port frame.
+	MaxFrameSize int
+	// Logger receives the node's structured logs.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns the defaults for every setting but ID and DataDir.
+func DefaultConfig() Config {
+	return Config{
+		Bind:              "127.0.0.1:7400",
+		HTTPAddr:          "127.0.0.1:7401",
+		ResubTimeout:      2 * time.Second,
+		LivenessGrace:     1500 * time.Millisecond,
+		HeartbeatTimeout:  time.Second,
+		ElectionTimeout:   time.Second,
+		ApplyTimeout:      10 * time.Second,
+		SnapshotRetain:    3,
+		SnapshotThreshold: 8192,
+		MaxFrameSize:      64 << 20,
+	}
+}
+
+// Validate checks a Config, naming the first bad field and its value.
+func (c *Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("DataDir is required")
+	case c.ID != "" && !validName(c.ID):
+		return fmt.Errorf("ID (%q) must be 1-128 characters of letters, digits, '.', '_' or '-'", c.ID)
+	case c.ResubTimeout < 10*time.Millisecond:
+		return fmt.Errorf("ResubTimeout (%s) must be at least 10ms", c.ResubTimeout)
+	case c.LivenessGrace < 10*time.Millisecond:
+		return fmt.Errorf("LivenessGrace (%s) must be at least 10ms", c.LivenessGrace)
+	case c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < c.HeartbeatTimeout:
+		return fmt.Errorf("ElectionTimeout (%s) cannot be smaller than HeartbeatTimeout (%s), which must be at least 5ms", c.ElectionTimeout, c.HeartbeatTimeout)
+	case c.ApplyTimeout <= 0:
+		return fmt.Errorf("ApplyTimeout (%s) must be positive", c.ApplyTimeout)
+	case c.SnapshotRetain < 1:
+		return fmt.Errorf("SnapshotRetain (%d) must be at least 1", c.SnapshotRetain)
+	case c.MaxFrameSize < 1<<16:
+		return fmt.Errorf("MaxFrameSize (%d) must be at least 65536", c.MaxFrameSize)
+	}
+	for name, a := range map[string]string{"Bind": c.Bind, "HTTPAddr": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%s (%q) is not a host:port address: %v", name, a, err)
+		}
+	}
+	return nil
+}
+
+// validName reports whether s is a usable node, service or table id.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-', r == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}

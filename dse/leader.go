@@ -1,0 +1,197 @@
+package dse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"dse.dev/dse/fsm"
+)
+
+// HandleRequest answers a dse request from a peer (transport.Handler).
+func (n *Node) HandleRequest(ctx context.Context, typ byte, body []byte) ([]byte, error) {
+	switch typ {
+	case msgLeaderOp:
+		var op leaderOp
+		if err := decode(body, &op, "leader operation"); err != nil {
+			return nil, err
+		}
+		return encode(n.runLeaderOp(ctx, op))
+	case msgStatus:
+		return encode(n.Status())
+	}
+	return nil, fmt.Errorf("%w: unknown request type %d", ErrInvalid, typ)
+}
+
+// HandleMessage receives a one-way dse frame from a peer (transport.Handler).
+func (n *Node) HandleMessage(from string, typ byte, body []byte) {
+	n.logger.Warn("dropping unknown message", "from", from, "type", typ)
+}
+
+// runLeaderOp executes op if this node leads, else answers not_leader.
+func (n *Node) runLeaderOp(ctx context.Context, op leaderOp) opReply {
+	if !n.IsLeader() {
+		return opReply{Code: "not_leader", Msg: fmt.Sprintf("node %q is not the leader", n.id)}
+	}
+	var (
+		rep opReply
+		err error
+	)
+	switch op.Op {
+	case "apply":
+		res, index := n.applyLocal(op.Cmd)
+		rep.Apply, rep.Index = &res, index
+	case "join":
+		rep.Index, err = n.joinLocal(op.Member)
+	case "remove":
+		rep.Index, err = n.removeLocal(op.ID, op.Force)
+	case "promote":
+		rep.Index, err = n.promoteLocal(op.ID)
+	case "transfer":
+		rep.Leader, err = n.transferLocal(ctx, op.ID)
+	default:
+		err = fmt.Errorf("%w: unknown leader operation %q", ErrInvalid, op.Op)
+	}
+	if err != nil {
+		return opReply{Code: ErrorCode(err), Msg: err.Error()}
+	}
+	return rep
+}
+
+// leaderDo runs op on the leader, forwarding it over the cluster port when
+// this node is a follower, and retrying while leadership moves. It returns
+// once this node's FSM has applied the operation's index.
+func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		defer cancel()
+	}
+	body, err := encode(op)
+	if err != nil {
+		return opReply{}, err
+	}
+	backoff := 5 * time.Millisecond
+	for {
+		var rep opReply
+		var callErr error
+		if n.IsLeader() {
+			rep = n.runLeaderOp(ctx, op)
+		} else if _, addr := n.Leader(); addr == "" {
+			callErr = ErrNoLeader
+		} else {
+			var raw []byte
+			raw, callErr = n.trans.Call(ctx, addr, msgLeaderOp, body)
+			if callErr == nil {
+				callErr = decode(raw, &rep, "leader reply")
+			}
+		}
+		if callErr == nil && rep.Code != "not_leader" {
+			if err := FromCode(rep.Code, rep.Msg); err != nil {
+				return rep, err
+			}
+			if op.Op == "remove" && op.ID == n.id {
+				return rep, nil // a removed node never sees the entry
+			}
+			return rep, n.waitApplied(ctx, rep.Index)
+		}
+		if callErr == nil {
+			callErr = ErrNotLeader
+		}
+		select {
+		case <-ctx.Done():
+			return opReply{}, fmt.Errorf("%w: %v (last error: %v)", ErrUnavailable, ctx.Err(), callErr)
+		case <-n.ctx.Done():
+			return opReply{}, ErrClosed
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+// waitApplied blocks until the local FSM has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := n.fsm.Changed()
+		if n.fsm.Index() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for index %d: %v", ErrUnavailable, index, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// applyLocal commits an encoded command through Raft on the leader.
+func (n *Node) applyLocal(data []byte) (applyResult, uint64) {
+	start := time.Now()
+	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+	err := f.Error()
+	if n.metrics != nil {
+		n.metrics.applyLatency.Observe(time.Since(start).Seconds())
+	}
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return applyResult{Code: "not_leader", Msg: err.Error()}, 0
+		}
+		return applyResult{Code: "unavailable", Msg: "raft apply: " + err.Error()}, 0
+	}
+	return toApplyResult(f.Response()), f.Index()
+}
+
+func toApplyResult(v any) applyResult {
+	switch r := v.(type) {
+	case nil:
+		return applyResult{}
+	case error:
+		return applyResult{Code: ErrorCode(r), Msg: r.Error()}
+	case []fsm.PublishGrant:
+		out := applyResult{Grants: make([]wireGrant, len(r))}
+		for i, g := range r {
+			out.Grants[i].First = g.First
+			if g.Err != nil {
+				out.Grants[i].Code, out.Grants[i].Msg = ErrorCode(g.Err), g.Err.Error()
+			}
+		}
+		return out
+	case []any:
+		out := applyResult{Items: make([]applyResult, len(r))}
+		for i, x := range r {
+			out.Items[i] = toApplyResult(x)
+		}
+		return out
+	}
+	return applyResult{Code: "internal", Msg: fmt.Sprintf("unexpected apply result %T", v)}
+}
+
+// apply commits a command through the leader and returns its result.
+func (n *Node) apply(ctx context.Context, t fsm.CommandType, body any) (*applyResult, error) {
+	data, err := fsm.Encode(t, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	rep, err := n.leaderDo(ctx, leaderOp{Op: "apply", Cmd: data})
+	if err != nil {
+		return nil, err
+	}
+	if rep.Apply == nil {
+		return nil, fmt.Errorf("%w: leader sent no apply result", ErrUnavailable)
+	}
+	return rep.Apply, nil
+}
+
+// applyErr commits a command whose only result is an error.
+func (n *Node) applyErr(ctx context.Context, t fsm.CommandType, body any) error {
+	res, err := n.apply(ctx, t, body)
+	if err != nil {
+		return err
+	}
+	return res.err()
+}

@@ -1,0 +1,149 @@
+package dse
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"dse.dev/dse/fsm"
+)
+
+// peerHealth is the leader's view of one follower, from Raft's own heartbeat
+// observations.
+type peerHealth struct {
+	failingSince time.Time // zero while heartbeats succeed
+}
+
+// livenessLoop runs on every node and acts while it leads: it records a node
+// down once its heartbeats have failed for LivenessGrace, and up again when
+// they resume (or, for a node the registry had down when leadership began,
+// when none have failed for a grace period).
+func (n *Node) livenessLoop() {
+	obsCh := make(chan raft.Observation, 256)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+
+	tick := time.NewTicker(n.cfg.LivenessGrace / 5)
+	defer tick.Stop()
+	health := map[string]*peerHealth{}
+	var leaderSince time.Time
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case o := <-obsCh:
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				h := health[string(d.PeerID)]
+				if h == nil {
+					h = &peerHealth{}
+					health[string(d.PeerID)] = h
+				}
+				if h.failingSince.IsZero() {
+					h.failingSince = d.LastContact
+					if h.failingSince.IsZero() || h.failingSince.Before(leaderSince) {
+						h.failingSince = leaderSince
+					}
+				}
+			case raft.ResumedHeartbeatObservation:
+				delete(health, string(d.PeerID))
+			case raft.LeaderObservation:
+				// Leadership changed hands: what we knew is stale.
+				health = map[string]*peerHealth{}
+				leaderSince = time.Now()
+			}
+		case <-tick.C:
+			if !n.IsLeader() {
+				leaderSince = time.Time{}
+				continue
+			}
+			if leaderSince.IsZero() {
+				leaderSince = time.Now()
+			}
+			n.reconcileLiveness(health, leaderSince)
+		}
+	}
+}
+
+func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time.Time) {
+	servers, _, err := n.configuration()
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, s := range servers {
+		id := string(s.ID)
+		node, ok := n.fsm.Node(id)
+		if !ok {
+			continue // not registered yet; its join records it
+		}
+		want := node.Up
+		switch h := health[id]; {
+		case id == n.id:
+			want = true
+		case h != nil && now.Sub(h.failingSince) > n.cfg.LivenessGrace:
+			want = false
+		case h == nil && now.Sub(leaderSince) > n.cfg.LivenessGrace:
+			want = true
+		}
+		if want == node.Up {
+			continue
+		}
+		n.logger.Info("recording node liveness", "peer", id, "up", want)
+		res, _ := n.applyLocal(fsm.MustEncode(fsm.CmdNodeLiveness, fsm.NodeLiveness{ID: id, Up: want}))
+		if err := res.err(); err != nil {
+			n.logger.Warn("liveness update failed", "peer", id, "error", err)
+		}
+	}
+}
+
+// selfRegisterLoop keeps this node's registry record (addresses) current
+// while it is a Raft member: after a restart on a new address, or when the
+// bootstrap node first leads.
+func (n *Node) selfRegisterLoop() {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !n.needsSelfRegister() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		err := n.applyErr(ctx, fsm.CmdNodeUpsert, fsm.NodeUpsert{ID: n.id, Addr: n.trans.Addr(), HTTPAddr: n.cfg.HTTPAddr})
+		cancel()
+		if err != nil {
+			n.logger.Debug("self registration failed, retrying", "error", err)
+		}
+	}
+}
+
+func (n *Node) needsSelfRegister() bool {
+	if id, _ := n.Leader(); id == "" {
+		return false
+	}
+	servers, _, err := n.configuration()
+	if err != nil {
+		return false
+	}
+	member := false
+	for _, s := range servers {
+		member = member || string(s.ID) == n.id
+	}
+	if !member {
+		return false
+	}
+	rec, ok := n.fsm.Node(n.id)
+	return !ok || rec.Addr != n.trans.Addr() || rec.HTTPAddr != n.cfg.HTTPAddr
+}

@@ -1,0 +1,299 @@
+package dse
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"dse.dev/dse/fsm"
+	"dse.dev/dse/transport"
+)
+
+// Node is one process's membership in a dse cluster: its cluster port, its
+// Raft instance and replicated FSM, and the services it hosts.
+type Node struct {
+	cfg    Config
+	id     string
+	logger hclog.Logger
+
+	trans   *transport.Transport
+	netTran *raft.NetworkTransport
+	store   *raftboltdb.BoltStore
+	raft    *raft.Raft
+	fsm     *fsm.FSM
+
+	metrics *nodeMetrics
+	reg     *prometheus.Registry
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+	done     chan struct{} // closed when the node has stopped (Close or Leave)
+}
+
+// identity is what DataDir remembers about the node across restarts.
+type identity struct {
+	ID        string `json:"id"`
+	Advertise string `json:"advertise"`
+	HTTPAddr  string `json:"http"`
+}
+
+const identityFile = "node.json"
+
+// New starts a node: it opens storage under cfg.DataDir, listens on the
+// cluster port and starts Raft. With cfg.Bootstrap and no existing state it
+// forms a new cluster; otherwise it resumes its state, or waits to be added
+// through Join.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dse: config: %w", err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("dse: data dir: %w", err)
+	}
+	id, err := loadIdentity(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if id.ID != "" && cfg.ID != "" && id.ID != cfg.ID {
+		return nil, fmt.Errorf("dse: data dir %s belongs to node %q, not %q", cfg.DataDir, id.ID, cfg.ID)
+	}
+	if cfg.ID == "" {
+		cfg.ID = id.ID
+	}
+	if cfg.ID == "" {
+		return nil, errors.New("dse: config: ID is required on a node's first start")
+	}
+	logger = logger.With("node", cfg.ID)
+
+	trans, err := transport.New(transport.Config{
+		Bind:         cfg.Bind,
+		Advertise:    cfg.Advertise,
+		MaxFrameSize: cfg.MaxFrameSize,
+		Logger:       logger.Named("transport"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:    cfg,
+		id:     cfg.ID,
+		logger: logger,
+		trans:  trans,
+		fsm:    fsm.New(),
+		done:   make(chan struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.startRaft(); err != nil {
+		n.cancel()
+		trans.Close()
+		if n.store != nil {
+			n.store.Close()
+		}
+		return nil, err
+	}
+	if err := saveIdentity(cfg.DataDir, identity{ID: n.id, Advertise: trans.Addr(), HTTPAddr: cfg.HTTPAddr}); err != nil {
+		n.Close()
+		return nil, err
+	}
+	trans.SetHandler(n)
+	n.initMetrics()
+	n.goFunc(n.livenessLoop)
+	n.goFunc(n.selfRegisterLoop)
+	return n, nil
+}
+
+func loadIdentity(dir string) (identity, error) {
+	var id identity
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return id, nil
+	}
+	if err != nil {
+		return id, fmt.Errorf("dse: read identity: %w", err)
+	}
+	if err := json.Unmarshal(b, &id); err != nil {
+		return id, fmt.Errorf("dse: %s is corrupt: %w", filepath.Join(dir, identityFile), err)
+	}
+	return id, nil
+}
+
+// StoredIdentity returns the node id, cluster and HTTP addresses remembered in
+// dir, empty if the dir holds no node yet.
+func StoredIdentity(dir string) (id, advertise, httpAddr string, err error) {
+	i, err := loadIdentity(dir)
+	return i.ID, i.Advertise, i.HTTPAddr, err
+}
+
+func saveIdentity(dir string, id identity) error {
+	b, _ := json.MarshalIndent(id, "", "  ")
+	tmp := filepath.Join(dir, identityFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("dse: write identity: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, identityFile)); err != nil {
+		return fmt.Errorf("dse: write identity: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) startRaft() error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.id)
+	rc.Logger = n.logger.Named("raft")
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.HeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("dse: raft config: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("dse: open raft store: %w", err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, n.logger.Named("snapshots"))
+	if err != nil {
+		return fmt.Errorf("dse: snapshot store: %w", err)
+	}
+	n.netTran = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  n.trans.RaftLayer(),
+		MaxPool: 3,
+		Timeout: 2 * time.Second,
+		Logger:  n.logger.Named("raft-net"),
+	})
+	existing, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("dse: read raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.netTran)
+	if err != nil {
+		n.netTran.Close()
+		return fmt.Errorf("dse: start raft: %w", err)
+	}
+	n.raft = r
+	if n.cfg.Bootstrap && !existing {
+		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter,
+			ID:       raft.ServerID(n.id),
+			Address:  raft.ServerAddress(n.trans.Addr()),
+		}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			r.Shutdown()
+			n.netTran.Close()
+			return fmt.Errorf("dse: bootstrap: %w", err)
+		}
+		n.logger.Info("bootstrapped a new cluster")
+	}
+	return nil
+}
+
+// HasState reports whether the node resumed existing Raft state at start.
+func (n *Node) HasState() bool {
+	return n.fsm.Index() > 0 || n.raft.LastIndex() > 0
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.id }
+
+// Addr returns the node's cluster address.
+func (n *Node) Addr() string { return n.trans.Addr() }
+
+// HTTPAddr returns the HTTP address the node advertises.
+func (n *Node) HTTPAddr() string { return n.cfg.HTTPAddr }
+
+// FSM returns the node's local copy of the replicated state, for reads.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Done is closed once the node has stopped, by Close or after Leave.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+func (n *Node) goFunc(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// Close stops the node: its services, Raft, and the cluster port. It is safe
+// to call more than once and from several goroutines.
+func (n *Node) Close() error {
+	n.stopOnce.Do(func() {
+		n.cancel()
+		var errs []error
+		if n.raft != nil {
+			errs = append(errs, n.raft.Shutdown().Error())
+		}
+		n.wg.Wait()
+		if n.netTran != nil {
+			errs = append(errs, n.netTran.Close())
+		}
+		errs = append(errs, n.trans.Close())
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.stopErr = errors.Join(errs...)
+		close(n.done)
+		n.logger.Info("node stopped")
+	})
+	return n.stopErr
+}
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's id and cluster address, empty if none
+// is known.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// WaitLeader blocks until the cluster has a leader this node knows of.
+func (n *Node) WaitLeader(ctx context.Context) (string, error) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := n.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
+		case <-n.ctx.Done():
+			return "", ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// configuration returns the current Raft membership.
+func (n *Node) configuration() ([]raft.Server, uint64, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, 0, err
+	}
+	return f.Configuration().Servers, f.Index(), nil
+}
