@@ -1,3 +1,12 @@
+// Command dse runs and manages a dse cluster; see cli and README.md.
 package main
 
-func main() {}
+import (
+	"os"
+
+	"dse.dev/dse/cli"
+)
+
+func main() {
+	os.Exit(cli.Run(os.Args, os.Stdout, os.Stderr))
+}

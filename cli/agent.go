@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	ucli "github.com/urfave/cli/v2"
+
+	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/api"
+)
+
+func agentCommand() *ucli.Command {
+	d := dse.DefaultConfig()
+	return &ucli.Command{
+		Name:     "agent",
+		Category: "server",
+		Usage:    "run one node in the foreground until SIGINT/SIGTERM",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "id", Usage: "node id (remembered in --data-dir)"},
+			&ucli.StringFlag{Name: "data-dir", Usage: "where the node keeps its Raft log, snapshots and identity", Required: true},
+			&ucli.StringFlag{Name: "bind", Usage: "cluster port (Raft and data)", Value: d.Bind},
+			&ucli.StringFlag{Name: "advertise", Usage: "cluster address peers dial (default: the bound address)"},
+			&ucli.StringFlag{Name: "http", Usage: "HTTP API address", Value: d.HTTPAddr},
+			&ucli.BoolFlag{Name: "bootstrap", Usage: "start a new cluster with this node alone"},
+			&ucli.StringSliceFlag{Name: "join", Usage: "HTTP address(es) of members to join through"},
+			&ucli.BoolFlag{Name: "nonvoter", Usage: "join as a non-voting member"},
+			&ucli.DurationFlag{Name: "resub-timeout", Usage: "gap or stale-table time before a subscriber catches up", Value: d.ResubTimeout},
+			&ucli.DurationFlag{Name: "liveness-grace", Usage: "heartbeat failure time before the leader records a node down", Value: d.LivenessGrace},
+			&ucli.DurationFlag{Name: "join-timeout", Usage: "how long to keep trying to join", Value: time.Minute},
+			&ucli.StringFlag{Name: "log-level", Usage: "trace, debug, info, warn or error", Value: "info"},
+			&ucli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
+		},
+		Action: runAgent,
+	}
+}
+
+// nodeOptions is what starting one node needs, from agent flags or dev.
+type nodeOptions struct {
+	cfg         dse.Config
+	join        []string
+	joinTimeout time.Duration
+}
+
+// runningNode is a node with its HTTP server.
+type runningNode struct {
+	node *dse.Node
+	http *api.Server
+	ln   net.Listener
+	errc chan error
+}
+
+// startNode starts a node and its HTTP API, then joins the cluster if asked
+// and the node has no state yet.
+func startNode(ctx context.Context, o nodeOptions) (*runningNode, error) {
+	ln, err := net.Listen("tcp", o.cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --http %s: %w", o.cfg.HTTPAddr, err)
+	}
+	o.cfg.HTTPAddr = ln.Addr().String()
+	node, err := dse.New(o.cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	rn := &runningNode{node: node, ln: ln, errc: make(chan error, 1)}
+	rn.http = api.NewServer(node, api.ServerConfig{Logger: o.cfg.Logger.Named("http")})
+	go func() { rn.errc <- rn.http.Serve(ln) }()
+	if len(o.join) > 0 && !node.HasState() {
+		jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
+		err := api.JoinCluster(jctx, o.join, nil, "", dse.JoinRequest{
+			ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: !o.cfg.NonVoter,
+		})
+		cancel()
+		if err != nil {
+			rn.stop()
+			return nil, err
+		}
+	}
+	return rn, nil
+}
+
+func (rn *runningNode) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	herr := rn.http.Shutdown(ctx)
+	nerr := rn.node.Close()
+	return errors.Join(nerr, herr)
+}
+
+func newLogger(name, level string, jsonFormat bool) (hclog.Logger, error) {
+	lvl := hclog.LevelFromString(level)
+	if lvl == hclog.NoLevel {
+		return nil, usagef("--log-level %q is not one of trace, debug, info, warn, error", level)
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, Output: os.Stderr, JSONFormat: jsonFormat}), nil
+}
+
+func runAgent(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	logger, err := newLogger("dse", c.String("log-level"), c.Bool("log-json"))
+	if err != nil {
+		return err
+	}
+	cfg := dse.DefaultConfig()
+	cfg.ID = c.String("id")
+	cfg.DataDir = c.String("data-dir")
+	cfg.Bind = c.String("bind")
+	cfg.Advertise = c.String("advertise")
+	cfg.HTTPAddr = c.String("http")
+	cfg.Bootstrap = c.Bool("bootstrap")
+	cfg.NonVoter = c.Bool("nonvoter")
+	cfg.ResubTimeout = c.Duration("resub-timeout")
+	cfg.LivenessGrace = c.Duration("liveness-grace")
+	cfg.Logger = logger
+	// A restart on a data dir resumes the addresses it had, unless told
+	// otherwise.
+	_, adv, httpAddr, err := dse.StoredIdentity(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if !c.IsSet("bind") && adv != "" {
+		cfg.Bind = adv
+	}
+	if !c.IsSet("http") && httpAddr != "" {
+		cfg.HTTPAddr = httpAddr
+	}
+	var join []string
+	for _, j := range c.StringSlice("join") {
+		for _, a := range strings.Split(j, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				join = append(join, a)
+			}
+		}
+	}
+	if cfg.Bootstrap && len(join) > 0 {
+		return usagef("--bootstrap and --join are exclusive: a node either starts a cluster or joins one")
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	rn, err := startNode(c.Context, nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout")})
+	if err != nil {
+		return err
+	}
+	logger.Info("agent started", "id", rn.node.ID(), "cluster", rn.node.Addr(), "http", rn.node.HTTPAddr())
+	fmt.Fprintf(c.App.Writer, "dse agent %s: cluster %s, http %s\n", rn.node.ID(), rn.node.Addr(), rn.node.HTTPAddr())
+	select {
+	case <-c.Context.Done():
+		logger.Info("shutting down")
+	case <-rn.node.Done():
+		logger.Info("node stopped")
+	case err := <-rn.errc:
+		rn.stop()
+		return fmt.Errorf("http server: %w", err)
+	}
+	return rn.stop()
+}

@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"dse.dev/dse/dse/api"
+)
+
+// Exit codes, fixed by CLI.md.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitUsage   = 2
+	defaultAddr = "127.0.0.1:7401"
+)
+
+// usageError is bad usage: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{msg: fmt.Sprintf(format, a...)} }
+
+// Run runs the dse command line with args (args[0] is the program name) and
+// returns the process exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "dse: %s (see 'dse --help')\n", msg)
+		return exitUsage
+	}
+	var ec ucli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg != "" {
+			fmt.Fprintf(stderr, "dse: %s\n", msg)
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintf(stderr, "dse: %s\n", msg)
+	return exitFailed
+}
+
+// clientFlags are accepted both before the command and after it.
+func clientFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "addr", Usage: "HTTP address of the node to talk to", EnvVars: []string{"DSE_ADDR"}, Value: defaultAddr},
+		&ucli.BoolFlag{Name: "json", Usage: "print JSON (one value; one object per line for streams)"},
+		&ucli.StringFlag{Name: "token", Usage: "API token", EnvVars: []string{"DSE_TOKEN"}},
+		&ucli.StringFlag{Name: "ca", Usage: "CA certificate to verify an HTTPS node (enables HTTPS)", EnvVars: []string{"DSE_CA"}},
+		&ucli.DurationFlag{Name: "request-timeout", Usage: "bound on one request", Value: 30 * time.Second},
+	}
+}
+
+func newApp(stdout, stderr io.Writer) *ucli.App {
+	app := &ucli.App{
+		Name:                 "dse",
+		Usage:                "distributed services engine: sequenced tables and RPC over a Raft cluster",
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		Flags:                clientFlags(),
+		EnableBashCompletion: true,
+		HideVersion:          true,
+		ExitErrHandler:       func(*ucli.Context, error) {},
+		Action: func(c *ucli.Context) error {
+			if c.Args().Len() > 0 {
+				return usagef("unknown command %q", c.Args().First())
+			}
+			ucli.ShowAppHelp(c)
+			return usagef("a command is required")
+		},
+		OnUsageError: onUsageError,
+		Commands: []*ucli.Command{
+			agentCommand(),
+			devCommand(),
+			membersCommand(),
+			leaderCommand(),
+			statusCommand(),
+		},
+	}
+	prepare(app.Commands)
+	return app
+}
+
+// prepare gives every command the usage-error handler, every leaf the client
+// flags, and every parent an action that refuses unknown subcommands.
+func prepare(cmds []*ucli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 {
+			prepare(c.Subcommands)
+			if c.Action == nil {
+				c.Action = func(ctx *ucli.Context) error {
+					if ctx.Args().Len() > 0 {
+						return usagef("unknown command %q for %q", ctx.Args().First(), ctx.Command.FullName())
+					}
+					ucli.ShowSubcommandHelp(ctx)
+					return usagef("%q needs a subcommand", ctx.Command.FullName())
+				}
+			}
+			continue
+		}
+		if c.Category != "server" {
+			c.Flags = append(c.Flags, clientFlags()...)
+		}
+	}
+}
+
+func onUsageError(_ *ucli.Context, err error, _ bool) error {
+	return usagef("%v", err)
+}
+
+// flag returns the value of a flag given either before or after the command
+// (the innermost one that was set wins), else its default.
+func flagValue[T any](c *ucli.Context, name string, get func(*ucli.Context, string) T) T {
+	for _, x := range c.Lineage() {
+		if x.Command == nil && x.App == nil {
+			continue
+		}
+		if x.IsSet(name) {
+			return get(x, name)
+		}
+	}
+	return get(c, name)
+}
+
+func jsonOut(c *ucli.Context) bool {
+	return flagValue(c, "json", (*ucli.Context).Bool)
+}
+
+// client builds the API client from the client flags.
+func client(c *ucli.Context) (*api.Client, error) {
+	cfg := api.ClientConfig{
+		Addr:    flagValue(c, "addr", (*ucli.Context).String),
+		Token:   flagValue(c, "token", (*ucli.Context).String),
+		Timeout: flagValue(c, "request-timeout", (*ucli.Context).Duration),
+	}
+	if ca := flagValue(c, "ca", (*ucli.Context).String); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("read --ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s holds no PEM certificate", ca)
+		}
+		cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return api.NewClient(cfg), nil
+}
+
+// args checks the number of positional arguments and returns them.
+func args(c *ucli.Context, names ...string) ([]string, error) {
+	got := c.Args().Slice()
+	if len(got) != len(names) {
+		if len(names) == 0 {
+			return nil, usagef("%s takes no arguments, got %q", c.Command.FullName(), got)
+		}
+		return nil, usagef("%s needs %s, got %d argument(s)", c.Command.FullName(), strings.Join(names, " "), len(got))
+	}
+	for i, a := range got {
+		if a == "" {
+			return nil, usagef("%s: %s must not be empty", c.Command.FullName(), names[i])
+		}
+	}
+	return got, nil
+}
+
+// printJSON writes v as one line of JSON.
+func printJSON(c *ucli.Context, v any) error {
+	enc := json.NewEncoder(c.App.Writer)
+	return enc.Encode(v)
+}
+
+// table prints rows under a header, aligned, for people.
+func table(w io.Writer, header string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}

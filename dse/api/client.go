@@ -1,0 +1,199 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"dse.dev/dse/dse"
+)
+
+// Client talks to one node's HTTP API.
+type Client struct {
+	base  string
+	hc    *http.Client
+	token string
+}
+
+// ClientConfig holds a client's settings.
+type ClientConfig struct {
+	// Addr is the node's HTTP address, host:port (or a full URL).
+	Addr string
+	// Token is sent as a bearer token when set.
+	Token string
+	// TLS, when set, makes the client speak HTTPS.
+	TLS *tls.Config
+	// Timeout bounds a whole request; zero means none (streams).
+	Timeout time.Duration
+}
+
+// NewClient returns a client for cfg.Addr.
+func NewClient(cfg ClientConfig) *Client {
+	base := cfg.Addr
+	if !strings.Contains(base, "://") {
+		scheme := "http"
+		if cfg.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + base
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg.TLS
+	tr.Proxy = nil
+	return &Client{
+		base:  strings.TrimRight(base, "/"),
+		hc:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		token: cfg.Token,
+	}
+}
+
+// Error is an API error: the HTTP status, and the dse error it carries
+// (errors.Is matches dse's sentinels through it).
+type Error struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Unwrap returns the dse error of the code.
+func (e *Error) Unwrap() error { return dse.FromCode(e.Code, e.Msg) }
+
+// request sends a request and returns the response for the caller to read;
+// a non-2xx answer is turned into an *Error.
+func (c *Client) request(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", dse.ErrUnavailable, unwrapURLError(err))
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var eb errorBody
+	if json.Unmarshal(raw, &eb) != nil || eb.Error.Code == "" {
+		return nil, &Error{Status: resp.StatusCode, Code: "internal", Msg: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(raw)))}
+	}
+	return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Msg: eb.Error.Message}
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %v", ue.Op, ue.URL, ue.Err)
+	}
+	return err
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.request(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Status returns the node's Raft status.
+func (c *Client) Status(ctx context.Context) (dse.StatusReport, error) {
+	var st dse.StatusReport
+	return st, c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+}
+
+// Members lists the cluster's members.
+func (c *Client) Members(ctx context.Context) ([]dse.Member, error) {
+	var ms []dse.Member
+	return ms, c.do(ctx, http.MethodGet, "/v1/members", nil, &ms)
+}
+
+// Join asks the cluster to add a node.
+func (c *Client) Join(ctx context.Context, req dse.JoinRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/members", req, nil)
+}
+
+// Remove removes a member.
+func (c *Client) Remove(ctx context.Context, id string, force bool) error {
+	return c.do(ctx, http.MethodDelete, fmt.Sprintf("/v1/members/%s?force=%t", url.PathEscape(id), force), nil, nil)
+}
+
+// Promote turns a non-voter into a voter.
+func (c *Client) Promote(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/members/"+url.PathEscape(id)+"/promote", nil, nil)
+}
+
+// Leave makes the addressed node leave the cluster.
+func (c *Client) Leave(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/leave", nil, nil)
+}
+
+// TransferLeadership moves leadership (to a given voter, or any) and returns
+// the new leader's id.
+func (c *Client) TransferLeadership(ctx context.Context, to string) (string, error) {
+	var out struct {
+		Leader string `json:"leader"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/leader/transfer", TransferRequest{To: to}, &out)
+	return out.Leader, err
+}
+
+// JoinCluster asks the nodes at addrs, in turn, to add req, retrying until one
+// accepts or ctx ends.
+func JoinCluster(ctx context.Context, addrs []string, tlsCfg *tls.Config, token string, req dse.JoinRequest) error {
+	backoff := 100 * time.Millisecond
+	var last error
+	for {
+		for _, a := range addrs {
+			c := NewClient(ClientConfig{Addr: a, TLS: tlsCfg, Token: token, Timeout: 15 * time.Second})
+			if last = c.Join(ctx, req); last == nil {
+				return nil
+			}
+			// A refusal (bad input, auth) will not change by retrying.
+			var ae *Error
+			if errors.As(last, &ae) && ae.Status/100 == 4 {
+				return fmt.Errorf("join via %s: %w", a, last)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join %v: %w (last error: %v)", addrs, ctx.Err(), last)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
