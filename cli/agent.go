@@ -24,7 +24,7 @@ func agentCommand() *ucli.Command {
 		Usage:    "run one node in the foreground until SIGINT/SIGTERM",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "id", Usage: "node id (remembered in --data-dir)"},
-			&ucli.StringFlag{Name: "data-dir", Usage: "where the node keeps its Raft log, snapshots and identity", Required: true},
+			&ucli.StringFlag{Name: "data-dir", Usage: "where the node keeps its Raft log, snapshots and identity (required)"},
 			&ucli.StringFlag{Name: "bind", Usage: "cluster port (Raft and data)", Value: d.Bind},
 			&ucli.StringFlag{Name: "advertise", Usage: "cluster address peers dial (default: the bound address)"},
 			&ucli.StringFlag{Name: "http", Usage: "HTTP API address", Value: d.HTTPAddr},
@@ -105,6 +105,9 @@ func newLogger(name, level string, jsonFormat bool) (hclog.Logger, error) {
 func runAgent(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
+	}
+	if c.String("data-dir") == "" {
+		return usagef("agent needs --data-dir")
 	}
 	logger, err := newLogger("dse", c.String("log-level"), c.Bool("log-json"))
 	if err != nil {

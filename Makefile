@@ -1,0 +1,25 @@
+GO       ?= go
+PKGS     := ./...
+FUZZTIME ?= 30s
+
+.PHONY: build test lint bench fuzz chaos clean
+
+build: ## the binary, at bin/dse
+	$(GO) build -o bin/dse .
+
+test: ## every test, with the race detector (the CI command)
+	$(GO) test -race -timeout 9m -count=1 $(PKGS)
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+bench: build ## Go micro-benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s $(PKGS)
+
+fuzz: ## every fuzzer for FUZZTIME each
+	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./transport -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin dse-dev-data
