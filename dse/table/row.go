@@ -1,0 +1,288 @@
+package table
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Row is one tuple of canonical scalars.
+type Row []any
+
+// ErrBadRow is returned for a row that is not a tuple of scalars.
+var ErrBadRow = errors.New("bad row")
+
+// Limits bound rows accepted from outside.
+type Limits struct {
+	MaxRows    int // rows in one table or delta
+	MaxColumns int // values in one row
+	MaxString  int // bytes in one string or []byte value
+}
+
+// DefaultLimits are generous bounds for rows from the network.
+var DefaultLimits = Limits{MaxRows: 10_000_000, MaxColumns: 1024, MaxString: 1 << 20}
+
+// Canonical returns v as a canonical scalar: integers as int64, floats as
+// float64, json.Number as int64 when integral else float64.
+func Canonical(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, bool, string, int64, float64, []byte:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case int8:
+		return int64(x), nil
+	case int16:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case uint8:
+		return int64(x), nil
+	case uint16:
+		return int64(x), nil
+	case uint32:
+		return int64(x), nil
+	case uint:
+		if uint64(x) > math.MaxInt64 {
+			return nil, fmt.Errorf("integer %d overflows int64", x)
+		}
+		return int64(x), nil
+	case uint64:
+		if x > math.MaxInt64 {
+			return nil, fmt.Errorf("integer %d overflows int64", x)
+		}
+		return int64(x), nil
+	case float32:
+		return float64(x), nil
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("number %s: %v", x, err)
+		}
+		return f, nil
+	case map[string]any:
+		return nil, errors.New("an object is not a scalar")
+	case []any:
+		return nil, errors.New("a nested array is not a scalar")
+	}
+	return nil, fmt.Errorf("%T is not a scalar", v)
+}
+
+// CanonicalRow canonicalizes every value of r in place.
+func CanonicalRow(r Row, lim Limits) error {
+	if len(r) > lim.MaxColumns {
+		return fmt.Errorf("%d columns, limit %d", len(r), lim.MaxColumns)
+	}
+	for i, v := range r {
+		c, err := Canonical(v)
+		if err != nil {
+			return fmt.Errorf("column %d: %v", i, err)
+		}
+		switch s := c.(type) {
+		case string:
+			if len(s) > lim.MaxString {
+				return fmt.Errorf("column %d: string of %d bytes, limit %d", i, len(s), lim.MaxString)
+			}
+		case []byte:
+			if len(s) > lim.MaxString {
+				return fmt.Errorf("column %d: bytes of %d, limit %d", i, len(s), lim.MaxString)
+			}
+		}
+		r[i] = c
+	}
+	return nil
+}
+
+// CanonicalRows canonicalizes rows in place, naming the first bad one.
+func CanonicalRows(rows []Row, lim Limits) error {
+	if len(rows) > lim.MaxRows {
+		return fmt.Errorf("%w: %d rows, limit %d", ErrBadRow, len(rows), lim.MaxRows)
+	}
+	for i, r := range rows {
+		if err := CanonicalRow(r, lim); err != nil {
+			return fmt.Errorf("%w: row %d: %v", ErrBadRow, i, err)
+		}
+	}
+	return nil
+}
+
+// FromJSON parses a JSON array of rows, each a JSON array of scalars. It
+// names the first row or value that is not.
+func FromJSON(data []byte, lim Limits) ([]Row, error) {
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("%w: not JSON: %v", ErrBadRow, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: more than one JSON value", ErrBadRow)
+	}
+	return FromValue(raw, lim)
+}
+
+// FromValue converts a decoded JSON value (an array of arrays) into rows.
+func FromValue(raw any, lim Limits) ([]Row, error) {
+	arr, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: want a JSON array of rows, got %s", ErrBadRow, jsonKind(raw))
+	}
+	rows := make([]Row, len(arr))
+	for i, r := range arr {
+		cols, ok := r.([]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: row %d: want an array of scalars, got %s", ErrBadRow, i, jsonKind(r))
+		}
+		rows[i] = Row(cols)
+	}
+	if err := CanonicalRows(rows, lim); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number, float64:
+		return "a number"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// Key returns the canonical encoding of a canonical row: equal rows, equal
+// keys. Value tags keep 1 and 1.0 and "1" apart.
+func Key(r Row) string {
+	var small [64]byte
+	return string(AppendKey(small[:0], r))
+}
+
+// AppendKey appends r's key to b.
+func AppendKey(b []byte, r Row) []byte {
+	for _, v := range r {
+		switch x := v.(type) {
+		case nil:
+			b = append(b, 'n')
+		case bool:
+			if x {
+				b = append(b, 't')
+			} else {
+				b = append(b, 'f')
+			}
+		case int64:
+			b = append(b, 'i')
+			b = binary.BigEndian.AppendUint64(b, uint64(x))
+		case float64:
+			b = append(b, 'd')
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(x))
+		case string:
+			b = append(b, 's')
+			b = binary.AppendUvarint(b, uint64(len(x)))
+			b = append(b, x...)
+		case []byte:
+			b = append(b, 'b')
+			b = binary.AppendUvarint(b, uint64(len(x)))
+			b = append(b, x...)
+		default:
+			// Not canonical: encode its text so the key is still stable.
+			s := fmt.Sprint(x)
+			b = append(b, '?')
+			b = binary.AppendUvarint(b, uint64(len(s)))
+			b = append(b, s...)
+		}
+	}
+	return b
+}
+
+// Compare orders canonical rows lexicographically, value by value (nil <
+// bool < numbers < strings < bytes); a prefix sorts first.
+func Compare(a, b Row) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if c := compareValue(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}
+
+func rank(v any) int {
+	switch v.(type) {
+	case nil:
+		return 0
+	case bool:
+		return 1
+	case int64, float64:
+		return 2
+	case string:
+		return 3
+	case []byte:
+		return 4
+	}
+	return 5
+}
+
+func compareValue(a, b any) int {
+	ra, rb := rank(a), rank(b)
+	if ra != rb {
+		return ra - rb
+	}
+	switch x := a.(type) {
+	case bool:
+		y := b.(bool)
+		switch {
+		case x == y:
+			return 0
+		case !x:
+			return -1
+		}
+		return 1
+	case int64:
+		switch y := b.(type) {
+		case int64:
+			return cmp3(x < y, x > y)
+		case float64:
+			return cmp3(float64(x) < y, float64(x) > y)
+		}
+	case float64:
+		switch y := b.(type) {
+		case int64:
+			return cmp3(x < float64(y), x > float64(y))
+		case float64:
+			return cmp3(x < y, x > y)
+		}
+	case string:
+		return strings.Compare(x, b.(string))
+	case []byte:
+		return slices.Compare(x, b.([]byte))
+	}
+	return 0
+}
+
+func cmp3(less, more bool) int {
+	switch {
+	case less:
+		return -1
+	case more:
+		return 1
+	}
+	return 0
+}
+
+// Sort sorts rows in place by Compare.
+func Sort(rows []Row) { slices.SortFunc(rows, Compare) }
