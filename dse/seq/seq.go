@@ -1,0 +1,123 @@
+// Package seq is the subscriber's sequencer: per (publisher, table) it turns
+// publications that arrive in any order, duplicated or not at all into the
+// ordered list to apply, and says when the subscriber must catch up.
+//
+// The rules (DESIGN.md, "Subscriber sequencing"): a snapshot with a seqnum
+// above the last applied one replaces the table and drops older buffered
+// deltas; a delta with seqnum last+1 is applied, then every buffered
+// successor; a later delta is buffered (bounded); duplicates and older ones
+// are dropped. The drain is a loop, not recursion (Congress recursed and
+// crashed near 500 queued messages), and gap tracking restarts after every
+// gap (Congress stopped tracking after the first). A gap that stays open, or
+// a committed seqnum ahead of the applied one, for longer than the timeout
+// calls for a catch-up.
+//
+// A Sequencer is not safe for concurrent use; its owner locks. It reads no
+// clock: callers pass the time, so tests are exact.
+package seq
+
+import (
+	"time"
+
+	"dse.dev/dse/dse/table"
+)
+
+// Sequencer orders the publications of one table.
+type Sequencer struct {
+	last       uint64
+	buf        map[uint64]*table.Publication
+	maxBuf     int
+	gapSince   time.Time
+	staleSince time.Time
+
+	// Counters, for metrics and tests.
+	Duplicates int
+	Overflows  int
+}
+
+// New returns a sequencer that buffers at most maxBuf early deltas.
+func New(maxBuf int) *Sequencer {
+	return &Sequencer{buf: map[uint64]*table.Publication{}, maxBuf: max(maxBuf, 1)}
+}
+
+// Last returns the seqnum of the last applied publication (0: none).
+func (s *Sequencer) Last() uint64 { return s.last }
+
+// Buffered returns the number of early deltas held.
+func (s *Sequencer) Buffered() int { return len(s.buf) }
+
+// Offer takes one arrived publication and returns those now to apply, in
+// order.
+func (s *Sequencer) Offer(p *table.Publication, now time.Time) []*table.Publication {
+	var out []*table.Publication
+	switch {
+	case p.Seqnum <= s.last:
+		s.Duplicates++
+		return nil
+	case p.Snapshot:
+		out = append(out, p)
+		s.last = p.Seqnum
+		for seq := range s.buf {
+			if seq <= p.Seqnum {
+				delete(s.buf, seq)
+			}
+		}
+	case p.Seqnum == s.last+1:
+		out = append(out, p)
+		s.last = p.Seqnum
+	default:
+		if _, dup := s.buf[p.Seqnum]; dup {
+			s.Duplicates++
+		} else if len(s.buf) >= s.maxBuf {
+			s.Overflows++ // recovered by the catch-up the gap triggers
+		} else {
+			s.buf[p.Seqnum] = p
+		}
+		if s.gapSince.IsZero() {
+			s.gapSince = now
+		}
+		return nil
+	}
+	for {
+		next, ok := s.buf[s.last+1]
+		if !ok {
+			break
+		}
+		delete(s.buf, s.last+1)
+		out = append(out, next)
+		s.last = next.Seqnum
+	}
+	if len(s.buf) == 0 {
+		s.gapSince = time.Time{}
+	} else {
+		s.gapSince = now // progress: a new gap starts now
+	}
+	return out
+}
+
+// NeedsCatchup reports whether the subscriber must catch up: a gap open, or
+// the committed seqnum (from the FSM) ahead of the applied one, for at least
+// timeout.
+func (s *Sequencer) NeedsCatchup(now time.Time, committed uint64, timeout time.Duration) bool {
+	if committed > s.last {
+		if s.staleSince.IsZero() {
+			s.staleSince = now
+		}
+	} else {
+		s.staleSince = time.Time{}
+	}
+	gap := !s.gapSince.IsZero() && now.Sub(s.gapSince) >= timeout
+	stale := !s.staleSince.IsZero() && now.Sub(s.staleSince) >= timeout
+	return gap || stale
+}
+
+// CatchupStarted restarts both timers, so one catch-up is not followed by
+// another before it had a chance to land.
+func (s *Sequencer) CatchupStarted(now time.Time) {
+	if !s.gapSince.IsZero() {
+		s.gapSince = now
+	}
+	if !s.staleSince.IsZero() {
+		s.staleSince = now
+	}
+}
