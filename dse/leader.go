@@ -22,13 +22,22 @@ func (n *Node) HandleRequest(ctx context.Context, typ byte, body []byte) ([]byte
 		return encode(n.runLeaderOp(ctx, op))
 	case msgStatus:
 		return encode(n.Status())
+	case msgRPC:
+		return n.svcs.handleRPC(ctx, body)
+	case msgCatchup:
+		return n.svcs.handleCatchup(body)
 	}
 	return nil, fmt.Errorf("%w: unknown request type %d", ErrInvalid, typ)
 }
 
 // HandleMessage receives a one-way dse frame from a peer (transport.Handler).
 func (n *Node) HandleMessage(from string, typ byte, body []byte) {
-	n.logger.Warn("dropping unknown message", "from", from, "type", typ)
+	switch typ {
+	case msgPublication:
+		n.svcs.handlePublications(from, body)
+	default:
+		n.logger.Warn("dropping unknown message", "from", from, "type", typ)
+	}
 }
 
 // runLeaderOp executes op if this node leads, else answers not_leader.

@@ -35,6 +35,7 @@ type Node struct {
 
 	metrics *nodeMetrics
 	reg     *prometheus.Registry
+	svcs    *services // the engine: hosted services, subscriptions, group commit
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -101,6 +102,7 @@ func New(cfg Config) (*Node, error) {
 		done:   make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.svcs = newServices(n)
 	if err := n.startRaft(); err != nil {
 		n.cancel()
 		trans.Close()
@@ -117,6 +119,7 @@ func New(cfg Config) (*Node, error) {
 	n.initMetrics()
 	n.goFunc(n.livenessLoop)
 	n.goFunc(n.selfRegisterLoop)
+	n.svcs.start()
 	return n, nil
 }
 

@@ -120,6 +120,18 @@ func (f *FSM) Service(id string) (Service, bool) {
 	return *s.clone(), true
 }
 
+// Owner returns a service's owner node and incarnation without copying the
+// record (the publish path asks on every publication).
+func (f *FSM) Owner(id string) (node string, incarnation uint64, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.s.services[id]
+	if !ok {
+		return "", 0, false
+	}
+	return s.Owner, s.Incarnation, true
+}
+
 // Services returns every service, sorted by id.
 func (f *FSM) Services() []Service {
 	f.mu.RLock()

@@ -232,3 +232,14 @@ func DecodeBatch(body []byte) ([]*Publication, error) {
 	}
 	return out, nil
 }
+
+// BatchHeaderSize is the size of the fixed batch header PutBatchHeader
+// writes.
+const BatchHeaderSize = 5
+
+// PutBatchHeader writes a fixed-size header for n publications into
+// b[:BatchHeaderSize], so a frame can be built before its count is known.
+func PutBatchHeader(b []byte, n int) {
+	b[0] = msgpcode.Array32
+	b[1], b[2], b[3], b[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+}

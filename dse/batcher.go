@@ -1,0 +1,261 @@
+package dse
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"dse.dev/dse/dse/cache"
+	"dse.dev/dse/dse/table"
+	"dse.dev/dse/fsm"
+)
+
+// pubReq is one publication waiting for its seqnum.
+type pubReq struct {
+	svc   *DataService
+	t     *pubTable
+	pub   *table.Publication
+	inc   uint64 // owner incarnation the publication was computed under
+	epoch uint64 // the table's epoch then; a failure starts a new one
+	done  chan pubResult
+}
+
+type pubResult struct {
+	seqnum uint64
+	err    error
+}
+
+// batcher is the node's group commit: publications of every table of every
+// local service queue up while one Raft entry is in flight, and the next
+// entry assigns seqnums to all of them at once. Then it pushes them, in
+// seqnum order, to the nodes that host subscribers.
+type batcher struct {
+	n    *Node
+	mu   sync.Mutex
+	q    []*pubReq
+	kick chan struct{}
+}
+
+func newBatcher(n *Node) *batcher { return &batcher{n: n, kick: make(chan struct{}, 1)} }
+
+func (b *batcher) enqueue(r *pubReq) {
+	b.mu.Lock()
+	b.q = append(b.q, r)
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *batcher) take() []*pubReq {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.q
+	b.q = nil
+	return q
+}
+
+func (b *batcher) run() {
+	for {
+		select {
+		case <-b.n.ctx.Done():
+			for _, r := range b.take() {
+				b.fail(r, ErrClosed)
+			}
+			return
+		case <-b.kick:
+		}
+		for {
+			reqs := b.take()
+			if len(reqs) == 0 {
+				break
+			}
+			b.commit(reqs)
+		}
+	}
+}
+
+// fail answers a request with err and makes its table's next publication a
+// snapshot: publications already queued behind it (computed against its
+// content) fail too, through the epoch.
+func (b *batcher) fail(r *pubReq, err error) {
+	t := r.t
+	t.mu.Lock()
+	if r.epoch == t.epoch {
+		t.epoch++
+		t.forceSnapshot = true
+	}
+	t.pending--
+	t.cond.Broadcast()
+	t.mu.Unlock()
+	r.done <- pubResult{err: err}
+}
+
+// group is a run of requests for one table under one incarnation.
+type group struct {
+	svc  *DataService
+	t    *pubTable
+	inc  uint64
+	reqs []*pubReq
+}
+
+func (b *batcher) commit(reqs []*pubReq) {
+	n := b.n
+	var groups []*group
+	index := map[*pubTable]*group{}
+	for _, r := range reqs {
+		owner, inc, ok := n.fsm.Owner(r.svc.id)
+		r.t.mu.Lock()
+		stale := r.epoch != r.t.epoch
+		r.t.mu.Unlock()
+		switch {
+		case stale:
+			b.fail(r, fmt.Errorf("%w: an earlier publication of %s/%s failed; publish again", ErrUnavailable, r.svc.id, r.t.name))
+			continue
+		case !ok:
+			b.fail(r, fmt.Errorf("%w: %q", ErrServiceNotFound, r.svc.id))
+			continue
+		case owner != n.id || inc != r.inc:
+			b.fail(r, fmt.Errorf("%w: service %q is owned by node %q (incarnation %d), not this instance", ErrFenced, r.svc.id, owner, inc))
+			continue
+		}
+		g := index[r.t]
+		if g == nil || g.inc != r.inc {
+			g = &group{svc: r.svc, t: r.t, inc: r.inc}
+			index[r.t] = g
+			groups = append(groups, g)
+		}
+		g.reqs = append(g.reqs, r)
+	}
+	if len(groups) == 0 {
+		return
+	}
+	cmd := fsm.Publish{Requests: make([]fsm.PublishRequest, len(groups))}
+	for i, g := range groups {
+		cmd.Requests[i] = fsm.PublishRequest{Service: g.svc.id, Incarnation: g.inc, Table: g.t.name, Count: uint64(len(g.reqs))}
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+	res, err := n.apply(ctx, fsm.CmdPublish, cmd)
+	cancel()
+	if err == nil && len(res.Grants) != len(groups) {
+		err = fmt.Errorf("%w: %d grants for %d requests", ErrUnavailable, len(res.Grants), len(groups))
+	}
+	if err == nil {
+		err = res.err()
+	}
+	if err != nil {
+		for _, g := range groups {
+			for _, r := range g.reqs {
+				b.fail(r, err)
+			}
+		}
+		return
+	}
+	n.metrics.seqCommits.Inc()
+	var pubs []*table.Publication
+	var done []*pubReq
+	for i, g := range groups {
+		grant := res.Grants[i]
+		if gerr := FromCode(grant.Code, grant.Msg); gerr != nil {
+			for _, r := range g.reqs {
+				b.fail(r, gerr)
+			}
+			continue
+		}
+		t := g.t
+		t.mu.Lock()
+		for k, r := range g.reqs {
+			r.pub.Seqnum = grant.First + uint64(k)
+			t.recordLocked(r.pub)
+			pubs = append(pubs, r.pub)
+		}
+		t.seqnum = grant.First + uint64(len(g.reqs)) - 1
+		t.inc = g.inc
+		t.pending -= len(g.reqs)
+		if t.pending == 0 && t.readers > 0 {
+			t.cond.Broadcast()
+		}
+		t.mu.Unlock()
+		done = append(done, g.reqs...)
+	}
+	n.metrics.publications.Add(float64(len(pubs)))
+	n.svcs.push(pubs)
+	for _, r := range done {
+		r.done <- pubResult{seqnum: r.pub.Seqnum}
+	}
+}
+
+// maxPushFrame is where a push frame is cut, well under the frame limit.
+const maxPushFrame = 1 << 20
+
+// push sends sequenced publications, in order, once to each node that hosts
+// a subscriber of their table; local subscribers get them directly. Each
+// publication is encoded once, whatever the number of nodes.
+func (ss *services) push(pubs []*table.Publication) {
+	n := ss.n
+	type frame struct {
+		addr  string
+		buf   []byte
+		count int
+	}
+	frames := map[string]*frame{}
+	var order []*frame
+	send := func(f *frame) {
+		if f.count == 0 {
+			return
+		}
+		table.PutBatchHeader(f.buf, f.count)
+		if err := n.trans.Send(f.addr, msgPublication, f.buf); err != nil {
+			n.metrics.dropped.Add(float64(f.count))
+			n.logger.Debug("push dropped", "peer", f.addr, "publications", f.count, "error", err)
+		}
+		f.buf, f.count = make([]byte, table.BatchHeaderSize, 4096), 0
+	}
+	targets := map[cache.TableID][]string{}
+	var local []*table.Publication
+	for _, p := range pubs {
+		id := cache.TableID{Publisher: p.Publisher, Table: p.Table}
+		nodes, ok := targets[id]
+		if !ok {
+			nodes = n.fsm.SubscriberNodes(p.Publisher, p.Table)
+			targets[id] = nodes
+		}
+		var enc []byte
+		for _, node := range nodes {
+			if node == n.id {
+				local = append(local, p)
+				continue
+			}
+			f := frames[node]
+			if f == nil {
+				rec, ok := n.fsm.Node(node)
+				if !ok || !rec.Up {
+					continue // a down node catches up when it is back
+				}
+				f = &frame{addr: rec.Addr, buf: make([]byte, table.BatchHeaderSize, 4096)}
+				frames[node] = f
+				order = append(order, f)
+			}
+			if enc == nil {
+				var err error
+				if enc, err = p.Encode(); err != nil {
+					n.logger.Error("cannot encode publication", "publisher", p.Publisher, "table", p.Table, "error", err)
+					break
+				}
+			}
+			if len(f.buf)+len(enc) > maxPushFrame {
+				send(f)
+			}
+			f.buf = append(f.buf, enc...)
+			f.count++
+		}
+	}
+	for _, f := range order {
+		send(f)
+	}
+	if len(local) > 0 {
+		ss.receive(local, time.Now())
+	}
+}

@@ -1,0 +1,235 @@
+package dse
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"dse.dev/dse/dse/table"
+)
+
+// historySize bounds the recent publications a publisher keeps per table for
+// subscribers catching up after a gap.
+const historySize = 1024
+
+// pubTable is one table a service publishes. Its content already includes
+// publications waiting for their seqnums (pending): a publish computes its
+// delta against everything published before it, and the batcher assigns
+// seqnums in the same order.
+type pubTable struct {
+	name string
+	mu   sync.Mutex
+	cond *sync.Cond
+
+	rows          *table.Set
+	seqnum        uint64 // last sequenced publication
+	inc           uint64 // incarnation it was sequenced under
+	published     bool   // a publication has been made (sequenced or pending)
+	pending       int    // publications waiting for seqnums
+	readers       int    // snapshot readers waiting for pending == 0
+	forceSnapshot bool   // the next publication must be a snapshot
+	epoch         uint64 // bumped when a publication fails to be sequenced
+	history       []*table.Publication
+}
+
+func newPubTable(name string) *pubTable {
+	t := &pubTable{name: name, rows: table.NewSet(nil)}
+	t.cond = sync.NewCond(&t.mu)
+	return t
+}
+
+// settled waits, under t.mu, until no publication is pending, holding off new
+// ones meanwhile, so rows and seqnum describe the same moment.
+func (t *pubTable) settled(f func()) {
+	t.mu.Lock()
+	t.readers++
+	for t.pending > 0 {
+		t.cond.Wait()
+	}
+	f()
+	t.readers--
+	t.cond.Broadcast()
+	t.mu.Unlock()
+}
+
+// recordLocked appends sequenced publications to the history.
+func (t *pubTable) recordLocked(p *table.Publication) {
+	if p.Snapshot {
+		t.history = t.history[:0]
+	}
+	if len(t.history) >= historySize {
+		copy(t.history, t.history[1:])
+		t.history = t.history[:len(t.history)-1]
+	}
+	t.history = append(t.history, p)
+}
+
+// since returns the sequenced publications after seqnum after, or false when
+// the history no longer reaches back that far.
+func (t *pubTable) sinceLocked(after uint64) ([]*table.Publication, bool) {
+	if after >= t.seqnum {
+		return nil, true
+	}
+	if len(t.history) == 0 || t.history[0].Seqnum > after+1 {
+		return nil, false
+	}
+	for i, p := range t.history {
+		if p.Seqnum > after {
+			return append([]*table.Publication(nil), t.history[i:]...), true
+		}
+	}
+	return nil, true
+}
+
+func (s *DataService) pubTable(name string) *pubTable {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tables[name]
+	if !ok {
+		t = newPubTable(name)
+		s.tables[name] = t
+	}
+	return t
+}
+
+func (s *DataService) existingTable(name string) (*pubTable, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tables[name]
+	return t, ok
+}
+
+// Publish sets a table's full new content (publish). The node computes the
+// delta against the last publication and sends that, or the whole table when
+// useSnapshot is set (or the table's first publication under this owner).
+// Nothing changed means nothing is sent and no seqnum used: it returns
+// (current seqnum, false). Otherwise it returns the publication's seqnum
+// once it is committed in the registry and pushed to subscriber nodes.
+func (s *DataService) Publish(ctx context.Context, tableName string, rows []Row, useSnapshot bool) (uint64, bool, error) {
+	if err := table.CanonicalRows(rows, table.DefaultLimits); err != nil {
+		return 0, false, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return s.publish(ctx, tableName, func(t *pubTable) (add, del []Row) { return t.rows.Diff(rows) }, useSnapshot)
+}
+
+// PublishDelta publishes a change the caller already knows (rows added and
+// deleted), without diffing a big table. Rows already present (added) or
+// absent (deleted) are no change.
+func (s *DataService) PublishDelta(ctx context.Context, tableName string, add, del []Row) (uint64, bool, error) {
+	if err := table.CanonicalRows(add, table.DefaultLimits); err != nil {
+		return 0, false, fmt.Errorf("%w: add: %v", ErrInvalid, err)
+	}
+	if err := table.CanonicalRows(del, table.DefaultLimits); err != nil {
+		return 0, false, fmt.Errorf("%w: del: %v", ErrInvalid, err)
+	}
+	return s.publish(ctx, tableName, func(t *pubTable) ([]Row, []Row) {
+		var a, d []Row
+		delKeys := make(map[string]struct{}, len(del))
+		for _, r := range del {
+			if t.rows.Has(r) {
+				d = append(d, r)
+			}
+			delKeys[table.Key(r)] = struct{}{}
+		}
+		for _, r := range add {
+			_, deleted := delKeys[table.Key(r)]
+			if !t.rows.Has(r) || deleted {
+				a = append(a, r)
+			}
+		}
+		return a, d
+	}, false)
+}
+
+func (s *DataService) publish(ctx context.Context, tableName string, delta func(*pubTable) (add, del []Row), useSnapshot bool) (uint64, bool, error) {
+	if !validName(tableName) {
+		return 0, false, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, tableName)
+	}
+	n, ok := s.enter()
+	if !ok {
+		return 0, false, s.errNotRunning()
+	}
+	defer s.leave()
+	owner, inc, ok := n.fsm.Owner(s.id)
+	switch {
+	case !ok:
+		return 0, false, fmt.Errorf("%w: %q", ErrServiceNotFound, s.id)
+	case owner != n.id:
+		return 0, false, fmt.Errorf("%w: service %q is standing by on node %q; node %q owns it", ErrFenced, s.id, n.id, owner)
+	}
+	t := s.pubTable(tableName)
+	req := &pubReq{svc: s, t: t, inc: inc, done: make(chan pubResult, 1)}
+	t.mu.Lock()
+	for t.readers > 0 {
+		t.cond.Wait()
+	}
+	req.epoch = t.epoch
+	add, del := delta(t)
+	// A new owner's first publication of each table is a snapshot.
+	first := !t.published || (t.inc != 0 && t.inc != inc)
+	if len(add) == 0 && len(del) == 0 && !first {
+		seq := t.seqnum
+		t.mu.Unlock()
+		return seq, false, nil
+	}
+	p := &table.Publication{
+		Publisher: s.id,
+		Table:     tableName,
+		Snapshot:  useSnapshot || first || t.forceSnapshot,
+		SentAt:    time.Now().UnixNano(),
+	}
+	t.rows.Apply(add, del)
+	if p.Snapshot {
+		p.Rows = t.rows.Unsorted()
+	} else {
+		p.Add, p.Del = add, del
+	}
+	req.pub = p
+	t.published, t.forceSnapshot = true, false
+	t.pending++
+	n.svcs.batcher.enqueue(req) // under t.mu: queue order is table order
+	t.mu.Unlock()
+	select {
+	case r := <-req.done:
+		return r.seqnum, r.err == nil, r.err
+	case <-ctx.Done():
+		return 0, false, fmt.Errorf("%w: publication of %s/%s not yet sequenced: %v", ErrUnavailable, s.id, tableName, ctx.Err())
+	}
+}
+
+// GetSnapshot returns a table's current content (get_snapshot), or what the
+// GetSnapshot hook says.
+func (s *DataService) GetSnapshot(tableName string) ([]Row, error) {
+	if s.hooks.GetSnapshot != nil {
+		return s.hooks.GetSnapshot(tableName)
+	}
+	_, rows, err := s.GetLastPublishedDataWithSeqnum(tableName)
+	return rows, err
+}
+
+// GetLastPublishedDataWithSeqnum returns a table's last sequenced content and
+// its seqnum, consistently (get_last_published_data_with_seqnum). A table
+// never published has seqnum 0 and no rows.
+func (s *DataService) GetLastPublishedDataWithSeqnum(tableName string) (uint64, []Row, error) {
+	t, ok := s.existingTable(tableName)
+	if !ok {
+		return 0, []Row{}, nil
+	}
+	var seq uint64
+	var rows []Row
+	t.settled(func() {
+		seq, rows = t.seqnum, t.rows.Rows()
+	})
+	return seq, rows, nil
+}
+
+// snapshotPublication returns the table as a snapshot publication at its
+// last seqnum, for a subscriber catching up.
+func (t *pubTable) snapshotPublication(publisher string) *table.Publication {
+	var p *table.Publication
+	t.settled(func() {
+		p = &table.Publication{Publisher: publisher, Table: t.name, Seqnum: t.seqnum, Snapshot: true, Rows: t.rows.Unsorted()}
+	})
+	return p
+}

@@ -1,0 +1,287 @@
+package dse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"dse.dev/dse/dse/cache"
+	"dse.dev/dse/dse/table"
+	"dse.dev/dse/fsm"
+)
+
+// Row is one tuple of canonical scalars (see package table).
+type Row = table.Row
+
+// Data is what a subscriber receives for one publication: a snapshot (Rows,
+// the whole table) or a delta (Add, Del).
+type Data struct {
+	Snapshot bool
+	Rows     []Row
+	Add      []Row
+	Del      []Row
+}
+
+// RPCMethod handles one RPC action. args are JSON-like values (int64,
+// float64, string, bool, nil, []any, map[string]any); so is the result.
+type RPCMethod func(ctx context.Context, args map[string]any) (any, error)
+
+// Endpoint is a set of named RPC actions, the counterpart of an
+// oslo.messaging endpoint object.
+type Endpoint map[string]RPCMethod
+
+// Hooks are what a Congress DataService subclass overrides. Every field is
+// optional.
+type Hooks struct {
+	// ReceiveData is called for every publication a subscription applies,
+	// in seqnum order per table (receive_data).
+	ReceiveData func(publisher, table string, data Data)
+	// ReceiveDataSequenced is ReceiveData with the seqnum and the time the
+	// publication arrived (receive_data_sequenced).
+	ReceiveDataSequenced func(publisher, table string, data Data, seqnum uint64, receipt time.Time)
+	// GetSnapshot overrides what GetSnapshot returns for a table
+	// (get_snapshot).
+	GetSnapshot func(table string) ([]Row, error)
+	// OnFirstSubscriber and OnLastUnsubscriber are called when one of the
+	// service's tables gains its first subscriber or loses its last one
+	// (Congress's _published_tables_with_subscriber bookkeeping).
+	OnFirstSubscriber  func(table string)
+	OnLastUnsubscriber func(table string)
+}
+
+// Service kinds recorded in the registry.
+const (
+	KindGo       = "go"       // registered by a Go program
+	KindExternal = "external" // created through the API; tables set by publish
+	KindWatch    = "watch"    // an ephemeral subscriber behind `dse watch`
+)
+
+// DataService is a unit of data and business logic on the cluster: it may
+// publish tables, subscribe to other services' tables, and expose RPC
+// endpoints. It is the counterpart of Congress's DataService; create one with
+// NewDataService and start it with Node.Register.
+type DataService struct {
+	id    string
+	hooks Hooks
+	kind  string
+	cache *cache.Cache
+
+	mu        sync.Mutex
+	node      *Node
+	endpoints []Endpoint
+	tables    map[string]*pubTable
+	subs      map[cache.TableID]bool
+	withSubs  map[string]bool // published tables that have subscribers
+	state     string
+	inflight  sync.WaitGroup
+	stopped   chan struct{}
+}
+
+// NewDataService returns an unstarted service with the given id and hooks.
+func NewDataService(id string, hooks Hooks) *DataService {
+	s := &DataService{
+		id:       id,
+		hooks:    hooks,
+		kind:     KindGo,
+		cache:    cache.New(),
+		tables:   map[string]*pubTable{},
+		subs:     map[cache.TableID]bool{},
+		withSubs: map[string]bool{},
+		state:    "created",
+		stopped:  make(chan struct{}),
+	}
+	s.endpoints = []Endpoint{s.builtinEndpoint()}
+	return s
+}
+
+// ID returns the service id.
+func (s *DataService) ID() string { return s.id }
+
+// Cache returns the local copy of every table the service subscribes to.
+func (s *DataService) Cache() *cache.Cache { return s.cache }
+
+// Status returns the service's lifecycle state: created, running, stopped.
+func (s *DataService) Status() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// AddRPCEndpoint exposes an endpoint's actions (add_rpc_endpoint). Actions
+// of endpoints added later shadow earlier ones of the same name; call it
+// before Register so the registry lists them.
+func (s *DataService) AddRPCEndpoint(ep Endpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endpoints = append(s.endpoints, ep)
+}
+
+// RPCEndpoints returns the service's endpoints, the built-in one first
+// (rpc_endpoints).
+func (s *DataService) RPCEndpoints() []Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.endpoints)
+}
+
+func (s *DataService) actions() []string {
+	var out []string
+	for _, ep := range s.RPCEndpoints() {
+		for name := range ep {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (s *DataService) method(action string) (RPCMethod, bool) {
+	eps := s.RPCEndpoints()
+	for i := len(eps) - 1; i >= 0; i-- {
+		if m, ok := eps[i][action]; ok {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
+// Register starts s on node n (DseNode.register_service, then start): it
+// records an instance of the service in the registry. A service id
+// registered on several nodes has one owner, the publisher; the others stand
+// by and take over when the owner's node goes down.
+func (n *Node) Register(ctx context.Context, s *DataService) error {
+	if !validName(s.id) {
+		return fmt.Errorf("%w: service id %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, s.id)
+	}
+	s.mu.Lock()
+	if s.node != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: service %q already started", ErrInvalid, s.id)
+	}
+	s.node = n
+	s.mu.Unlock()
+	if err := n.svcs.add(s); err != nil {
+		s.mu.Lock()
+		s.node = nil
+		s.mu.Unlock()
+		return err
+	}
+	err := n.applyErr(ctx, fsm.CmdServiceRegister, fsm.ServiceRegister{ID: s.id, Node: n.id, Kind: s.kind, Endpoints: s.actions()})
+	if err != nil {
+		n.svcs.remove(s.id)
+		s.mu.Lock()
+		s.node = nil
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	s.state = "running"
+	s.mu.Unlock()
+	return nil
+}
+
+// Start is Register under the seed's name.
+func (s *DataService) Start(ctx context.Context, n *Node) error { return n.Register(ctx, s) }
+
+// Stop takes the service off its node: its instance leaves the registry (the
+// service is deleted with its last instance) and no RPC reaches it any more.
+// Stop is safe to call more than once.
+func (s *DataService) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	n := s.node
+	if s.state != "running" {
+		s.mu.Unlock()
+		return nil
+	}
+	s.state = "stopped"
+	s.mu.Unlock()
+	n.svcs.remove(s.id)
+	close(s.stopped)
+	err := n.applyErr(ctx, fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: s.id, Node: n.id})
+	if errors.Is(err, ErrServiceNotFound) {
+		err = nil
+	}
+	return err
+}
+
+// Wait blocks until the work started before Stop (deliveries, RPCs, publishes
+// in flight) has finished, or ctx ends.
+func (s *DataService) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enter marks the start of work; false once stopped.
+func (s *DataService) enter() (*Node, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != "running" {
+		return nil, false
+	}
+	s.inflight.Add(1)
+	return s.node, true
+}
+
+func (s *DataService) leave() { s.inflight.Done() }
+
+func (s *DataService) errNotRunning() error {
+	return fmt.Errorf("%w: service %q is %s", ErrUnavailable, s.id, s.Status())
+}
+
+// IsValidService reports whether a service id is registered in the cluster
+// (is_valid_service).
+func (s *DataService) IsValidService(id string) bool {
+	n := s.nodeOf()
+	if n == nil {
+		return false
+	}
+	_, ok := n.fsm.Service(id)
+	return ok
+}
+
+func (s *DataService) nodeOf() *Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.node
+}
+
+// SubscriberList returns, cluster-wide, the (subscriber, table) pairs
+// subscribed to this service's tables (subscriber_list).
+func (s *DataService) SubscriberList() []fsm.Subscription {
+	n := s.nodeOf()
+	if n == nil {
+		return nil
+	}
+	return n.fsm.SubscriptionsTo(s.id)
+}
+
+// SubscriptionList returns, cluster-wide, the (publisher, table) pairs this
+// service subscribes to (subscription_list).
+func (s *DataService) SubscriptionList() []fsm.Subscription {
+	n := s.nodeOf()
+	if n == nil {
+		return nil
+	}
+	return n.fsm.SubscriptionsOf(s.id)
+}
+
+// Info returns the service's DataServiceInfo as the registry knows it.
+func (s *DataService) Info() (DataServiceInfo, error) {
+	n := s.nodeOf()
+	if n == nil {
+		return DataServiceInfo{}, fmt.Errorf("%w: service %q is not started", ErrUnavailable, s.id)
+	}
+	return n.ServiceInfo(s.id)
+}

@@ -1,0 +1,441 @@
+package dse
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"dse.dev/dse/dse/cache"
+	"dse.dev/dse/dse/seq"
+	"dse.dev/dse/dse/table"
+	"dse.dev/dse/fsm"
+)
+
+// maxBuffered bounds the early deltas a subscriber holds per table.
+const maxBuffered = 10000
+
+// subState is this node's subscription to one (publisher, table): one
+// sequencer and one copy of the table, fanned out to every local subscriber.
+type subState struct {
+	id         cache.TableID
+	mu         sync.Mutex
+	seq        *seq.Sequencer
+	rows       *table.Set
+	locals     map[string]*DataService
+	catchingUp bool
+}
+
+// services is the node's engine: the services it hosts, its subscriptions,
+// and the group-commit batcher.
+type services struct {
+	n       *Node
+	batcher *batcher
+
+	mu    sync.RWMutex
+	local map[string]*DataService
+	subs  map[cache.TableID]*subState
+}
+
+func newServices(n *Node) *services {
+	return &services{n: n, batcher: newBatcher(n), local: map[string]*DataService{}, subs: map[cache.TableID]*subState{}}
+}
+
+func (ss *services) start() {
+	ss.n.goFunc(ss.batcher.run)
+	ss.n.goFunc(ss.resubLoop)
+	ss.n.goFunc(ss.watchRegistry)
+}
+
+func (ss *services) add(s *DataService) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if _, ok := ss.local[s.id]; ok {
+		return fmt.Errorf("%w: %q is already running on node %q", ErrServiceExists, s.id, ss.n.id)
+	}
+	ss.local[s.id] = s
+	return nil
+}
+
+func (ss *services) remove(id string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.local, id)
+	for tid, st := range ss.subs {
+		st.mu.Lock()
+		delete(st.locals, id)
+		empty := len(st.locals) == 0
+		st.mu.Unlock()
+		if empty {
+			delete(ss.subs, tid)
+		}
+	}
+}
+
+func (ss *services) get(id string) (*DataService, bool) {
+	ss.mu.RLock()
+	defer ss.mu.RUnlock()
+	s, ok := ss.local[id]
+	return s, ok
+}
+
+// Service returns the service with id running on this node.
+func (n *Node) Service(id string) (*DataService, bool) { return n.svcs.get(id) }
+
+// Subscribe subscribes the service to a table of another service, wherever
+// it runs; the publisher need not exist yet (subscribe). The service first
+// receives the table as a snapshot, then its deltas in order.
+func (s *DataService) Subscribe(ctx context.Context, publisher, tableName string) error {
+	if !validName(publisher) || !validName(tableName) {
+		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, publisher, tableName)
+	}
+	n, ok := s.enter()
+	if !ok {
+		return s.errNotRunning()
+	}
+	defer s.leave()
+	id := cache.TableID{Publisher: publisher, Table: tableName}
+	ss := n.svcs
+	ss.mu.Lock()
+	st, existed := ss.subs[id]
+	if !existed {
+		st = &subState{id: id, seq: seq.New(maxBuffered), rows: table.NewSet(nil), locals: map[string]*DataService{}}
+		ss.subs[id] = st
+	}
+	ss.mu.Unlock()
+	// Join the node's copy: a new local subscriber starts from what it has.
+	st.mu.Lock()
+	_, already := st.locals[s.id]
+	st.locals[s.id] = s
+	if !already && st.seq.Last() > 0 {
+		s.deliver(&table.Publication{Publisher: publisher, Table: tableName, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}, time.Now())
+	}
+	st.mu.Unlock()
+	s.mu.Lock()
+	s.subs[id] = true
+	s.mu.Unlock()
+	if err := n.applyErr(ctx, fsm.CmdSubscribe, fsm.Subscribe{Subscriber: s.id, Publisher: publisher, Table: tableName}); err != nil {
+		if !already {
+			s.dropSub(id)
+		}
+		return err
+	}
+	if !existed {
+		// Registered with the publisher's node: now fetch what it has.
+		n.goFunc(func() { ss.catchup(st) })
+	}
+	return nil
+}
+
+// Unsubscribe ends the service's subscription to one table (unsubscribe);
+// its other subscriptions go on.
+func (s *DataService) Unsubscribe(ctx context.Context, publisher, tableName string) error {
+	n := s.nodeOf()
+	if n == nil {
+		return s.errNotRunning()
+	}
+	if err := n.applyErr(ctx, fsm.CmdUnsubscribe, fsm.Unsubscribe{Subscriber: s.id, Publisher: publisher, Table: tableName}); err != nil {
+		return err
+	}
+	s.dropSub(cache.TableID{Publisher: publisher, Table: tableName})
+	return nil
+}
+
+func (s *DataService) dropSub(id cache.TableID) {
+	n := s.nodeOf()
+	s.mu.Lock()
+	delete(s.subs, id)
+	s.mu.Unlock()
+	ss := n.svcs
+	ss.mu.Lock()
+	if st, ok := ss.subs[id]; ok {
+		st.mu.Lock()
+		delete(st.locals, s.id)
+		if len(st.locals) == 0 {
+			delete(ss.subs, id)
+		}
+		st.mu.Unlock()
+	}
+	ss.mu.Unlock()
+	s.cache.Remove(id)
+}
+
+// deliver hands one ordered publication to the service: its cache, then its
+// hooks. Called with the subState locked, so per table in order.
+func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
+	if _, ok := s.enter(); !ok {
+		return
+	}
+	defer s.leave()
+	s.cache.Apply(p)
+	if s.hooks.ReceiveData == nil && s.hooks.ReceiveDataSequenced == nil {
+		return
+	}
+	d := Data{Snapshot: p.Snapshot, Rows: p.Rows, Add: p.Add, Del: p.Del}
+	if s.hooks.ReceiveDataSequenced != nil {
+		s.hooks.ReceiveDataSequenced(p.Publisher, p.Table, d, p.Seqnum, receipt)
+	}
+	if s.hooks.ReceiveData != nil {
+		s.hooks.ReceiveData(p.Publisher, p.Table, d)
+	}
+}
+
+// handlePublications receives a pushed batch from a peer.
+func (ss *services) handlePublications(from string, body []byte) {
+	pubs, err := table.DecodeBatch(body)
+	if err != nil {
+		ss.n.logger.Warn("dropping malformed publications", "from", from, "error", err)
+		return
+	}
+	ss.receive(pubs, time.Now())
+}
+
+// receive sequences arrived publications and applies what is in order.
+func (ss *services) receive(pubs []*table.Publication, now time.Time) {
+	for _, p := range pubs {
+		ss.mu.RLock()
+		st := ss.subs[cache.TableID{Publisher: p.Publisher, Table: p.Table}]
+		ss.mu.RUnlock()
+		if st == nil {
+			continue // nobody here subscribes (any more)
+		}
+		st.mu.Lock()
+		for _, a := range st.seq.Offer(p, now) {
+			ss.applyLocked(st, a, now)
+		}
+		st.mu.Unlock()
+	}
+}
+
+func (ss *services) applyLocked(st *subState, p *table.Publication, now time.Time) {
+	if p.Snapshot {
+		st.rows.Replace(p.Rows)
+	} else {
+		st.rows.Apply(p.Add, p.Del)
+	}
+	ss.n.metrics.deliveries.Inc()
+	for _, id := range slices.Sorted(maps.Keys(st.locals)) {
+		st.locals[id].deliver(p, now)
+	}
+}
+
+// catchupRequest asks a publisher's node for what follows After.
+type catchupRequest struct {
+	Publisher string `msgpack:"p"`
+	Table     string `msgpack:"t"`
+	After     uint64 `msgpack:"a"`
+}
+
+// catchup fetches, from the publisher's owner node, the deltas after what
+// this node applied, or a snapshot when its history no longer reaches back.
+func (ss *services) catchup(st *subState) {
+	n := ss.n
+	st.mu.Lock()
+	if st.catchingUp {
+		st.mu.Unlock()
+		return
+	}
+	st.catchingUp = true
+	after := st.seq.Last()
+	st.seq.CatchupStarted(time.Now())
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		st.catchingUp = false
+		st.mu.Unlock()
+	}()
+	owner, _, ok := n.fsm.Owner(st.id.Publisher)
+	if !ok || owner == "" {
+		return // no publisher yet: its first publication will come
+	}
+	n.metrics.resubscribes.Inc()
+	req := catchupRequest{Publisher: st.id.Publisher, Table: st.id.Table, After: after}
+	var body []byte
+	if owner == n.id {
+		var err error
+		if body, err = ss.catchupReply(req); err != nil {
+			return
+		}
+	} else {
+		rec, ok := n.fsm.Node(owner)
+		if !ok {
+			return
+		}
+		raw, err := encode(req)
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		body, err = n.trans.Call(ctx, rec.Addr, msgCatchup, raw)
+		cancel()
+		if err != nil {
+			n.logger.Debug("catch-up failed", "publisher", st.id.Publisher, "table", st.id.Table, "error", err)
+			return
+		}
+	}
+	pubs, err := table.DecodeBatch(body)
+	if err != nil {
+		n.logger.Warn("malformed catch-up reply", "publisher", st.id.Publisher, "error", err)
+		return
+	}
+	ss.receive(pubs, time.Now())
+}
+
+// handleCatchup answers a subscriber node's catch-up request.
+func (ss *services) handleCatchup(body []byte) ([]byte, error) {
+	var req catchupRequest
+	if err := decode(body, &req, "catch-up request"); err != nil {
+		return nil, err
+	}
+	return ss.catchupReply(req)
+}
+
+func (ss *services) catchupReply(req catchupRequest) ([]byte, error) {
+	svc, ok := ss.get(req.Publisher)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q does not run on node %q", ErrServiceNotFound, req.Publisher, ss.n.id)
+	}
+	var pubs []*table.Publication
+	if t, ok := svc.existingTable(req.Table); ok {
+		t.mu.Lock()
+		hist, ok := t.sinceLocked(req.After)
+		t.mu.Unlock()
+		if ok {
+			pubs = hist
+		} else {
+			pubs = []*table.Publication{t.snapshotPublication(svc.id)}
+		}
+	}
+	out := make([]byte, table.BatchHeaderSize, 4096)
+	for _, p := range pubs {
+		b, err := p.Encode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	table.PutBatchHeader(out, len(pubs))
+	return out, nil
+}
+
+// resubLoop is check_resub_all for the whole node: it catches up every
+// subscription whose gap, or whose lag behind the registry's seqnum, has
+// lasted the resubscribe timeout.
+func (ss *services) resubLoop() {
+	tick := time.NewTicker(max(ss.n.cfg.ResubTimeout/4, 5*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ss.n.ctx.Done():
+			return
+		case <-tick.C:
+			ss.checkResub(nil)
+		}
+	}
+}
+
+// checkResub checks the subscriptions of the services in only (all if nil).
+func (ss *services) checkResub(only map[cache.TableID]bool) {
+	now := time.Now()
+	ss.mu.RLock()
+	var due []*subState
+	for id, st := range ss.subs {
+		if only != nil && !only[id] {
+			continue
+		}
+		committed := ss.n.fsm.Seqnum(id.Publisher, id.Table)
+		st.mu.Lock()
+		if !st.catchingUp && st.seq.NeedsCatchup(now, committed, ss.n.cfg.ResubTimeout) {
+			due = append(due, st)
+		}
+		st.mu.Unlock()
+	}
+	ss.mu.RUnlock()
+	for _, st := range due {
+		ss.n.goFunc(func() { ss.catchup(st) })
+	}
+}
+
+// CheckResubAll checks every subscription of the service now and catches up
+// those whose gap or lag has outlasted the resubscribe timeout
+// (check_resub_all). The node also does this on its own, continuously.
+func (s *DataService) CheckResubAll() {
+	n := s.nodeOf()
+	if n == nil {
+		return
+	}
+	s.mu.Lock()
+	only := make(map[cache.TableID]bool, len(s.subs))
+	for id := range s.subs {
+		only[id] = true
+	}
+	s.mu.Unlock()
+	n.svcs.checkResub(only)
+}
+
+// watchRegistry follows the registry for the local services: it tells
+// publishers when a table gains its first subscriber or loses its last.
+func (ss *services) watchRegistry() {
+	for {
+		changed := ss.n.fsm.Changed()
+		ss.mu.RLock()
+		local := make([]*DataService, 0, len(ss.local))
+		for _, s := range ss.local {
+			local = append(local, s)
+		}
+		ss.mu.RUnlock()
+		for _, s := range local {
+			s.syncSubscriberHooks()
+		}
+		select {
+		case <-ss.n.ctx.Done():
+			return
+		case <-changed:
+		}
+		// Registry changes come in bursts under load: look at most every
+		// few milliseconds.
+		select {
+		case <-ss.n.ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *DataService) syncSubscriberHooks() {
+	if s.hooks.OnFirstSubscriber == nil && s.hooks.OnLastUnsubscriber == nil {
+		return
+	}
+	now := map[string]bool{}
+	for _, sub := range s.SubscriberList() {
+		now[sub.Table] = true
+	}
+	s.mu.Lock()
+	var gained, lost []string
+	for t := range now {
+		if !s.withSubs[t] {
+			gained = append(gained, t)
+		}
+	}
+	for t := range s.withSubs {
+		if !now[t] {
+			lost = append(lost, t)
+		}
+	}
+	s.withSubs = now
+	s.mu.Unlock()
+	slices.Sort(gained)
+	slices.Sort(lost)
+	for _, t := range gained {
+		if s.hooks.OnFirstSubscriber != nil {
+			s.hooks.OnFirstSubscriber(t)
+		}
+	}
+	for _, t := range lost {
+		if s.hooks.OnLastUnsubscriber != nil {
+			s.hooks.OnLastUnsubscriber(t)
+		}
+	}
+}
