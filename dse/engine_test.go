@@ -248,7 +248,7 @@ func TestFencingAndFailover(t *testing.T) {
 	// is a snapshot with a higher seqnum.
 	c.Nodes[1].Close()
 	dsetest.WaitFor(t, 10*time.Second, "standby owns the service", func() bool {
-		s, ok := c.Nodes[0].FSM().Service("ha")
+		s, ok := c.Nodes[2].FSM().Service("ha")
 		return ok && s.Owner == c.Nodes[2].ID()
 	})
 	seq, _, err := b.Publish(ctx, "t", rows(2), false)
