@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"dse.dev/dse/transport"
 )
 
 // Config holds a node's settings. DefaultConfig gives every field a value;
@@ -48,6 +50,9 @@ type Config struct {
 	MaxFrameSize int
 	// Logger receives the node's structured logs.
 	Logger hclog.Logger
+	// Faults, when set, injects drops, duplicates and delays into the
+	// node's outgoing pushes (tests and chaos runs only).
+	Faults *transport.Faults
 }
 
 // DefaultConfig returns the defaults for every setting but ID and DataDir.

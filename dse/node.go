@@ -89,6 +89,7 @@ func New(cfg Config) (*Node, error) {
 		Advertise:    cfg.Advertise,
 		MaxFrameSize: cfg.MaxFrameSize,
 		Logger:       logger.Named("transport"),
+		Faults:       cfg.Faults,
 	})
 	if err != nil {
 		return nil, err

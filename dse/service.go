@@ -180,6 +180,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	s.mu.Lock()
 	s.state = "running"
 	s.mu.Unlock()
+	n.svcs.resumeSubscriptions(s)
 	return nil
 }
 

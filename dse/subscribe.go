@@ -97,25 +97,7 @@ func (s *DataService) Subscribe(ctx context.Context, publisher, tableName string
 	}
 	defer s.leave()
 	id := cache.TableID{Publisher: publisher, Table: tableName}
-	ss := n.svcs
-	ss.mu.Lock()
-	st, existed := ss.subs[id]
-	if !existed {
-		st = &subState{id: id, seq: seq.New(maxBuffered), rows: table.NewSet(nil), locals: map[string]*DataService{}}
-		ss.subs[id] = st
-	}
-	ss.mu.Unlock()
-	// Join the node's copy: a new local subscriber starts from what it has.
-	st.mu.Lock()
-	_, already := st.locals[s.id]
-	st.locals[s.id] = s
-	if !already && st.seq.Last() > 0 {
-		s.deliver(&table.Publication{Publisher: publisher, Table: tableName, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}, time.Now())
-	}
-	st.mu.Unlock()
-	s.mu.Lock()
-	s.subs[id] = true
-	s.mu.Unlock()
+	st, existed, already := n.svcs.attach(s, id)
 	if err := n.applyErr(ctx, fsm.CmdSubscribe, fsm.Subscribe{Subscriber: s.id, Publisher: publisher, Table: tableName}); err != nil {
 		if !already {
 			s.dropSub(id)
@@ -124,9 +106,45 @@ func (s *DataService) Subscribe(ctx context.Context, publisher, tableName string
 	}
 	if !existed {
 		// Registered with the publisher's node: now fetch what it has.
-		n.goFunc(func() { ss.catchup(st) })
+		n.goFunc(func() { n.svcs.catchup(st) })
 	}
 	return nil
+}
+
+// attach joins s to the node's subscription to id, creating it if needed: a
+// new local subscriber starts from the node's copy. It reports whether the
+// node's subscription existed and whether s was already attached.
+func (ss *services) attach(s *DataService, id cache.TableID) (st *subState, existed, already bool) {
+	ss.mu.Lock()
+	st, existed = ss.subs[id]
+	if !existed {
+		st = &subState{id: id, seq: seq.New(maxBuffered), rows: table.NewSet(nil), locals: map[string]*DataService{}}
+		ss.subs[id] = st
+	}
+	ss.mu.Unlock()
+	st.mu.Lock()
+	_, already = st.locals[s.id]
+	st.locals[s.id] = s
+	if !already && st.seq.Last() > 0 {
+		s.deliver(&table.Publication{Publisher: id.Publisher, Table: id.Table, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}, time.Now())
+	}
+	st.mu.Unlock()
+	s.mu.Lock()
+	s.subs[id] = true
+	s.mu.Unlock()
+	return st, existed, already
+}
+
+// resumeSubscriptions attaches a newly registered service to the
+// subscriptions the registry already holds for it: subscriptions outlive
+// restarts.
+func (ss *services) resumeSubscriptions(s *DataService) {
+	for _, sub := range ss.n.fsm.SubscriptionsOf(s.id) {
+		st, existed, _ := ss.attach(s, cache.TableID{Publisher: sub.Publisher, Table: sub.Table})
+		if !existed {
+			ss.n.goFunc(func() { ss.catchup(st) })
+		}
+	}
 }
 
 // Unsubscribe ends the service's subscription to one table (unsubscribe);

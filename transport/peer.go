@@ -93,8 +93,29 @@ func (t *Transport) Send(addr string, typ byte, body []byte) error {
 	if err != nil {
 		return err
 	}
+	f := outFrame{typ: typ, body: body}
+	if t.cfg.Faults != nil {
+		copies, delay := t.cfg.Faults.decide()
+		for range copies {
+			if delay > 0 {
+				time.AfterFunc(delay, func() { p.enqueue(f) })
+			} else if err := p.enqueue(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return p.enqueue(f)
+}
+
+func (p *peer) enqueue(f outFrame) error {
 	select {
-	case p.queue <- outFrame{typ: typ, body: body}:
+	case <-p.done:
+		return ErrClosed
+	default:
+	}
+	select {
+	case p.queue <- f:
 		return nil
 	default:
 		return ErrQueueFull

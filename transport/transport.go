@@ -40,6 +40,8 @@ type Config struct {
 	TLS *tls.Config
 	// Logger receives connection-level events.
 	Logger hclog.Logger
+	// Faults, when set, drops, duplicates and delays one-way frames.
+	Faults *Faults
 }
 
 // DefaultConfig returns a Config with every field set but Bind.

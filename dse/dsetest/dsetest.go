@@ -15,9 +15,10 @@ import (
 
 // Cluster is a set of in-process nodes.
 type Cluster struct {
-	t     testing.TB
-	Nodes []*dse.Node
-	dirs  []string
+	t      testing.TB
+	Nodes  []*dse.Node
+	dirs   []string
+	adjust func(i int, cfg *dse.Config)
 }
 
 // Config returns a fast test configuration for a node with id in dir.
@@ -41,13 +42,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // New starts an n-node cluster: node 0 bootstraps, the others join as
 // voters. It waits until every node sees the same leader.
-func New(t testing.TB, n int) *Cluster {
+func New(t testing.TB, n int) *Cluster { return NewWith(t, n, nil) }
+
+// NewWith is New with a hook that adjusts each node's config.
+func NewWith(t testing.TB, n int, adjust func(i int, cfg *dse.Config)) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, adjust: adjust}
 	for i := range n {
 		dir := t.TempDir()
 		cfg := Config(t, fmt.Sprintf("n%d", i+1), dir)
 		cfg.Bootstrap = i == 0
+		if adjust != nil {
+			adjust(i, &cfg)
+		}
 		node, err := dse.New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -89,7 +96,11 @@ func (c *Cluster) Restart(i int) *dse.Node {
 	old := c.Nodes[i]
 	old.Close()
 	cfg := Config(c.t, old.ID(), c.dirs[i])
+	if c.adjust != nil {
+		c.adjust(i, &cfg)
+	}
 	cfg.ID = ""
+	cfg.Bootstrap = false
 	cfg.Bind = old.Addr()
 	var node *dse.Node
 	var err error
