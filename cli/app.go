@@ -41,7 +41,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil {
 		return exitOK
 	}
@@ -97,6 +97,11 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			membersCommand(),
 			leaderCommand(),
 			statusCommand(),
+			servicesCommand(),
+			publishCommand(),
+			getCommand(),
+			watchCommand(),
+			rpcCommand(),
 		},
 	}
 	prepare(app.Commands)
@@ -194,11 +199,96 @@ func printJSON(c *ucli.Context, v any) error {
 }
 
 // table prints rows under a header, aligned, for people.
-func table(w io.Writer, header string, rows [][]string) {
+func printTable(w io.Writer, header string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	tw.Flush()
+}
+
+// interspersed moves the flags that follow a leaf command's positional
+// arguments in front of them (`dse watch S T --count 3`), since urfave/cli v2
+// stops parsing flags at the first positional argument. "--" ends flags.
+func interspersed(app *ucli.App, args []string) []string {
+	if len(args) == 0 {
+		return args
+	}
+	out := []string{args[0]}
+	flags, cmds := app.Flags, app.Commands
+	i := 1
+	for i < len(args) {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if strings.HasPrefix(a, "-") {
+			out = append(out, a)
+			i++
+			if takesValue(flags, a) && i < len(args) {
+				out = append(out, args[i])
+				i++
+			}
+			continue
+		}
+		cmd := findCommand(cmds, a)
+		if cmd == nil {
+			break
+		}
+		out = append(out, a)
+		i++
+		flags, cmds = cmd.Flags, cmd.Subcommands
+		if len(cmds) == 0 {
+			break
+		}
+	}
+	var fl, pos []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			fl = append(fl, a)
+			if takesValue(flags, a) && i+1 < len(args) {
+				i++
+				fl = append(fl, args[i])
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	out = append(out, fl...)
+	return append(out, pos...)
+}
+
+func findCommand(cmds []*ucli.Command, name string) *ucli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// takesValue reports whether the flag token a needs the next argument.
+func takesValue(flags []ucli.Flag, a string) bool {
+	name := strings.TrimLeft(a, "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	if name == "h" || name == "help" {
+		return false
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				_, isBool := f.(*ucli.BoolFlag)
+				return !isBool
+			}
+		}
+	}
+	return false
 }

@@ -58,7 +58,7 @@ func membersList(c *ucli.Context) error {
 	for _, m := range ms {
 		rows = append(rows, []string{m.ID, m.Address, m.HTTP, strconv.FormatBool(m.Voter), strconv.FormatBool(m.Leader), m.State, strconv.FormatBool(m.Reachable), strconv.FormatUint(m.LastIndex, 10)})
 	}
-	table(c.App.Writer, "ID\tADDRESS\tHTTP\tVOTER\tLEADER\tSTATE\tREACHABLE\tLAST INDEX", rows)
+	printTable(c.App.Writer, "ID\tADDRESS\tHTTP\tVOTER\tLEADER\tSTATE\tREACHABLE\tLAST INDEX", rows)
 	return nil
 }
 
@@ -157,7 +157,7 @@ func statusCommand() *ucli.Command {
 			if jsonOut(c) {
 				return printJSON(c, st)
 			}
-			table(c.App.Writer, "ID\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tMEMBERS", [][]string{{
+			printTable(c.App.Writer, "ID\tSTATE\tLEADER\tTERM\tCOMMIT\tAPPLIED\tMEMBERS", [][]string{{
 				st.ID, st.State, st.Leader, strconv.FormatUint(st.Term, 10), strconv.FormatUint(st.CommitIndex, 10),
 				strconv.FormatUint(st.AppliedIndex, 10), strconv.Itoa(st.Members),
 			}})

@@ -29,13 +29,17 @@ type Node struct {
 
 	trans   *transport.Transport
 	netTran *raft.NetworkTransport
-	store   *raftboltdb.BoltStore
+	logs    *raftboltdb.BoltStore
 	raft    *raft.Raft
 	fsm     *fsm.FSM
 
 	metrics *nodeMetrics
 	reg     *prometheus.Registry
 	svcs    *services // the engine: hosted services, subscriptions, group commit
+	store   *tableStore
+
+	extMu    sync.Mutex
+	external map[string]*externalService
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -99,16 +103,23 @@ func New(cfg Config) (*Node, error) {
 		id:     cfg.ID,
 		logger: logger,
 		trans:  trans,
-		fsm:    fsm.New(),
-		done:   make(chan struct{}),
+		fsm:      fsm.New(),
+		done:     make(chan struct{}),
+		external: map[string]*externalService{},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.svcs = newServices(n)
+	if n.store, err = openTableStore(cfg.DataDir); err != nil {
+		n.cancel()
+		trans.Close()
+		return nil, err
+	}
 	if err := n.startRaft(); err != nil {
 		n.cancel()
 		trans.Close()
-		if n.store != nil {
-			n.store.Close()
+		n.store.close()
+		if n.logs != nil {
+			n.logs.Close()
 		}
 		return nil, err
 	}
@@ -121,6 +132,7 @@ func New(cfg Config) (*Node, error) {
 	n.goFunc(n.livenessLoop)
 	n.goFunc(n.selfRegisterLoop)
 	n.svcs.start()
+	n.goFunc(n.restoreLocal)
 	return n, nil
 }
 
@@ -176,7 +188,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("dse: open raft store: %w", err)
 	}
-	n.store = store
+	n.logs = store
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, n.logger.Named("snapshots"))
 	if err != nil {
 		return fmt.Errorf("dse: snapshot store: %w", err)
@@ -255,9 +267,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.netTran.Close())
 		}
 		errs = append(errs, n.trans.Close())
-		if n.store != nil {
-			errs = append(errs, n.store.Close())
-		}
+		errs = append(errs, n.logs.Close(), n.store.close())
 		n.stopErr = errors.Join(errs...)
 		close(n.done)
 		n.logger.Info("node stopped")

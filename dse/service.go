@@ -191,21 +191,31 @@ func (s *DataService) Start(ctx context.Context, n *Node) error { return n.Regis
 // service is deleted with its last instance) and no RPC reaches it any more.
 // Stop is safe to call more than once.
 func (s *DataService) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	n := s.node
-	if s.state != "running" {
-		s.mu.Unlock()
+	n := s.nodeOf()
+	if !s.stopLocal() {
 		return nil
 	}
-	s.state = "stopped"
-	s.mu.Unlock()
-	n.svcs.remove(s.id)
-	close(s.stopped)
 	err := n.applyErr(ctx, fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: s.id, Node: n.id})
 	if errors.Is(err, ErrServiceNotFound) {
 		err = nil
 	}
 	return err
+}
+
+// stopLocal stops the service on its node without touching the registry;
+// false if it was not running.
+func (s *DataService) stopLocal() bool {
+	s.mu.Lock()
+	n := s.node
+	if s.state != "running" {
+		s.mu.Unlock()
+		return false
+	}
+	s.state = "stopped"
+	s.mu.Unlock()
+	n.svcs.remove(s.id)
+	close(s.stopped)
+	return true
 }
 
 // Wait blocks until the work started before Stop (deliveries, RPCs, publishes

@@ -74,6 +74,16 @@ func (ss *services) remove(id string) {
 	}
 }
 
+func (ss *services) all() []*DataService {
+	ss.mu.RLock()
+	defer ss.mu.RUnlock()
+	out := make([]*DataService, 0, len(ss.local))
+	for _, s := range ss.local {
+		out = append(out, s)
+	}
+	return out
+}
+
 func (ss *services) get(id string) (*DataService, bool) {
 	ss.mu.RLock()
 	defer ss.mu.RUnlock()
@@ -398,13 +408,8 @@ func (s *DataService) CheckResubAll() {
 func (ss *services) watchRegistry() {
 	for {
 		changed := ss.n.fsm.Changed()
-		ss.mu.RLock()
-		local := make([]*DataService, 0, len(ss.local))
-		for _, s := range ss.local {
-			local = append(local, s)
-		}
-		ss.mu.RUnlock()
-		for _, s := range local {
+		ss.n.stopRemoved()
+		for _, s := range ss.all() {
 			s.syncSubscriberHooks()
 		}
 		select {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -18,10 +19,20 @@ import (
 
 // Client talks to one node's HTTP API.
 type Client struct {
+	cfg   ClientConfig
 	base  string
 	hc    *http.Client
 	token string
 }
+
+// Addr returns the address the client talks to.
+func (c *Client) Addr() string { return c.cfg.Addr }
+
+// Token returns the client's token.
+func (c *Client) Token() string { return c.cfg.Token }
+
+// TLS returns the client's TLS settings (nil: plain HTTP).
+func (c *Client) TLS() *tls.Config { return c.cfg.TLS }
 
 // ClientConfig holds a client's settings.
 type ClientConfig struct {
@@ -49,6 +60,7 @@ func NewClient(cfg ClientConfig) *Client {
 	tr.TLSClientConfig = cfg.TLS
 	tr.Proxy = nil
 	return &Client{
+		cfg:   cfg,
 		base:  strings.TrimRight(base, "/"),
 		hc:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		token: cfg.Token,
@@ -70,20 +82,12 @@ func (e *Error) Unwrap() error { return dse.FromCode(e.Code, e.Msg) }
 
 // request sends a request and returns the response for the caller to read;
 // a non-2xx answer is turned into an *Error.
-func (c *Client) request(ctx context.Context, method, path string, in any) (*http.Response, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
 	}
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
@@ -91,6 +95,9 @@ func (c *Client) request(ctx context.Context, method, path string, in any) (*htt
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("%w: %v", dse.ErrUnavailable, unwrapURLError(err))
 	}
 	if resp.StatusCode/100 == 2 {
@@ -115,7 +122,20 @@ func unwrapURLError(err error) error {
 
 // do sends a request and decodes a JSON answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	resp, err := c.request(ctx, method, path, in)
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	return c.doBody(ctx, method, path, body, out)
+}
+
+// doBody sends body as it is and decodes a JSON answer into out.
+func (c *Client) doBody(ctx context.Context, method, path string, body io.Reader, out any) error {
+	resp, err := c.request(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
@@ -196,4 +216,64 @@ func JoinCluster(ctx context.Context, addrs []string, tlsCfg *tls.Config, token 
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Services lists every registered service.
+func (c *Client) Services(ctx context.Context) ([]dse.DataServiceInfo, error) {
+	var out []dse.DataServiceInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/services", nil, &out)
+}
+
+// CreateService creates an external service on the addressed node.
+func (c *Client) CreateService(ctx context.Context, id string) (dse.DataServiceInfo, error) {
+	var out dse.DataServiceInfo
+	return out, c.do(ctx, http.MethodPost, "/v1/services", CreateServiceRequest{ID: id}, &out)
+}
+
+// DeleteService removes a service from the cluster.
+func (c *Client) DeleteService(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(id), nil, nil)
+}
+
+// Publish sets a table's content from a JSON array of rows.
+func (c *Client) Publish(ctx context.Context, service, tbl string, rowsJSON []byte, snapshot bool) (dse.PublishResult, error) {
+	var out dse.PublishResult
+	path := fmt.Sprintf("/v1/services/%s/tables/%s?snapshot=%t", url.PathEscape(service), url.PathEscape(tbl), snapshot)
+	return out, c.doBody(ctx, http.MethodPut, path, bytes.NewReader(rowsJSON), &out)
+}
+
+// Get returns a publisher's current table and its seqnum.
+func (c *Client) Get(ctx context.Context, service, tbl string) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(service)+"/tables/"+url.PathEscape(tbl), nil, &out)
+}
+
+// Watch streams a table's events (one JSON object per line) to fn until ctx
+// ends, fn returns an error, or the stream ends.
+func (c *Client) Watch(ctx context.Context, service, tbl string, fn func(line []byte) error) error {
+	resp, err := c.request(ctx, http.MethodGet, "/v1/watch/"+url.PathEscape(service)+"/"+url.PathEscape(tbl), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 256<<20)
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: watch stream: %v", dse.ErrUnavailable, err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: the node ended the watch", dse.ErrUnavailable)
+}
+
+// RPC calls a service's action and returns the JSON result.
+func (c *Client) RPC(ctx context.Context, service, action string, req RPCRequest) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.do(ctx, http.MethodPost, "/v1/rpc/"+url.PathEscape(service)+"/"+url.PathEscape(action), req, &out)
 }

@@ -66,6 +66,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/members/{id}/promote", s.promote)
 	s.mux.HandleFunc("POST /v1/leave", s.leave)
 	s.mux.HandleFunc("POST /v1/leader/transfer", s.transfer)
+	s.serviceRoutes()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.node.Registry(), promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
@@ -144,6 +145,8 @@ func statusOf(code string) int {
 		return http.StatusServiceUnavailable
 	case "timeout":
 		return http.StatusGatewayTimeout
+	case "remote":
+		return http.StatusBadGateway
 	}
 	return http.StatusInternalServerError
 }

@@ -1,0 +1,286 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"dse.dev/dse/dse/api"
+	"dse.dev/dse/dse/table"
+)
+
+func servicesCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "services",
+		Usage: "list, create and delete services",
+		Subcommands: []*ucli.Command{
+			{Name: "list", Usage: "list every service (DataServiceInfo)", Action: servicesList},
+			{Name: "create", Usage: "create, on the addressed node, a service whose tables are set by publish", ArgsUsage: "ID", Action: servicesCreate},
+			{Name: "delete", Usage: "delete a service wherever it runs", ArgsUsage: "ID", Action: servicesDelete},
+		},
+	}
+}
+
+func servicesList(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	infos, err := cl.Services(c.Context)
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c, infos)
+	}
+	var rows [][]string
+	for _, i := range infos {
+		var subs []string
+		for _, s := range i.SubscribedTables {
+			subs = append(subs, s[0]+"/"+s[1])
+		}
+		rows = append(rows, []string{i.ServiceID, orDash(i.NodeID), orDash(strings.Join(i.PublishedTables, ",")), orDash(strings.Join(subs, ",")), orDash(strings.Join(i.RPCEndpointsInfo, ","))})
+	}
+	printTable(c.App.Writer, "SERVICE\tNODE\tPUBLISHES\tSUBSCRIBES\tRPC", rows)
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func servicesCreate(c *ucli.Context) error {
+	a, err := args(c, "ID")
+	if err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	info, err := cl.CreateService(c.Context, a[0])
+	if err != nil {
+		return err
+	}
+	return done(c, info, "created service %s on node %s", info.ServiceID, info.NodeID)
+}
+
+func servicesDelete(c *ucli.Context) error {
+	a, err := args(c, "ID")
+	if err != nil {
+		return err
+	}
+	cl, err := client(c)
+	if err != nil {
+		return err
+	}
+	if err := cl.DeleteService(c.Context, a[0]); err != nil {
+		return err
+	}
+	return done(c, map[string]string{"deleted": a[0]}, "deleted service %s", a[0])
+}
+
+func publishCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "publish",
+		Usage:     "set a table's full content from a JSON array of rows (the node computes the delta)",
+		ArgsUsage: "SERVICE TABLE",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "snapshot", Usage: "send the whole table to subscribers, not the delta"},
+			&ucli.StringFlag{Name: "file", Usage: "read the rows from `PATH` instead of stdin"},
+		},
+		Action: func(c *ucli.Context) error {
+			a, err := args(c, "SERVICE", "TABLE")
+			if err != nil {
+				return err
+			}
+			var data []byte
+			if path := c.String("file"); path != "" {
+				data, err = os.ReadFile(path)
+			} else {
+				data, err = io.ReadAll(io.LimitReader(os.Stdin, api.DefaultMaxBody+1))
+			}
+			if err != nil {
+				return fmt.Errorf("read rows: %w", err)
+			}
+			// Checked here too, so a bad file is named before any network.
+			if _, err := table.FromJSON(data, table.DefaultLimits); err != nil {
+				return fmt.Errorf("rows of %s/%s: %v", a[0], a[1], err)
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			res, err := cl.Publish(c.Context, a[0], a[1], data, c.Bool("snapshot"))
+			if err != nil {
+				return err
+			}
+			if res.Changed {
+				return done(c, res, "published %s/%s at seqnum %d", a[0], a[1], res.Seqnum)
+			}
+			return done(c, res, "no change to %s/%s (seqnum %d)", a[0], a[1], res.Seqnum)
+		},
+	}
+}
+
+func getCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "get",
+		Usage:     "print a publisher's current table and its seqnum",
+		ArgsUsage: "SERVICE TABLE",
+		Action: func(c *ucli.Context) error {
+			a, err := args(c, "SERVICE", "TABLE")
+			if err != nil {
+				return err
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			raw, err := cl.Get(c.Context, a[0], a[1])
+			if err != nil {
+				return err
+			}
+			if jsonOut(c) {
+				return printRaw(c, raw)
+			}
+			var tc struct {
+				Seqnum uint64            `json:"seqnum"`
+				Rows   []json.RawMessage `json:"rows"`
+			}
+			if err := json.Unmarshal(raw, &tc); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s/%s at seqnum %d, %d rows\n", a[0], a[1], tc.Seqnum, len(tc.Rows))
+			for _, r := range tc.Rows {
+				fmt.Fprintf(c.App.Writer, "  %s\n", r)
+			}
+			return nil
+		},
+	}
+}
+
+// printRaw prints a JSON value compactly on one line.
+func printRaw(c *ucli.Context, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := c.App.Writer.Write(buf.Bytes())
+	return err
+}
+
+func watchCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "watch",
+		Usage:     "subscribe through the addressed node and print the table, then each change, one JSON object per line",
+		ArgsUsage: "SERVICE TABLE",
+		Flags: []ucli.Flag{
+			&ucli.IntFlag{Name: "count", Usage: "exit 0 after N lines (0: run until interrupted)"},
+			&ucli.DurationFlag{Name: "timeout", Usage: "exit 1 if this passes first (0: none)"},
+		},
+		Action: func(c *ucli.Context) error {
+			a, err := args(c, "SERVICE", "TABLE")
+			if err != nil {
+				return err
+			}
+			count, timeout := c.Int("count"), c.Duration("timeout")
+			if count < 0 || timeout < 0 {
+				return usagef("--count and --timeout must not be negative")
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			// The stream outlives the per-request timeout.
+			cl = api.NewClient(api.ClientConfig{Addr: cl.Addr(), Token: cl.Token(), TLS: cl.TLS()})
+			ctx := c.Context
+			var cancel context.CancelFunc
+			if timeout > 0 {
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			errDone := errors.New("done")
+			lines := 0
+			err = cl.Watch(ctx, a[0], a[1], func(line []byte) error {
+				if err := printRaw(c, line); err != nil {
+					return err
+				}
+				lines++
+				if count > 0 && lines >= count {
+					return errDone
+				}
+				return nil
+			})
+			switch {
+			case errors.Is(err, errDone):
+				return nil
+			case errors.Is(err, context.DeadlineExceeded) && timeout > 0:
+				return fmt.Errorf("watch %s/%s: timed out after %s with %d of %d lines", a[0], a[1], timeout, lines, count)
+			case errors.Is(err, context.Canceled) && c.Context.Err() != nil:
+				return nil // interrupted
+			}
+			return err
+		},
+	}
+}
+
+func rpcCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "rpc",
+		Usage:     "call a service's RPC action and print the result as JSON",
+		ArgsUsage: "SERVICE ACTION",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "args", Usage: "arguments as a JSON object", Value: "{}"},
+			&ucli.DurationFlag{Name: "timeout", Usage: "bound on each attempt (default 10s)"},
+			&ucli.IntFlag{Name: "retry", Usage: "attempts after one that could not reach the service"},
+			&ucli.BoolFlag{Name: "local", Usage: "only call an instance on the addressed node"},
+		},
+		Action: func(c *ucli.Context) error {
+			a, err := args(c, "SERVICE", "ACTION")
+			if err != nil {
+				return err
+			}
+			dec := json.NewDecoder(strings.NewReader(c.String("args")))
+			dec.UseNumber()
+			var argv map[string]any
+			if err := dec.Decode(&argv); err != nil || argv == nil || dec.More() {
+				return usagef("--args must be one JSON object, got %q", c.String("args"))
+			}
+			if c.Int("retry") < 0 || c.Duration("timeout") < 0 {
+				return usagef("--retry and --timeout must not be negative")
+			}
+			req := api.RPCRequest{Args: argv, Retry: c.Int("retry"), Local: c.Bool("local")}
+			if d := c.Duration("timeout"); d > 0 {
+				req.Timeout = d.String()
+			}
+			cl, err := client(c)
+			if err != nil {
+				return err
+			}
+			if d := c.Duration("timeout"); d > 0 {
+				cl = api.NewClient(api.ClientConfig{Addr: cl.Addr(), Token: cl.Token(), TLS: cl.TLS(), Timeout: d*time.Duration(req.Retry+1) + 5*time.Second})
+			}
+			raw, err := cl.RPC(c.Context, a[0], a[1], req)
+			if err != nil {
+				return err
+			}
+			return printRaw(c, raw)
+		},
+	}
+}

@@ -1,0 +1,237 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/table"
+)
+
+func (s *Server) serviceRoutes() {
+	s.mux.HandleFunc("GET /v1/services", s.listServices)
+	s.mux.HandleFunc("POST /v1/services", s.createService)
+	s.mux.HandleFunc("DELETE /v1/services/{id}", s.deleteService)
+	s.mux.HandleFunc("PUT /v1/services/{id}/tables/{table}", s.publish)
+	s.mux.HandleFunc("GET /v1/services/{id}/tables/{table}", s.getTable)
+	s.mux.HandleFunc("GET /v1/watch/{id}/{table}", s.watch)
+	s.mux.HandleFunc("POST /v1/rpc/{id}/{action}", s.rpc)
+}
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.node.ServicesInfo())
+}
+
+// CreateServiceRequest is the body of POST /v1/services.
+type CreateServiceRequest struct {
+	ID string `json:"id"`
+}
+
+func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
+	var req CreateServiceRequest
+	if err := readJSON(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	info, err := s.node.CreateService(r.Context(), req.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.node.DeleteService(r.Context(), id); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": id})
+}
+
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
+	snapshot, err := boolParam(r, "snapshot")
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%w: read body: %v", dse.ErrInvalid, err))
+		return
+	}
+	rows, err := table.FromJSON(body, table.DefaultLimits)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%w: %v", dse.ErrInvalid, err))
+		return
+	}
+	res, err := s.node.Publish(r.Context(), r.PathValue("id"), r.PathValue("table"), rows, snapshot)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// TableContent is a table with its seqnum, rows sorted.
+type TableContent struct {
+	Seqnum uint64      `json:"seqnum"`
+	Rows   []table.Row `json:"rows"`
+}
+
+func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
+	res, err := s.node.RPC(r.Context(), r.PathValue("id"), "get_last_published_data_with_seqnum",
+		map[string]any{"table": r.PathValue("table")}, dse.RPCOptions{})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	m, _ := res.(map[string]any)
+	seq, _ := m["seqnum"].(int64)
+	rows, err := table.FromValue(m["rows"], table.DefaultLimits)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%w: publisher sent a malformed table: %v", dse.ErrUnavailable, err))
+		return
+	}
+	table.Sort(rows)
+	writeJSON(w, http.StatusOK, TableContent{Seqnum: uint64(seq), Rows: nonNil(rows)})
+}
+
+func nonNil(rows []table.Row) []table.Row {
+	if rows == nil {
+		return []table.Row{}
+	}
+	return rows
+}
+
+// snapshotLine and deltaLine are the lines of the watch stream, with keys in
+// the order CLI.md shows them.
+type snapshotLine struct {
+	Seqnum   uint64      `json:"seqnum"`
+	Snapshot bool        `json:"snapshot"`
+	Rows     []table.Row `json:"rows"`
+}
+
+type deltaLine struct {
+	Seqnum   uint64      `json:"seqnum"`
+	Snapshot bool        `json:"snapshot"`
+	Add      []table.Row `json:"add"`
+	Del      []table.Row `json:"del"`
+}
+
+func watchLine(ev dse.WatchEvent) any {
+	if ev.Snapshot {
+		table.Sort(ev.Rows)
+		return snapshotLine{Seqnum: ev.Seqnum, Snapshot: true, Rows: nonNil(ev.Rows)}
+	}
+	table.Sort(ev.Add)
+	table.Sort(ev.Del)
+	return deltaLine{Seqnum: ev.Seqnum, Add: nonNil(ev.Add), Del: nonNil(ev.Del)}
+}
+
+func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	events := make(chan dse.WatchEvent, 4096)
+	errc := make(chan error, 1)
+	go func() { errc <- s.node.Watch(r.Context(), r.PathValue("id"), r.PathValue("table"), events) }()
+	started := false
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case ev := <-events:
+			if !started {
+				w.Header().Set("Content-Type", "application/x-ndjson")
+				w.WriteHeader(http.StatusOK)
+				started = true
+			}
+			rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if enc.Encode(watchLine(ev)) != nil || rc.Flush() != nil {
+				return
+			}
+		case err := <-errc:
+			if !started && r.Context().Err() == nil {
+				s.fail(w, err)
+			}
+			return
+		}
+	}
+}
+
+// RPCRequest is the body of POST /v1/rpc/{service}/{action}.
+type RPCRequest struct {
+	Args    map[string]any `json:"args"`
+	Timeout string         `json:"timeout,omitempty"`
+	Retry   int            `json:"retry,omitempty"`
+	Local   bool           `json:"local,omitempty"`
+}
+
+func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
+	var req RPCRequest
+	if err := readJSON(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	opts := dse.RPCOptions{Retry: req.Retry, Local: req.Local}
+	if req.Timeout != "" {
+		d, err := time.ParseDuration(req.Timeout)
+		if err != nil || d <= 0 {
+			s.fail(w, fmt.Errorf("%w: timeout %q is not a positive duration", dse.ErrInvalid, req.Timeout))
+			return
+		}
+		opts.Timeout = d
+	}
+	args, err := jsonToValues(req.Args)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%w: args: %v", dse.ErrInvalid, err))
+		return
+	}
+	res, err := s.node.RPC(r.Context(), r.PathValue("id"), r.PathValue("action"), args.(map[string]any), opts)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// jsonToValues turns json.Number into int64 or float64, recursively.
+func jsonToValues(v any) (any, error) {
+	switch x := v.(type) {
+	case nil:
+		return map[string]any{}, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			c, err := jsonValue(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", k, err)
+			}
+			out[k] = c
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("want an object, got %T", v)
+}
+
+func jsonValue(v any) (any, error) {
+	switch x := v.(type) {
+	case json.Number:
+		return table.Canonical(x)
+	case map[string]any:
+		return jsonToValues(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			c, err := jsonValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = c
+		}
+		return out, nil
+	}
+	return v, nil
+}

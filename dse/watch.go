@@ -1,0 +1,83 @@
+package dse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"dse.dev/dse/dse/cache"
+)
+
+// WatchEvent is one line of `dse watch`: the table as a snapshot first, then
+// each change as rows added and deleted.
+type WatchEvent struct {
+	Seqnum   uint64
+	Snapshot bool
+	Rows     []Row // snapshot only
+	Add      []Row
+	Del      []Row
+}
+
+// ErrWatchTooSlow ends a watch whose reader fell too far behind.
+var ErrWatchTooSlow = errors.New("watcher fell behind")
+
+// Watch subscribes to publisher's table through this node and sends events
+// until ctx ends; it then removes its subscriber. It returns ctx's error, or
+// ErrWatchTooSlow when events stays full.
+func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- WatchEvent) error {
+	if !validName(publisher) || !validName(tbl) {
+		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, publisher, tbl)
+	}
+	s := NewDataService(newWatchID(n.id), Hooks{})
+	s.kind = KindWatch
+	overflow := make(chan struct{})
+	first := true
+	id := cache.TableID{Publisher: publisher, Table: tbl}
+	s.cache.OnChange(func(ch cache.Change) {
+		if ch.TableID != id {
+			return
+		}
+		var ev WatchEvent
+		if first {
+			rows, _, _ := s.cache.Rows(id)
+			ev = WatchEvent{Seqnum: ch.Seqnum, Snapshot: true, Rows: rows}
+			first = false
+		} else {
+			if ch.Empty() {
+				return
+			}
+			ev = WatchEvent{Seqnum: ch.Seqnum, Add: ch.Added, Del: ch.Deleted}
+		}
+		select {
+		case events <- ev:
+		default:
+			select {
+			case <-overflow:
+			default:
+				close(overflow)
+			}
+		}
+	})
+	if err := n.Register(ctx, s); err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+		defer cancel()
+		if err := s.Stop(cctx); err != nil {
+			n.logger.Warn("cannot remove watch subscriber", "service", s.id, "error", err)
+		}
+	}()
+	if err := s.Subscribe(ctx, publisher, tbl); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-overflow:
+		return fmt.Errorf("%w: more than %d events unread", ErrWatchTooSlow, cap(events))
+	case <-n.ctx.Done():
+		return ErrClosed
+	}
+}
+
