@@ -99,7 +99,17 @@ func newLogger(name, level string, jsonFormat bool) (hclog.Logger, error) {
 	if lvl == hclog.NoLevel {
 		return nil, usagef("--log-level %q is not one of trace, debug, info, warn, error", level)
 	}
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, Output: os.Stderr, JSONFormat: jsonFormat}), nil
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: lvl, Output: os.Stderr, JSONFormat: jsonFormat, Exclude: shutdownNoise}), nil
+}
+
+// shutdownNoise drops hashicorp/raft's errors about connections a peer
+// closed while shutting down: they say nothing an operator can act on.
+func shutdownNoise(_ hclog.Level, msg string, args ...any) bool {
+	if msg != "failed to decode incoming command" && msg != "failed to flush response" {
+		return false
+	}
+	s := fmt.Sprint(args...)
+	return strings.Contains(s, "use of closed network connection") || strings.Contains(s, "transport shutdown") || strings.Contains(s, "connection reset by peer")
 }
 
 func runAgent(c *ucli.Context) error {

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -84,7 +86,9 @@ func runDev(c *ucli.Context) error {
 			return fmt.Errorf("start %s: %w", cfg.ID, err)
 		}
 		nodes = append(nodes, rn)
-		if i == 0 {
+		// A new cluster needs its first node to lead before others join; a
+		// resumed one needs a quorum of its nodes up to elect at all.
+		if i == 0 && !rn.node.HasState() || i == n-1 {
 			wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
 			_, err := rn.node.WaitLeader(wctx)
 			wcancel()
@@ -93,6 +97,10 @@ func runDev(c *ucli.Context) error {
 			}
 		}
 	}
+	demo, err := startDemo(ctx, nodes[0].node)
+	if err != nil {
+		return fmt.Errorf("start the demo publisher: %w", err)
+	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "dse dev: %d-node cluster, data in %s\n\n", n, dir)
 	for _, rn := range nodes {
@@ -100,7 +108,12 @@ func runDev(c *ucli.Context) error {
 	}
 	a := nodes[0].node.HTTPAddr()
 	b := nodes[len(nodes)-1].node.HTTPAddr()
+	fmt.Fprintf(w, "\nService %q on %s publishes table %q, changing every second.\n", demo.ID(), nodes[0].node.ID(), demoTable)
 	fmt.Fprintf(w, "\nTry, in another terminal:\n")
+	fmt.Fprintf(w, "  go run . --addr %s watch %s %s\n", b, demo.ID(), demoTable)
+	fmt.Fprintf(w, "  go run . --addr %s get %s %s\n", a, demo.ID(), demoTable)
+	fmt.Fprintf(w, "  go run . --addr %s services list\n", b)
+	fmt.Fprintf(w, "  go run . --addr %s rpc %s ping --args '{\"hello\":\"dse\"}'\n", b, demo.ID())
 	fmt.Fprintf(w, "  go run . --addr %s members list\n", a)
 	fmt.Fprintf(w, "  go run . --addr %s status\n", b)
 	fmt.Fprintf(w, "  go run . --addr %s leader transfer\n", b)
@@ -112,4 +125,47 @@ func runDev(c *ucli.Context) error {
 	}
 	fmt.Fprintln(w, "stopping")
 	return nil
+}
+
+const demoTable = "ticks"
+
+// startDemo registers the demo publisher: a table of the last five ticks,
+// one new row a second, so `dse watch` shows data move.
+func startDemo(ctx context.Context, n *dse.Node) (*dse.DataService, error) {
+	svc := dse.NewDataService("demo", dse.Hooks{})
+	var err error
+	for range 50 {
+		if err = n.Register(ctx, svc); err == nil || !errors.Is(err, dse.ErrServiceExists) {
+			break
+		}
+		// A previous run's instance is still registered: remove it first.
+		if derr := n.DeleteService(ctx, svc.ID()); derr != nil && !errors.Is(derr, dse.ErrServiceNotFound) {
+			return nil, derr
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for i := int64(1); ; i++ {
+			var rows []dse.Row
+			for k := max(1, i-4); k <= i; k++ {
+				rows = append(rows, dse.Row{k, fmt.Sprintf("tick %d", k)})
+			}
+			if _, _, err := svc.Publish(ctx, demoTable, rows, false); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "dse dev: demo publish: %v\n", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return svc, nil
 }

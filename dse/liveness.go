@@ -2,6 +2,7 @@ package dse
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -127,6 +128,18 @@ func (n *Node) selfRegisterLoop() {
 			n.logger.Debug("self registration failed, retrying", "error", err)
 		}
 	}
+}
+
+// ensureRegistered makes sure the registry knows this node before a service
+// is placed on it (the bootstrap node registers itself only once it leads).
+func (n *Node) ensureRegistered(ctx context.Context) error {
+	if _, ok := n.fsm.Node(n.id); ok {
+		return nil
+	}
+	if !n.needsSelfRegister() {
+		return fmt.Errorf("%w: node %q is not a cluster member yet", ErrUnavailable, n.id)
+	}
+	return n.applyErr(ctx, fsm.CmdNodeUpsert, fsm.NodeUpsert{ID: n.id, Addr: n.trans.Addr(), HTTPAddr: n.cfg.HTTPAddr})
 }
 
 func (n *Node) needsSelfRegister() bool {

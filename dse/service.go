@@ -163,6 +163,12 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	}
 	s.node = n
 	s.mu.Unlock()
+	if err := n.ensureRegistered(ctx); err != nil {
+		s.mu.Lock()
+		s.node = nil
+		s.mu.Unlock()
+		return err
+	}
 	if err := n.svcs.add(s); err != nil {
 		s.mu.Lock()
 		s.node = nil
