@@ -102,6 +102,7 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			getCommand(),
 			watchCommand(),
 			rpcCommand(),
+			benchCommand(),
 		},
 	}
 	prepare(app.Commands)

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // nodeMetrics are the node's Prometheus instruments. Each node has its own
@@ -127,4 +128,29 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		}()
 	}
 	wg.Wait()
+}
+
+// EngineStats are counters of the node's publish path.
+type EngineStats struct {
+	Publications uint64 // publications sequenced by local services
+	SeqCommits   uint64 // Raft entries that assigned their seqnums
+	Deliveries   uint64 // publications applied by local subscriptions
+	Dropped      uint64 // publications not pushed (peer queue full)
+	Catchups     uint64 // subscriber catch-ups
+}
+
+// Stats returns the node's publish-path counters.
+func (n *Node) Stats() EngineStats {
+	read := func(c prometheus.Counter) uint64 {
+		var m dto.Metric
+		c.Write(&m)
+		return uint64(m.GetCounter().GetValue())
+	}
+	return EngineStats{
+		Publications: read(n.metrics.publications),
+		SeqCommits:   read(n.metrics.seqCommits),
+		Deliveries:   read(n.metrics.deliveries),
+		Dropped:      read(n.metrics.dropped),
+		Catchups:     read(n.metrics.resubscribes),
+	}
 }

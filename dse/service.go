@@ -23,6 +23,9 @@ type Data struct {
 	Rows     []Row
 	Add      []Row
 	Del      []Row
+	// Published is the publisher's clock at the publish call (for latency
+	// measurement; zero for snapshots made for catching up).
+	Published time.Time
 }
 
 // RPCMethod handles one RPC action. args are JSON-like values (int64,

@@ -202,6 +202,9 @@ func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 		return
 	}
 	d := Data{Snapshot: p.Snapshot, Rows: p.Rows, Add: p.Add, Del: p.Del}
+	if p.SentAt != 0 {
+		d.Published = time.Unix(0, p.SentAt)
+	}
 	if s.hooks.ReceiveDataSequenced != nil {
 		s.hooks.ReceiveDataSequenced(p.Publisher, p.Table, d, p.Seqnum, receipt)
 	}

@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"dse.dev/dse/dse"
+)
+
+// PublishConfig sets up `dse bench publish`.
+type PublishConfig struct {
+	Dir          string
+	Nodes        int
+	Subscribers  int
+	Tables       int
+	RowsPerDelta int
+	RowBytes     int
+	Duration     time.Duration
+	Rate         int // publications per second; 0: as fast as possible
+	Writers      int // concurrent publishers per table when Rate is 0
+	Progress     func(elapsed time.Duration, pubs uint64)
+}
+
+// PublishResult is what `dse bench publish --json` prints.
+type PublishResult struct {
+	Mode             string  `json:"mode"`
+	Nodes            int     `json:"nodes"`
+	Subscribers      int     `json:"subscribers"`
+	Tables           int     `json:"tables"`
+	RowsPerDelta     int     `json:"rows_per_delta"`
+	RowBytes         int     `json:"row_bytes"`
+	Rate             int     `json:"rate"`
+	Seconds          float64 `json:"seconds"`
+	Publications     uint64  `json:"publications"`
+	PubsPerSec       float64 `json:"pubs_per_sec"`
+	Deliveries       uint64  `json:"deliveries"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	RaftCommits      uint64  `json:"raft_commits"`
+	PubsPerCommit    float64 `json:"pubs_per_commit"`
+	Catchups         uint64  `json:"catchups"`
+	OrderViolations  uint64  `json:"order_violations"`
+	Latency          Latency `json:"latency_us"`
+	// Series is publications per 100 ms, for plots.
+	Series []uint64 `json:"-"`
+	// Latencies are every delivery's latency, for plots.
+	Latencies []time.Duration `json:"-"`
+}
+
+func (c *PublishConfig) validate() error {
+	switch {
+	case c.Nodes < 2:
+		return fmt.Errorf("--nodes %d: want at least 2 (subscribers live on other nodes)", c.Nodes)
+	case c.Subscribers < 1:
+		return fmt.Errorf("--subscribers %d: want at least 1", c.Subscribers)
+	case c.Tables < 1:
+		return fmt.Errorf("--tables %d: want at least 1", c.Tables)
+	case c.RowsPerDelta < 1:
+		return fmt.Errorf("--rows-per-delta %d: want at least 1", c.RowsPerDelta)
+	case c.RowBytes < 8:
+		return fmt.Errorf("--row-bytes %d: want at least 8", c.RowBytes)
+	case c.Duration <= 0:
+		return fmt.Errorf("--duration %s: want a positive duration", c.Duration)
+	case c.Rate < 0:
+		return fmt.Errorf("--rate %d: want 0 (as fast as possible) or more", c.Rate)
+	}
+	if c.Writers <= 0 {
+		c.Writers = 256
+	}
+	return nil
+}
+
+// subscriber checks order and records latency for one subscriber service.
+type subscriber struct {
+	mu         sync.Mutex
+	last       map[string]uint64
+	violations uint64
+	deliveries uint64
+	lat        []time.Duration
+}
+
+func (s *subscriber) hooks() dse.Hooks {
+	return dse.Hooks{ReceiveDataSequenced: func(_, tbl string, d dse.Data, seq uint64, receipt time.Time) {
+		now := time.Now()
+		s.mu.Lock()
+		if seq <= s.last[tbl] {
+			s.violations++
+		}
+		s.last[tbl] = seq
+		s.deliveries++
+		if !d.Published.IsZero() {
+			s.lat = append(s.lat, now.Sub(d.Published))
+		}
+		s.mu.Unlock()
+	}}
+}
+
+// Publish runs the publish benchmark: one publisher service on node 1 sends
+// deltas; subscribers on the other nodes check that every delivery comes in
+// order and measure the latency from the publish call to their apply.
+func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	pubNode := c.Nodes[0]
+	pub := dse.NewDataService("bench-pub", dse.Hooks{})
+	if err := pubNode.Register(ctx, pub); err != nil {
+		return nil, err
+	}
+	tables := make([]string, cfg.Tables)
+	for i := range tables {
+		tables[i] = fmt.Sprintf("t%d", i)
+	}
+	subs := make([]*subscriber, cfg.Subscribers)
+	for i := range subs {
+		subs[i] = &subscriber{last: map[string]uint64{}}
+		node := c.Nodes[1+i%(cfg.Nodes-1)]
+		svc := dse.NewDataService(fmt.Sprintf("bench-sub%d", i), subs[i].hooks())
+		if err := node.Register(ctx, svc); err != nil {
+			return nil, err
+		}
+		for _, t := range tables {
+			if err := svc.Subscribe(ctx, "bench-pub", t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	pad := strings.Repeat("x", cfg.RowBytes-8)
+	// Each table starts with a snapshot, so deliveries from here on are
+	// deltas.
+	for _, t := range tables {
+		if _, _, err := pub.Publish(ctx, t, nil, true); err != nil {
+			return nil, err
+		}
+	}
+	// Let every subscriber receive the initial snapshots.
+	time.Sleep(200 * time.Millisecond)
+	before := pubNode.Stats()
+	var published atomic.Uint64
+	var firstErr atomic.Value
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	start := time.Now()
+	var series []uint64
+	seriesDone := make(chan struct{})
+	go func() {
+		defer close(seriesDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		var prev uint64
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-tick.C:
+				p := published.Load()
+				series = append(series, p-prev)
+				prev = p
+				if cfg.Progress != nil && len(series)%10 == 0 {
+					cfg.Progress(time.Since(start), p)
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	writers := cfg.Writers
+	var lim *rate.Limiter
+	if cfg.Rate > 0 {
+		lim = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
+		writers = max(1, min(64, cfg.Rate/100))
+	}
+	for ti, t := range tables {
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var prev []dse.Row
+				for n := int64(0); runCtx.Err() == nil; n++ {
+					if lim != nil && lim.Wait(runCtx) != nil {
+						return
+					}
+					add := make([]dse.Row, cfg.RowsPerDelta)
+					for r := range add {
+						add[r] = dse.Row{int64(ti*1_000_000 + w*1000 + r), fmt.Sprintf("%08d", n) + pad}
+					}
+					if _, _, err := pub.PublishDelta(runCtx, t, add, prev); err != nil {
+						if runCtx.Err() == nil {
+							firstErr.CompareAndSwap(nil, err)
+						}
+						return
+					}
+					published.Add(1)
+					prev = add
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	<-seriesDone
+	if e := firstErr.Load(); e != nil {
+		return nil, fmt.Errorf("publish failed: %w", e.(error))
+	}
+	// Wait for the deliveries in flight.
+	total := published.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, s := range subs {
+			s.mu.Lock()
+			var max uint64
+			for _, v := range s.last {
+				max += v
+			}
+			s.mu.Unlock()
+			if max < total+uint64(cfg.Tables) {
+				ok = false
+			}
+		}
+		if ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	after := pubNode.Stats()
+	res := &PublishResult{
+		Mode: "in-process", Nodes: cfg.Nodes, Subscribers: cfg.Subscribers, Tables: cfg.Tables,
+		RowsPerDelta: cfg.RowsPerDelta, RowBytes: cfg.RowBytes, Rate: cfg.Rate,
+		Seconds: elapsed.Seconds(), Publications: total, Series: series,
+		RaftCommits: after.SeqCommits - before.SeqCommits,
+	}
+	var lat []time.Duration
+	for _, n := range c.Nodes {
+		res.Catchups += n.Stats().Catchups
+	}
+	for _, s := range subs {
+		s.mu.Lock()
+		res.Deliveries += s.deliveries
+		res.OrderViolations += s.violations
+		lat = append(lat, s.lat...)
+		s.mu.Unlock()
+	}
+	res.Deliveries -= uint64(cfg.Tables * cfg.Subscribers) // the initial snapshots
+	res.PubsPerSec = float64(total) / elapsed.Seconds()
+	res.DeliveriesPerSec = float64(res.Deliveries) / elapsed.Seconds()
+	if res.RaftCommits > 0 {
+		res.PubsPerCommit = float64(total) / float64(res.RaftCommits)
+	}
+	res.Latency = summarize(lat)
+	res.Latencies = lat
+	return res, nil
+}
