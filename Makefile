@@ -14,12 +14,16 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-bench: build ## Go micro-benchmarks
+bench: build ## Go micro-benchmarks, then a short dse bench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s $(PKGS)
+	bin/dse bench publish --duration 5s
+	bin/dse bench publish --duration 5s --rate 1000
 
 fuzz: ## every fuzzer for FUZZTIME each
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transport -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dse/table -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dse/table -run '^$$' -fuzz '^FuzzFromJSON$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin dse-dev-data

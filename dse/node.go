@@ -99,10 +99,10 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:    cfg,
-		id:     cfg.ID,
-		logger: logger,
-		trans:  trans,
+		cfg:      cfg,
+		id:       cfg.ID,
+		logger:   logger,
+		trans:    trans,
 		fsm:      fsm.New(),
 		done:     make(chan struct{}),
 		external: map[string]*externalService{},

@@ -80,4 +80,3 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 		return ErrClosed
 	}
 }
-
