@@ -133,6 +133,8 @@ func New(cfg Config) (*Node, error) {
 	n.goFunc(n.selfRegisterLoop)
 	n.svcs.start()
 	n.goFunc(n.restoreLocal)
+	n.goFunc(n.placeLoop)
+	n.goFunc(n.runLoop)
 	return n, nil
 }
 

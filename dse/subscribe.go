@@ -114,6 +114,7 @@ func (s *DataService) Subscribe(ctx context.Context, publisher, tableName string
 		}
 		return err
 	}
+	s.recordSub(id)
 	if !existed {
 		// Registered with the publisher's node: now fetch what it has.
 		n.goFunc(func() { n.svcs.catchup(st) })
@@ -139,10 +140,14 @@ func (ss *services) attach(s *DataService, id cache.TableID) (st *subState, exis
 		s.deliver(&table.Publication{Publisher: id.Publisher, Table: id.Table, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}, time.Now())
 	}
 	st.mu.Unlock()
+	return st, existed, already
+}
+
+// recordSub notes, on the service, a subscription the registry holds.
+func (s *DataService) recordSub(id cache.TableID) {
 	s.mu.Lock()
 	s.subs[id] = true
 	s.mu.Unlock()
-	return st, existed, already
 }
 
 // resumeSubscriptions attaches a newly registered service to the
@@ -150,7 +155,9 @@ func (ss *services) attach(s *DataService, id cache.TableID) (st *subState, exis
 // restarts.
 func (ss *services) resumeSubscriptions(s *DataService) {
 	for _, sub := range ss.n.fsm.SubscriptionsOf(s.id) {
-		st, existed, _ := ss.attach(s, cache.TableID{Publisher: sub.Publisher, Table: sub.Table})
+		id := cache.TableID{Publisher: sub.Publisher, Table: sub.Table}
+		st, existed, _ := ss.attach(s, id)
+		s.recordSub(id)
 		if !existed {
 			ss.n.goFunc(func() { ss.catchup(st) })
 		}
@@ -414,6 +421,7 @@ func (ss *services) watchRegistry() {
 		ss.n.stopRemoved()
 		for _, s := range ss.all() {
 			s.syncSubscriberHooks()
+			s.dropEndedSubscriptions()
 		}
 		select {
 		case <-ss.n.ctx.Done():
@@ -463,5 +471,25 @@ func (s *DataService) syncSubscriberHooks() {
 		if s.hooks.OnLastUnsubscriber != nil {
 			s.hooks.OnLastUnsubscriber(t)
 		}
+	}
+}
+
+// dropEndedSubscriptions forgets local subscriptions the registry no longer
+// has (their publisher's datasource was deleted, say).
+func (s *DataService) dropEndedSubscriptions() {
+	n := s.nodeOf()
+	if n == nil || s.Status() != "running" {
+		return
+	}
+	s.mu.Lock()
+	var ended []cache.TableID
+	for id := range s.subs {
+		if !slices.Contains(n.fsm.Subscribers(id.Publisher, id.Table), s.id) {
+			ended = append(ended, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range ended {
+		s.dropSub(id)
 	}
 }

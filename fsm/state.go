@@ -416,10 +416,16 @@ func (c *DatasourceUpdate) apply(s *state, _ uint64) any {
 }
 
 func (c *DatasourceDelete) apply(s *state, _ uint64) any {
-	if _, ok := s.datasources[c.ID]; !ok {
+	d, ok := s.datasources[c.ID]
+	if !ok {
 		return fmt.Errorf("%w: %q", ErrDatasourceNotFound, c.ID)
 	}
 	delete(s.datasources, c.ID)
+	// Its service goes, and so do the subscriptions to its tables.
+	if svc, ok := s.services[d.Name]; ok && svc.Kind == "datasource" {
+		s.deleteService(d.Name)
+	}
+	delete(s.subs, d.Name)
 	return nil
 }
 
