@@ -102,6 +102,8 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			getCommand(),
 			watchCommand(),
 			rpcCommand(),
+			driversCommand(),
+			datasourcesCommand(),
 			benchCommand(),
 		},
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -97,9 +98,9 @@ func runDev(c *ucli.Context) error {
 			}
 		}
 	}
-	demo, err := startDemo(ctx, nodes[0].node)
+	demoFile, err := startDemo(ctx, nodes[0].node, dir)
 	if err != nil {
-		return fmt.Errorf("start the demo publisher: %w", err)
+		return fmt.Errorf("start the demo datasource: %w", err)
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "dse dev: %d-node cluster, data in %s\n\n", n, dir)
@@ -108,12 +109,13 @@ func runDev(c *ucli.Context) error {
 	}
 	a := nodes[0].node.HTTPAddr()
 	b := nodes[len(nodes)-1].node.HTTPAddr()
-	fmt.Fprintf(w, "\nService %q on %s publishes table %q, changing every second.\n", demo.ID(), nodes[0].node.ID(), demoTable)
+	fmt.Fprintf(w, "\nDatasource \"demo\" (driver file, following %s) publishes table %q, changing every second.\n", demoFile, demoTable)
 	fmt.Fprintf(w, "\nTry, in another terminal:\n")
-	fmt.Fprintf(w, "  go run . --addr %s watch %s %s\n", b, demo.ID(), demoTable)
-	fmt.Fprintf(w, "  go run . --addr %s get %s %s\n", a, demo.ID(), demoTable)
+	fmt.Fprintf(w, "  go run . --addr %s watch %s %s\n", b, "demo", demoTable)
+	fmt.Fprintf(w, "  go run . --addr %s get %s %s\n", a, "demo", demoTable)
 	fmt.Fprintf(w, "  go run . --addr %s services list\n", b)
-	fmt.Fprintf(w, "  go run . --addr %s rpc %s ping --args '{\"hello\":\"dse\"}'\n", b, demo.ID())
+	fmt.Fprintf(w, "  go run . --addr %s rpc %s ping --args '{\"hello\":\"dse\"}'\n", b, "demo")
+	fmt.Fprintf(w, "  go run . --addr %s datasources status demo\n", a)
 	fmt.Fprintf(w, "  go run . --addr %s members list\n", a)
 	fmt.Fprintf(w, "  go run . --addr %s status\n", b)
 	fmt.Fprintf(w, "  go run . --addr %s leader transfer\n", b)
@@ -129,43 +131,48 @@ func runDev(c *ucli.Context) error {
 
 const demoTable = "ticks"
 
-// startDemo registers the demo publisher: a table of the last five ticks,
-// one new row a second, so `dse watch` shows data move.
-func startDemo(ctx context.Context, n *dse.Node) (*dse.DataService, error) {
-	svc := dse.NewDataService("demo", dse.Hooks{})
-	var err error
-	for range 50 {
-		if err = n.Register(ctx, svc); err == nil || !errors.Is(err, dse.ErrServiceExists) {
-			break
+// startDemo adds the demo datasource: a file driver following a JSON file
+// that dev rewrites every second with the last five ticks, so `dse watch`
+// shows data move (and moves with the datasource if its node stops).
+func startDemo(ctx context.Context, n *dse.Node, dir string) (string, error) {
+	path := filepath.Join(dir, "demo.json")
+	write := func(i int64) error {
+		var rows [][]any
+		for k := max(1, i-4); k <= i; k++ {
+			rows = append(rows, []any{k, fmt.Sprintf("tick %d", k)})
 		}
-		// A previous run's instance is still registered: remove it first.
-		if derr := n.DeleteService(ctx, svc.ID()); derr != nil && !errors.Is(derr, dse.ErrServiceNotFound) {
-			return nil, derr
+		b, _ := json.Marshal(map[string]any{demoTable: rows})
+		if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		return os.Rename(path+".tmp", path)
 	}
-	if err != nil {
-		return nil, err
+	if err := write(1); err != nil {
+		return "", err
+	}
+	if _, err := n.GetDatasource("demo", true); errors.Is(err, dse.ErrNotFound) {
+		_, err := n.AddDatasource(ctx, dse.DatasourceSpec{
+			Name: "demo", Driver: "file", Enabled: true,
+			Description: "dse dev's demo: a JSON file rewritten every second",
+			Config:      map[string]any{"path": path, "poll_interval": "250ms"},
+		})
+		if err != nil {
+			return "", err
+		}
 	}
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		for i := int64(1); ; i++ {
-			var rows []dse.Row
-			for k := max(1, i-4); k <= i; k++ {
-				rows = append(rows, dse.Row{k, fmt.Sprintf("tick %d", k)})
-			}
-			if _, _, err := svc.Publish(ctx, demoTable, rows, false); err != nil && ctx.Err() == nil {
-				fmt.Fprintf(os.Stderr, "dse dev: demo publish: %v\n", err)
-			}
+		for i := int64(2); ; i++ {
 			select {
 			case <-ctx.Done():
 				return
-			case <-n.Done():
-				return
 			case <-t.C:
+			}
+			if err := write(i); err != nil {
+				fmt.Fprintf(os.Stderr, "dse dev: demo file: %v\n", err)
 			}
 		}
 	}()
-	return svc, nil
+	return path, nil
 }

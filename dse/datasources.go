@@ -486,3 +486,35 @@ func (n *Node) stopDatasource(r *dsRunner) {
 	n.logger.Info("datasource stopped", "datasource", r.d.Name)
 }
 
+// The seed's datasource methods on DataService, delegating to its node.
+
+// GetDatasource returns a datasource by id or name (get_datasource).
+func (s *DataService) GetDatasource(idOrName string) (Datasource, error) {
+	n := s.nodeOf()
+	if n == nil {
+		return Datasource{}, s.errNotRunning()
+	}
+	return n.GetDatasource(idOrName, false)
+}
+
+// GetDatasources lists the datasources (get_datasources).
+func (s *DataService) GetDatasources(filterSecret bool) ([]Datasource, error) {
+	n := s.nodeOf()
+	if n == nil {
+		return nil, s.errNotRunning()
+	}
+	return n.GetDatasources(filterSecret), nil
+}
+
+// GetDriverInfo returns a driver's info (get_driver_info).
+func (s *DataService) GetDriverInfo(driver string) (drivers.Info, error) {
+	return (*Node)(nil).DriverInfo(driver)
+}
+
+// GetDriverSchema returns the tables a driver publishes (get_driver_schema).
+func (s *DataService) GetDriverSchema(driver string) ([]drivers.TableSchema, error) {
+	return (*Node)(nil).DriverSchema(driver)
+}
+
+// GetDriversInfo lists every driver (get_drivers_info).
+func (s *DataService) GetDriversInfo() []drivers.Info { return drivers.All() }

@@ -277,3 +277,50 @@ func (c *Client) RPC(ctx context.Context, service, action string, req RPCRequest
 	var out json.RawMessage
 	return out, c.do(ctx, http.MethodPost, "/v1/rpc/"+url.PathEscape(service)+"/"+url.PathEscape(action), req, &out)
 }
+
+// Drivers lists the drivers.
+func (c *Client) Drivers(ctx context.Context) ([]DriverSummary, error) {
+	var out []DriverSummary
+	return out, c.do(ctx, http.MethodGet, "/v1/drivers", nil, &out)
+}
+
+// Driver returns one driver's info.
+func (c *Client) Driver(ctx context.Context, id string) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.do(ctx, http.MethodGet, "/v1/drivers/"+url.PathEscape(id), nil, &out)
+}
+
+// AddDatasource adds a datasource.
+func (c *Client) AddDatasource(ctx context.Context, req AddDatasourceRequest) (dse.Datasource, error) {
+	var out dse.Datasource
+	return out, c.do(ctx, http.MethodPost, "/v1/datasources", req, &out)
+}
+
+// Datasources lists the datasources.
+func (c *Client) Datasources(ctx context.Context, showSecrets bool) ([]dse.Datasource, error) {
+	var out []dse.Datasource
+	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/datasources?show_secrets=%t", showSecrets), nil, &out)
+}
+
+// Datasource returns one datasource by id or name.
+func (c *Client) Datasource(ctx context.Context, idOrName string, showSecrets bool) (dse.Datasource, error) {
+	var out dse.Datasource
+	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/datasources/%s?show_secrets=%t", url.PathEscape(idOrName), showSecrets), nil, &out)
+}
+
+// DatasourceStatus tells where a datasource runs and how its source is.
+func (c *Client) DatasourceStatus(ctx context.Context, idOrName string) (dse.DatasourceStatus, error) {
+	var out dse.DatasourceStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/datasources/"+url.PathEscape(idOrName)+"/status", nil, &out)
+}
+
+// UpdateDatasource changes a datasource's config and/or enabled flag.
+func (c *Client) UpdateDatasource(ctx context.Context, idOrName string, req UpdateDatasourceRequest) (dse.Datasource, error) {
+	var out dse.Datasource
+	return out, c.do(ctx, http.MethodPatch, "/v1/datasources/"+url.PathEscape(idOrName), req, &out)
+}
+
+// DeleteDatasource removes a datasource.
+func (c *Client) DeleteDatasource(ctx context.Context, idOrName string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/datasources/"+url.PathEscape(idOrName), nil, nil)
+}

@@ -67,6 +67,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/leave", s.leave)
 	s.mux.HandleFunc("POST /v1/leader/transfer", s.transfer)
 	s.serviceRoutes()
+	s.datasourceRoutes()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.node.Registry(), promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))

@@ -113,7 +113,10 @@ func TestFileJSONFollowsChangesAndKeepsLastGood(t *testing.T) {
 		t.Fatalf("a failed read changed the table to %v", r)
 	}
 	write(t, p, `{"hosts": [["x", 1]]}`)
-	waitFor(t, "recovery", func() bool { r, _ := s.get("hosts"); return reflect.DeepEqual(r, []table.Row{{"x", int64(1)}}) && !s.failing() })
+	waitFor(t, "recovery", func() bool {
+		r, _ := s.get("hosts")
+		return reflect.DeepEqual(r, []table.Row{{"x", int64(1)}}) && !s.failing()
+	})
 }
 
 func TestFileCSV(t *testing.T) {
