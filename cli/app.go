@@ -198,6 +198,7 @@ func args(c *ucli.Context, names ...string) ([]string, error) {
 // printJSON writes v as one line of JSON.
 func printJSON(c *ucli.Context, v any) error {
 	enc := json.NewEncoder(c.App.Writer)
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

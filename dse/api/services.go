@@ -140,6 +140,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	go func() { errc <- s.node.Watch(r.Context(), r.PathValue("id"), r.PathValue("table"), events) }()
 	started := false
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	for {
 		select {
 		case ev := <-events:

@@ -1,0 +1,114 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestE2EDatasourceFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	n1 := startAgent(t, t.TempDir(), "--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap")
+	n2 := startAgent(t, t.TempDir(), "--id", "n2", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http)
+	n3 := startAgent(t, t.TempDir(), "--id", "n3", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http)
+	agents := []*agent{n1, n2, n3}
+	eventually(t, 20*time.Second, "3 members", func() bool {
+		var ms []member
+		return tryJSON(n3.http, &ms, "members", "list") && len(ms) == 3 && leaderOf(agents...) != ""
+	})
+	file := filepath.Join(t.TempDir(), "hosts.json")
+	writeState := func(content string) {
+		os.WriteFile(file+".tmp", []byte(content), 0o600)
+		os.Rename(file+".tmp", file)
+	}
+	writeState(`{"hosts": [["web1", "up"]]}`)
+
+	wantFail(t, 1, []string{"unknown driver", `"nope"`}, "--addr", n1.http, "datasources", "add", "--name", "inv", "--driver", "nope")
+	wantFail(t, 1, []string{`"path"`, "required"}, "--addr", n1.http, "datasources", "add", "--name", "inv", "--driver", "file", "--config", `{"format":"json"}`)
+	wantFail(t, 2, []string{"--config"}, "--addr", n1.http, "datasources", "add", "--name", "inv", "--driver", "file", "--config", `[1]`)
+	var ds map[string]any
+	runJSON(t, n2.http, &ds, "datasources", "add", "--name", "inv", "--driver", "file", "--config", `{"path":"`+file+`","poll_interval":"100ms"}`)
+	var keys []string
+	for k := range ds {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if want := []string{"config", "description", "driver", "enabled", "id", "name", "type"}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("datasource keys %v, want %v", keys, want)
+	}
+	wantFail(t, 1, []string{"already exists", `"inv"`}, "--addr", n3.http, "datasources", "add", "--name", "inv", "--driver", "file", "--config", `{"path":"/x.json"}`)
+	// An http datasource with a secret: hidden unless asked.
+	runJSON(t, n1.http, &ds, "datasources", "add", "--name", "api", "--driver", "http", "--disabled",
+		"--config", `{"url":"http://127.0.0.1:1/x","username":"u","password":"s3cret"}`)
+	for _, args := range [][]string{{"datasources", "list"}, {"datasources", "get", "api"}} {
+		r := run(t, append([]string{"--addr", n2.http, "--json"}, args...)...)
+		if r.code != 0 || strings.Contains(r.stdout, "s3cret") || !strings.Contains(r.stdout, "<hidden>") {
+			t.Fatalf("%v: secret shown or not hidden: %+v", args, r)
+		}
+		r = run(t, append([]string{"--addr", n2.http, "--json"}, append(args, "--show-secrets")...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "s3cret") {
+			t.Fatalf("%v --show-secrets: %+v", args, r)
+		}
+	}
+
+	// Where does it run? Watch from another node.
+	var st map[string]any
+	eventually(t, 20*time.Second, "datasource running", func() bool {
+		return tryJSON(n1.http, &st, "datasources", "status", "inv") && st["running"] == true && st["healthy"] == true
+	})
+	owner := byID(agents, st["node"].(string))
+	var watchFrom *agent
+	for _, a := range agents {
+		if a != owner {
+			watchFrom = a
+			break
+		}
+	}
+	w := startWatch(t, watchFrom.http, "inv", "hosts")
+	eventually(t, 20*time.Second, "first snapshot", func() bool { return len(w.snapshot()) >= 1 })
+	writeState(`{"hosts": [["web1", "down"]]}`)
+	eventually(t, 20*time.Second, "delta", func() bool { return len(w.snapshot()) >= 2 })
+
+	// SIGKILL the node that runs it, then change the file.
+	owner.kill()
+	killed := time.Now()
+	writeState(`{"hosts": [["db1", "up"]]}`)
+	flowing := eventually(t, 30*time.Second, "new content after failover", func() bool {
+		ls := w.snapshot()
+		add, _ := ls[len(ls)-1]["add"].([]any)
+		return len(add) == 1 && reflect.DeepEqual(add[0], []any{"db1", "up"})
+	})
+	t.Logf("SIGKILL of %s (running the datasource): data flowing again after %s", owner.id, flowing)
+	_ = killed
+	ls := w.snapshot()
+	for i := 1; i < len(ls); i++ {
+		if ls[i]["seqnum"].(float64) <= ls[i-1]["seqnum"].(float64) {
+			t.Fatalf("seqnums not increasing: %v", ls)
+		}
+	}
+	var infos []map[string]any
+	runJSON(t, watchFrom.http, &infos, "services", "list")
+	for _, i := range infos {
+		if i["service_id"] == "inv" && (i["node_id"] == owner.id || i["node_id"] == "") {
+			t.Fatalf("services list shows inv on %v after failover", i["node_id"])
+		}
+	}
+
+	// Disable, delete.
+	var upd map[string]any
+	runJSON(t, watchFrom.http, &upd, "datasources", "update", "inv", "--enabled", "false")
+	if upd["enabled"] != false {
+		t.Fatalf("update: %v", upd)
+	}
+	wantFail(t, 2, []string{"--enabled"}, "--addr", watchFrom.http, "datasources", "update", "inv", "--enabled", "maybe")
+	if r := run(t, "--addr", watchFrom.http, "datasources", "delete", "inv"); r.code != 0 {
+		t.Fatalf("delete: %+v", r)
+	}
+	wantFail(t, 1, []string{"not found"}, "--addr", watchFrom.http, "datasources", "get", "inv")
+}
