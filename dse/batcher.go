@@ -83,14 +83,27 @@ func (b *batcher) run() {
 func (b *batcher) fail(r *pubReq, err error) {
 	t := r.t
 	t.mu.Lock()
-	if r.epoch == t.epoch {
+	newEpoch := r.epoch == t.epoch
+	if newEpoch {
 		t.epoch++
 		t.forceSnapshot = true
 	}
 	t.pending--
 	t.cond.Broadcast()
 	t.mu.Unlock()
-	r.done <- pubResult{err: err}
+	if r.done != nil {
+		r.done <- pubResult{err: err}
+	}
+	// When the outcome is unknown (the entry may yet commit, its seqnums
+	// then unused), heal the table: a snapshot of its content under a new
+	// seqnum, without waiting for the caller to publish again.
+	switch ErrorCode(err) {
+	case "fenced", "service_not_found", "invalid", "closed":
+	default:
+		if newEpoch {
+			time.AfterFunc(200*time.Millisecond, func() { r.svc.heal(t.name) })
+		}
+	}
 }
 
 // group is a run of requests for one table under one incarnation.
@@ -256,6 +269,6 @@ func (ss *services) push(pubs []*table.Publication) {
 		send(f)
 	}
 	if len(local) > 0 {
-		ss.receive(local, time.Now())
+		ss.enqueue(delivery{pubs: local, receipt: time.Now()})
 	}
 }

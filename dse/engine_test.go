@@ -341,3 +341,51 @@ func containsAll(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// A subscriber hook that publishes a derived table on the publisher's own
+// node (the usual pattern) must not deadlock the publish path, and may
+// unsubscribe from inside a hook.
+func TestHooksMayPublishAndUnsubscribe(t *testing.T) {
+	c := dsetest.New(t, 1)
+	ctx := context.Background()
+	n := c.Nodes[0]
+	src := register(t, n, "src", dse.Hooks{})
+	var derived *dse.DataService
+	derived = dse.NewDataService("derived", dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
+		rows, _, _ := derived.Cache().Rows(cache.TableID{Publisher: "src", Table: "t"})
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, _, err := derived.Publish(hctx, "count", []dse.Row{{int64(len(rows))}}, false); err != nil {
+			t.Errorf("publish from a hook: %v", err)
+		}
+		if _, _, err := src.GetLastPublishedDataWithSeqnum("t"); err != nil {
+			t.Errorf("read from a hook: %v", err)
+		}
+		if len(rows) == 3 {
+			if err := derived.Unsubscribe(hctx, "src", "t"); err != nil {
+				t.Errorf("unsubscribe from a hook: %v", err)
+			}
+		}
+	}})
+	if err := n.Register(ctx, derived); err != nil {
+		t.Fatal(err)
+	}
+	watcher := register(t, n, "watcher", dse.Hooks{})
+	watcher.Subscribe(ctx, "derived", "count")
+	derived.Subscribe(ctx, "src", "t")
+	for i := int64(1); i <= 3; i++ {
+		if _, _, err := src.Publish(ctx, "t", rows(seqRange(i)...), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRows(t, watcher, "derived", "count", []dse.Row{{int64(3)}})
+	dsetest.WaitFor(t, 5*time.Second, "unsubscribed from inside the hook", func() bool { return len(derived.SubscriptionList()) == 0 })
+}
+
+func seqRange(n int64) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = int64(i + 1)
+	}
+	return out
+}

@@ -51,7 +51,16 @@ func (n *Node) runLeaderOp(ctx context.Context, op leaderOp) opReply {
 	)
 	switch op.Op {
 	case "apply":
+		// A peer's command must decode here: a committed entry that does not
+		// would stop every node.
+		if _, _, derr := fsm.Decode(op.Cmd); derr != nil {
+			err = fmt.Errorf("%w: %v", ErrInvalid, derr)
+			break
+		}
 		res, index := n.applyLocal(op.Cmd)
+		if res.Code == "not_leader" {
+			return opReply{Code: "not_leader", Msg: res.Msg}
+		}
 		rep.Apply, rep.Index = &res, index
 	case "join":
 		rep.Index, err = n.joinLocal(op.Member)
@@ -147,7 +156,10 @@ func (n *Node) applyLocal(data []byte) (applyResult, uint64) {
 		n.metrics.applyLatency.Observe(time.Since(start).Seconds())
 	}
 	if err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		// Not accepted: safe to retry on the new leader. Leadership lost
+		// after accepting: the entry may still commit, so the outcome is
+		// unknown and the caller must not simply retry.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return applyResult{Code: "not_leader", Msg: err.Error()}, 0
 		}
 		return applyResult{Code: "unavailable", Msg: "raft apply: " + err.Error()}, 0

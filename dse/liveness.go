@@ -80,6 +80,18 @@ func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time
 		return
 	}
 	now := time.Now()
+	// Registry records of nodes no longer in the configuration (a leader
+	// that removed itself, a member replaced under a new id) go too.
+	member := map[string]bool{}
+	for _, s := range servers {
+		member[string(s.ID)] = true
+	}
+	for _, node := range n.fsm.Nodes() {
+		if !member[node.ID] {
+			n.logger.Info("removing the registry record of a former member", "peer", node.ID)
+			n.applyLocal(fsm.MustEncode(fsm.CmdNodeRemove, fsm.NodeRemove{ID: node.ID}))
+		}
+	}
 	for _, s := range servers {
 		id := string(s.ID)
 		node, ok := n.fsm.Node(id)

@@ -53,6 +53,12 @@ func (t *pubTable) settled(f func()) {
 	t.mu.Unlock()
 }
 
+func (t *pubTable) publishedNow() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.published
+}
+
 // recordLocked appends sequenced publications to the history.
 func (t *pubTable) recordLocked(p *table.Publication) {
 	if p.Snapshot {
@@ -75,9 +81,25 @@ func (t *pubTable) sinceLocked(after uint64) ([]*table.Publication, bool) {
 		return nil, false
 	}
 	for i, p := range t.history {
-		if p.Seqnum > after {
-			return append([]*table.Publication(nil), t.history[i:]...), true
+		if p.Seqnum <= after {
+			continue
 		}
+		// Only an unbroken run from after+1 will do: a seqnum granted but
+		// never published (a duplicated grant) leaves a hole only a
+		// snapshot can cross.
+		out := t.history[i:]
+		expected := after + 1
+		for _, q := range out {
+			switch {
+			case q.Snapshot:
+				expected = q.Seqnum + 1
+			case q.Seqnum != expected:
+				return nil, false
+			default:
+				expected++
+			}
+		}
+		return append([]*table.Publication(nil), out...), true
 	}
 	return nil, true
 }
@@ -122,6 +144,11 @@ func (s *DataService) PublishDelta(ctx context.Context, tableName string, add, d
 	}
 	if err := table.CanonicalRows(del, table.DefaultLimits); err != nil {
 		return 0, false, fmt.Errorf("%w: del: %v", ErrInvalid, err)
+	}
+	if n := s.nodeOf(); n != nil {
+		if t, ok := s.existingTable(tableName); (!ok || !t.publishedNow()) && n.fsm.Seqnum(s.id, tableName) > 0 {
+			return 0, false, fmt.Errorf("%w: %s/%s was published before this instance owned it: publish its full content first", ErrInvalid, s.id, tableName)
+		}
 	}
 	return s.publish(ctx, tableName, func(t *pubTable) ([]Row, []Row) {
 		var a, d []Row
@@ -168,7 +195,7 @@ func (s *DataService) publish(ctx context.Context, tableName string, delta func(
 	add, del := delta(t)
 	// A new owner's first publication of each table is a snapshot.
 	first := !t.published || (t.inc != 0 && t.inc != inc)
-	if len(add) == 0 && len(del) == 0 && !first {
+	if len(add) == 0 && len(del) == 0 && !first && !t.forceSnapshot {
 		seq := t.seqnum
 		t.mu.Unlock()
 		return seq, false, nil
@@ -195,6 +222,22 @@ func (s *DataService) publish(ctx context.Context, tableName string, delta func(
 		return r.seqnum, r.err == nil, r.err
 	case <-ctx.Done():
 		return 0, false, fmt.Errorf("%w: publication of %s/%s not yet sequenced: %v", ErrUnavailable, s.id, tableName, ctx.Err())
+	case <-n.ctx.Done():
+		return 0, false, ErrClosed
+	}
+}
+
+// heal republishes a table as a snapshot after a failed publication, unless
+// a publication since has done it.
+func (s *DataService) heal(tableName string) {
+	n := s.nodeOf()
+	if n == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	if _, changed, err := s.publish(ctx, tableName, func(*pubTable) (add, del []Row) { return nil, nil }, true); err == nil && changed {
+		n.logger.Info("table healed with a snapshot after a failed publication", "service", s.id, "table", tableName)
 	}
 }
 

@@ -25,6 +25,7 @@ type subState struct {
 	seq        *seq.Sequencer
 	rows       *table.Set
 	locals     map[string]*DataService
+	attaching  map[string]bool // local subscribers the delivery loop will add
 	catchingUp bool
 }
 
@@ -37,16 +38,84 @@ type services struct {
 	mu    sync.RWMutex
 	local map[string]*DataService
 	subs  map[cache.TableID]*subState
+
+	// The delivery queue: every publication a subscriber on this node
+	// applies, from peers, from local publishers and from catch-ups, and
+	// every local subscriber joining, goes through one loop. It is the only
+	// code that sequences and delivers, so hooks run outside every lock and
+	// in order per table, and may publish, subscribe or call RPCs freely.
+	dqMu     sync.Mutex
+	dq       []delivery
+	dqPubs   int
+	dqSignal chan struct{}
 }
 
+// delivery is one item of the delivery queue.
+type delivery struct {
+	pubs    []*table.Publication
+	st      *subState // with svc: a local subscriber joining st
+	svc     *DataService
+	receipt time.Time
+}
+
+// maxQueuedPubs bounds the delivery queue; beyond it, arriving publications
+// are dropped and recovered through the gap rule.
+const maxQueuedPubs = 1 << 20
+
 func newServices(n *Node) *services {
-	return &services{n: n, batcher: newBatcher(n), local: map[string]*DataService{}, subs: map[cache.TableID]*subState{}}
+	return &services{n: n, batcher: newBatcher(n), local: map[string]*DataService{}, subs: map[cache.TableID]*subState{}, dqSignal: make(chan struct{}, 1)}
 }
 
 func (ss *services) start() {
 	ss.n.goFunc(ss.batcher.run)
 	ss.n.goFunc(ss.resubLoop)
 	ss.n.goFunc(ss.watchRegistry)
+	ss.n.goFunc(ss.deliverLoop)
+}
+
+// enqueue adds to the delivery queue without blocking; publications beyond
+// the bound are dropped (the subscriber recovers through the gap rule).
+func (ss *services) enqueue(d delivery) {
+	ss.dqMu.Lock()
+	if len(d.pubs) > 0 && ss.dqPubs+len(d.pubs) > maxQueuedPubs {
+		ss.dqMu.Unlock()
+		ss.n.metrics.dropped.Add(float64(len(d.pubs)))
+		return
+	}
+	ss.dq = append(ss.dq, d)
+	ss.dqPubs += len(d.pubs)
+	ss.dqMu.Unlock()
+	select {
+	case ss.dqSignal <- struct{}{}:
+	default:
+	}
+}
+
+func (ss *services) deliverLoop() {
+	for {
+		select {
+		case <-ss.n.ctx.Done():
+			return
+		case <-ss.dqSignal:
+		}
+		for {
+			ss.dqMu.Lock()
+			items := ss.dq
+			ss.dq = nil
+			ss.dqPubs = 0
+			ss.dqMu.Unlock()
+			if len(items) == 0 {
+				break
+			}
+			for _, d := range items {
+				if d.svc != nil {
+					ss.join(d.st, d.svc)
+				} else {
+					ss.receive(d.pubs, d.receipt)
+				}
+			}
+		}
+	}
 }
 
 func (ss *services) add(s *DataService) error {
@@ -66,7 +135,8 @@ func (ss *services) remove(id string) {
 	for tid, st := range ss.subs {
 		st.mu.Lock()
 		delete(st.locals, id)
-		empty := len(st.locals) == 0
+		delete(st.attaching, id)
+		empty := len(st.locals)+len(st.attaching) == 0
 		st.mu.Unlock()
 		if empty {
 			delete(ss.subs, tid)
@@ -129,18 +199,41 @@ func (ss *services) attach(s *DataService, id cache.TableID) (st *subState, exis
 	ss.mu.Lock()
 	st, existed = ss.subs[id]
 	if !existed {
-		st = &subState{id: id, seq: seq.New(maxBuffered), rows: table.NewSet(nil), locals: map[string]*DataService{}}
+		st = &subState{id: id, seq: seq.New(maxBuffered), rows: table.NewSet(nil), locals: map[string]*DataService{}, attaching: map[string]bool{}}
 		ss.subs[id] = st
 	}
 	ss.mu.Unlock()
 	st.mu.Lock()
 	_, already = st.locals[s.id]
-	st.locals[s.id] = s
-	if !already && st.seq.Last() > 0 {
-		s.deliver(&table.Publication{Publisher: id.Publisher, Table: id.Table, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}, time.Now())
+	already = already || st.attaching[s.id]
+	if !already {
+		st.attaching[s.id] = true
 	}
 	st.mu.Unlock()
+	if !already {
+		ss.enqueue(delivery{st: st, svc: s})
+	}
 	return st, existed, already
+}
+
+// join adds a local subscriber to st (delivery loop only) and hands it the
+// node's copy of the table as a snapshot.
+func (ss *services) join(st *subState, s *DataService) {
+	st.mu.Lock()
+	if !st.attaching[s.id] {
+		st.mu.Unlock()
+		return // detached before it joined
+	}
+	delete(st.attaching, s.id)
+	st.locals[s.id] = s
+	var snap *table.Publication
+	if st.seq.Last() > 0 {
+		snap = &table.Publication{Publisher: st.id.Publisher, Table: st.id.Table, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}
+	}
+	st.mu.Unlock()
+	if snap != nil {
+		s.deliver(snap, time.Now())
+	}
 }
 
 // recordSub notes, on the service, a subscription the registry holds.
@@ -188,7 +281,8 @@ func (s *DataService) dropSub(id cache.TableID) {
 	if st, ok := ss.subs[id]; ok {
 		st.mu.Lock()
 		delete(st.locals, s.id)
-		if len(st.locals) == 0 {
+		delete(st.attaching, s.id)
+		if len(st.locals)+len(st.attaching) == 0 {
 			delete(ss.subs, id)
 		}
 		st.mu.Unlock()
@@ -227,10 +321,11 @@ func (ss *services) handlePublications(from string, body []byte) {
 		ss.n.logger.Warn("dropping malformed publications", "from", from, "error", err)
 		return
 	}
-	ss.receive(pubs, time.Now())
+	ss.enqueue(delivery{pubs: pubs, receipt: time.Now()})
 }
 
-// receive sequences arrived publications and applies what is in order.
+// receive sequences arrived publications and applies what is in order
+// (delivery loop only). Hooks run after the table's lock is released.
 func (ss *services) receive(pubs []*table.Publication, now time.Time) {
 	for _, p := range pubs {
 		ss.mu.RLock()
@@ -240,22 +335,27 @@ func (ss *services) receive(pubs []*table.Publication, now time.Time) {
 			continue // nobody here subscribes (any more)
 		}
 		st.mu.Lock()
-		for _, a := range st.seq.Offer(p, now) {
-			ss.applyLocked(st, a, now)
+		applied := st.seq.Offer(p, now)
+		for _, a := range applied {
+			if a.Snapshot {
+				st.rows.Replace(a.Rows)
+			} else {
+				st.rows.Apply(a.Add, a.Del)
+			}
+		}
+		var locals []*DataService
+		if len(applied) > 0 {
+			for _, id := range slices.Sorted(maps.Keys(st.locals)) {
+				locals = append(locals, st.locals[id])
+			}
 		}
 		st.mu.Unlock()
-	}
-}
-
-func (ss *services) applyLocked(st *subState, p *table.Publication, now time.Time) {
-	if p.Snapshot {
-		st.rows.Replace(p.Rows)
-	} else {
-		st.rows.Apply(p.Add, p.Del)
-	}
-	ss.n.metrics.deliveries.Inc()
-	for _, id := range slices.Sorted(maps.Keys(st.locals)) {
-		st.locals[id].deliver(p, now)
+		ss.n.metrics.deliveries.Add(float64(len(applied)))
+		for _, a := range applied {
+			for _, s := range locals {
+				s.deliver(a, now)
+			}
+		}
 	}
 }
 
@@ -318,7 +418,7 @@ func (ss *services) catchup(st *subState) {
 		n.logger.Warn("malformed catch-up reply", "publisher", st.id.Publisher, "error", err)
 		return
 	}
-	ss.receive(pubs, time.Now())
+	ss.enqueue(delivery{pubs: pubs, receipt: time.Now()})
 }
 
 // handleCatchup answers a subscriber node's catch-up request.
@@ -378,19 +478,22 @@ func (ss *services) resubLoop() {
 func (ss *services) checkResub(only map[cache.TableID]bool) {
 	now := time.Now()
 	ss.mu.RLock()
-	var due []*subState
+	all := make([]*subState, 0, len(ss.subs))
 	for id, st := range ss.subs {
-		if only != nil && !only[id] {
-			continue
+		if only == nil || only[id] {
+			all = append(all, st)
 		}
-		committed := ss.n.fsm.Seqnum(id.Publisher, id.Table)
+	}
+	ss.mu.RUnlock()
+	var due []*subState
+	for _, st := range all {
+		committed := ss.n.fsm.Seqnum(st.id.Publisher, st.id.Table)
 		st.mu.Lock()
 		if !st.catchingUp && st.seq.NeedsCatchup(now, committed, ss.n.cfg.ResubTimeout) {
 			due = append(due, st)
 		}
 		st.mu.Unlock()
 	}
-	ss.mu.RUnlock()
 	for _, st := range due {
 		ss.n.goFunc(func() { ss.catchup(st) })
 	}

@@ -356,6 +356,9 @@ func (c *Unsubscribe) apply(s *state, _ uint64) any {
 	return nil
 }
 
+// MaxPublishCount bounds the seqnums one request may take.
+const MaxPublishCount = 1 << 20
+
 func (c *Publish) apply(s *state, _ uint64) any {
 	grants := make([]PublishGrant, len(c.Requests))
 	for i, r := range c.Requests {
@@ -365,8 +368,8 @@ func (c *Publish) apply(s *state, _ uint64) any {
 			grants[i].Err = fmt.Errorf("%w: %q", ErrServiceNotFound, r.Service)
 		case svc.Owner == "" || svc.Incarnation != r.Incarnation:
 			grants[i].Err = fmt.Errorf("%w: service %q incarnation %d, current %d", ErrFenced, r.Service, r.Incarnation, svc.Incarnation)
-		case r.Table == "" || r.Count == 0:
-			grants[i].Err = fmt.Errorf("%w: publish needs a table and a count", ErrInvalid)
+		case r.Table == "" || r.Count == 0 || r.Count > MaxPublishCount:
+			grants[i].Err = fmt.Errorf("%w: publish needs a table and a count of 1 to %d", ErrInvalid, MaxPublishCount)
 		default:
 			tables, ok := s.seqnums[r.Service]
 			if !ok {

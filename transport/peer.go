@@ -189,6 +189,13 @@ func (p *peer) failAll(err error) {
 	}
 }
 
+func (p *peer) isPending(id uint32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.pending[id]
+	return ok
+}
+
 func (p *peer) hasPending() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -210,6 +217,7 @@ func (p *peer) writeLoop() {
 	lastUse := time.Now()
 	drop := func(err error) {
 		if oc != nil {
+			p.current.Store(nil)
 			oc.conn.Close()
 			oc = nil
 		}
@@ -227,6 +235,7 @@ func (p *peer) writeLoop() {
 				continue
 			}
 			if time.Since(lastUse) > cfg.IdleTimeout && !p.hasPending() {
+				p.current.Store(nil)
 				oc.conn.Close()
 				oc = nil
 				continue
@@ -269,6 +278,9 @@ func (p *peer) writeLoop() {
 }
 
 func (p *peer) write(oc *outConn, f outFrame) error {
+	if f.id != 0 && f.typ != typePing && !p.isPending(f.id) {
+		return nil // its Call already returned: never run it behind its back
+	}
 	var hdr [HeaderSize]byte
 	appendHeader(hdr[:0], f.typ, f.id, len(f.body))
 	if _, err := oc.w.Write(hdr[:]); err != nil {
