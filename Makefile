@@ -2,6 +2,10 @@ GO       ?= go
 PKGS     := ./...
 FUZZTIME ?= 30s
 
+CHAOS_DURATION ?= 90s
+CHAOS_RUNS     ?= 2
+CHAOS_SEED     ?= 1
+
 .PHONY: build test lint bench fuzz chaos clean
 
 build: ## the binary, at bin/dse
@@ -24,6 +28,10 @@ fuzz: ## every fuzzer for FUZZTIME each
 	$(GO) test ./transport -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dse/table -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dse/table -run '^$$' -fuzz '^FuzzFromJSON$$' -fuzztime $(FUZZTIME)
+
+chaos: ## the chaos suite: real agents, seeded faults, a report (CHAOS_DURATION per run, CHAOS_RUNS runs)
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RUNS=$(CHAOS_RUNS) \
+		$(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./cli | grep -vE '^\s+(e2e_helpers_test|chaos_test).go:[0-9]+: (log of|20[0-9][0-9]-)'
 
 clean:
 	rm -rf bin dse-dev-data

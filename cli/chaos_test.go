@@ -1,0 +1,458 @@
+package cli_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The chaos suite: real `dse agent` processes on loopback, each behind a
+// fault proxy; a file datasource publishing continuously; a `dse watch` on
+// every node; faults from a seeded schedule (SIGKILL of the datasource's
+// node, of the leader, of a random node; SIGSTOP/SIGCONT; partitions and
+// delays through the proxies; restarts). Every watcher's history is checked:
+// seqnums strictly increase, no seqnum ever carries two contents, and after
+// each fault every watcher converges to the source's content.
+//
+//	make chaos                                  # 3 minutes, 2 runs
+//	CHAOS_SEED=7 CHAOS_DURATION=1m go test -run TestChaos -v ./cli
+//
+// make test runs a short seeded pass.
+
+type chaosNode struct {
+	id, dir, bind, http string
+	proxy               *faultProxy
+	a                   *agent
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (n *chaosNode) start(t *testing.T, extra ...string) {
+	args := []string{"--bind", n.bind, "--advertise", n.proxy.addr(), "--http", n.http, "--liveness-grace", "1s", "--resub-timeout", "1s"}
+	n.a = startAgent(t, n.dir, append(args, extra...)...)
+}
+
+func (n *chaosNode) up() bool {
+	if n.a == nil {
+		return false
+	}
+	select {
+	case <-n.a.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// watchSession reconstructs a table from one `dse watch` process's lines.
+type chaosWatcher struct {
+	node *chaosNode
+
+	mu       sync.Mutex
+	rows     map[string]bool // current content, rows as JSON text
+	lastSeq  float64
+	lines    int
+	sessions int
+	stop     bool
+	cmd      *exec.Cmd
+}
+
+// chaosState is shared by the watchers: what each seqnum carried.
+type chaosState struct {
+	mu         sync.Mutex
+	bySeq      map[float64]string
+	violations []string
+}
+
+func (s *chaosState) violate(format string, a ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.violations) < 20 {
+		s.violations = append(s.violations, fmt.Sprintf(format, a...))
+	}
+}
+
+func contentKey(rows map[string]bool) string {
+	keys := make([]string, 0, len(rows))
+	for k := range rows {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, "|")
+}
+
+func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
+	for {
+		w.mu.Lock()
+		if w.stop {
+			w.mu.Unlock()
+			return
+		}
+		cmd := exec.Command(dseBin, "--addr", w.node.http, "watch", svc, tbl)
+		w.cmd = cmd
+		w.sessions++
+		w.mu.Unlock()
+		out, err := cmd.StdoutPipe()
+		if err == nil && cmd.Start() == nil {
+			sc := bufio.NewScanner(out)
+			sc.Buffer(make([]byte, 1<<16), 1<<24)
+			first := true
+			var sessionLast float64
+			for sc.Scan() {
+				var ev struct {
+					Seqnum   float64           `json:"seqnum"`
+					Snapshot bool              `json:"snapshot"`
+					Rows     []json.RawMessage `json:"rows"`
+					Add      []json.RawMessage `json:"add"`
+					Del      []json.RawMessage `json:"del"`
+				}
+				if json.Unmarshal(sc.Bytes(), &ev) != nil {
+					st.violate("%s: bad line %q", w.node.id, sc.Text())
+					continue
+				}
+				w.mu.Lock()
+				if !first && ev.Seqnum <= sessionLast {
+					st.violate("%s: seqnum %v after %v", w.node.id, ev.Seqnum, sessionLast)
+				}
+				if first != ev.Snapshot {
+					st.violate("%s: line %d snapshot=%v", w.node.id, w.lines, ev.Snapshot)
+				}
+				if ev.Snapshot {
+					w.rows = map[string]bool{}
+					for _, r := range ev.Rows {
+						w.rows[string(r)] = true
+					}
+				} else {
+					for _, r := range ev.Del {
+						delete(w.rows, string(r))
+					}
+					for _, r := range ev.Add {
+						w.rows[string(r)] = true
+					}
+				}
+				first = false
+				sessionLast = ev.Seqnum
+				w.lastSeq = ev.Seqnum
+				w.lines++
+				key := contentKey(w.rows)
+				w.mu.Unlock()
+				st.mu.Lock()
+				if prev, ok := st.bySeq[ev.Seqnum]; ok && prev != key {
+					if len(st.violations) < 20 {
+						st.violations = append(st.violations, fmt.Sprintf("%s: seqnum %v carries %q, elsewhere %q", w.node.id, ev.Seqnum, key, prev))
+					}
+				} else {
+					st.bySeq[ev.Seqnum] = key
+				}
+				st.mu.Unlock()
+			}
+			cmd.Wait()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (w *chaosWatcher) content() (string, float64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return contentKey(w.rows), w.lastSeq
+}
+
+func (w *chaosWatcher) halt() {
+	w.mu.Lock()
+	w.stop = true
+	cmd := w.cmd
+	w.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		cmd.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		if i, err := strconv.Atoi(v); err == nil {
+			return i
+		}
+	}
+	return def
+}
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(q*float64(len(s)-1))]
+}
+
+type chaosReport struct {
+	faults      map[string]int
+	violations  []string
+	convergence []time.Duration
+	failover    []time.Duration
+}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos")
+	}
+	seed := uint64(envInt("CHAOS_SEED", 1))
+	runs := envInt("CHAOS_RUNS", 1)
+	dur := envDuration("CHAOS_DURATION", 20*time.Second)
+	rep := &chaosReport{faults: map[string]int{}}
+	for r := range runs {
+		t.Run(fmt.Sprintf("run %d seed %d", r+1, seed+uint64(r)), func(t *testing.T) {
+			chaosRun(t, seed+uint64(r), dur, rep)
+		})
+	}
+	var kinds []string
+	for k, v := range rep.faults {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(kinds)
+	report := fmt.Sprintf("chaos report: seed %d, %d run(s) of %s\n  faults: %s\n  violations: %d\n  convergence: p50 %s p99 %s (%d samples)\n  failover: p50 %s p99 %s (%d samples)\n",
+		seed, runs, dur, strings.Join(kinds, ", "), len(rep.violations),
+		percentile(rep.convergence, 0.5).Round(time.Millisecond), percentile(rep.convergence, 0.99).Round(time.Millisecond), len(rep.convergence),
+		percentile(rep.failover, 0.5).Round(time.Millisecond), percentile(rep.failover, 0.99).Round(time.Millisecond), len(rep.failover))
+	t.Log(report)
+	fmt.Print(report)
+	for _, v := range rep.violations {
+		t.Errorf("violation: %s", v)
+	}
+}
+
+func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
+	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
+	nodes := make([]*chaosNode, 3)
+	for i := range nodes {
+		n := &chaosNode{id: fmt.Sprintf("c%d", i+1), dir: t.TempDir(), bind: freeAddr(t), http: freeAddr(t)}
+		p, err := newFaultProxy(n.bind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.proxy = p
+		t.Cleanup(p.close)
+		nodes[i] = n
+	}
+	nodes[0].start(t, "--id", "c1", "--bootstrap")
+	for _, n := range nodes[1:] {
+		n.start(t, "--id", n.id, "--join", nodes[0].http)
+	}
+	healthy := func() bool {
+		for _, n := range nodes {
+			var ms []member
+			if !n.up() || !tryJSON(n.http, &ms, "members", "list") || len(ms) != 3 {
+				return false
+			}
+			for _, m := range ms {
+				if !m.Reachable {
+					return false
+				}
+			}
+		}
+		return leaderOf(nodes[0].a, nodes[1].a, nodes[2].a) != ""
+	}
+	eventually(t, 30*time.Second, "a healthy cluster", healthy)
+
+	// The source: a file rewritten every 100 ms.
+	file := filepath.Join(t.TempDir(), "src.json")
+	var fileMu sync.Mutex
+	counter := 0
+	paused := false
+	write := func() string {
+		counter++
+		rows := [][]any{{"counter", counter}, {"mod3", counter % 3}, {"mod5", counter % 5}}
+		b, _ := json.Marshal(map[string]any{"t": rows})
+		os.WriteFile(file+".tmp", b, 0o600)
+		os.Rename(file+".tmp", file)
+		keys := map[string]bool{}
+		for _, r := range rows {
+			rb, _ := json.Marshal(r)
+			keys[string(rb)] = true
+		}
+		return contentKey(keys)
+	}
+	write()
+	stopWriter := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for {
+			select {
+			case <-stopWriter:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			fileMu.Lock()
+			if !paused {
+				write()
+			}
+			fileMu.Unlock()
+		}
+	}()
+	defer func() { close(stopWriter); <-writerDone }()
+	var ds map[string]any
+	runJSON(t, nodes[0].http, &ds, "datasources", "add", "--name", "src", "--driver", "file", "--config", `{"path":"`+file+`","poll_interval":"50ms"}`)
+
+	st := &chaosState{bySeq: map[float64]string{}}
+	watchers := make([]*chaosWatcher, len(nodes))
+	for i, n := range nodes {
+		watchers[i] = &chaosWatcher{node: n, rows: map[string]bool{}}
+		go watchers[i].run(st, "src", "t")
+	}
+	defer func() {
+		for _, w := range watchers {
+			w.halt()
+		}
+	}()
+	converge := func(what string) {
+		fileMu.Lock()
+		paused = true
+		want := write()
+		fileMu.Unlock()
+		start := time.Now()
+		eventually(t, 45*time.Second, "every watcher converges "+what, func() bool {
+			for _, w := range watchers {
+				if got, _ := w.content(); got != want {
+					return false
+				}
+			}
+			return true
+		})
+		rep.convergence = append(rep.convergence, time.Since(start))
+		fileMu.Lock()
+		paused = false
+		fileMu.Unlock()
+	}
+	converge("at start")
+
+	datasourceNode := func() *chaosNode {
+		for _, n := range nodes {
+			var s map[string]any
+			if n.up() && tryJSON(n.http, &s, "datasources", "status", "src") {
+				for _, m := range nodes {
+					if m.id == s["node"] {
+						return m
+					}
+				}
+			}
+		}
+		return nil
+	}
+	leaderNode := func() *chaosNode {
+		for _, n := range nodes {
+			var s status
+			if n.up() && tryJSON(n.http, &s, "status") && s.State == "leader" {
+				return n
+			}
+		}
+		return nil
+	}
+	kinds := []string{"kill-datasource-node", "kill-leader", "kill-random", "stop-cont", "partition", "delay"}
+	deadline := time.Now().Add(dur)
+	for i := 0; time.Now().Before(deadline); i++ {
+		// Every third fault kills the datasource's node; the rest are drawn.
+		kind := kinds[0]
+		if i%3 != 0 {
+			kind = kinds[rng.IntN(len(kinds))]
+		}
+		var victim *chaosNode
+		switch kind {
+		case "kill-datasource-node":
+			victim = datasourceNode()
+		case "kill-leader":
+			victim = leaderNode()
+		default:
+			victim = nodes[rng.IntN(len(nodes))]
+		}
+		if victim == nil {
+			continue
+		}
+		rep.faults[kind]++
+		hold := time.Duration(1000+rng.IntN(2000)) * time.Millisecond
+		t.Logf("fault %s on %s for %s", kind, victim.id, hold)
+		switch kind {
+		case "kill-datasource-node", "kill-leader", "kill-random":
+			var before []int
+			for _, w := range watchers {
+				w.mu.Lock()
+				before = append(before, w.lines)
+				w.mu.Unlock()
+			}
+			victim.a.kill()
+			killed := time.Now()
+			if kind == "kill-datasource-node" {
+				// Failover: a watcher on a live node sees new data.
+				eventually(t, 30*time.Second, "data flowing after the kill", func() bool {
+					for i, w := range watchers {
+						if w.node == victim {
+							continue
+						}
+						w.mu.Lock()
+						moved := w.lines > before[i]+1
+						w.mu.Unlock()
+						if moved {
+							return true
+						}
+					}
+					return false
+				})
+				rep.failover = append(rep.failover, time.Since(killed))
+			}
+			time.Sleep(hold)
+			victim.start(t)
+		case "stop-cont":
+			victim.a.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(hold)
+			victim.a.cmd.Process.Signal(syscall.SIGCONT)
+		case "partition":
+			victim.proxy.cut()
+			time.Sleep(hold)
+			victim.proxy.heal()
+		case "delay":
+			victim.proxy.slow(time.Duration(20+rng.IntN(80)) * time.Millisecond)
+			time.Sleep(hold)
+			victim.proxy.heal()
+		}
+		eventually(t, 60*time.Second, "the cluster healthy again after "+kind, healthy)
+		converge("after " + kind)
+	}
+	st.mu.Lock()
+	rep.violations = append(rep.violations, st.violations...)
+	st.mu.Unlock()
+	for _, w := range watchers {
+		w.mu.Lock()
+		t.Logf("watcher on %s: %d lines in %d sessions, last seqnum %v", w.node.id, w.lines, w.sessions, w.lastSeq)
+		w.mu.Unlock()
+	}
+}
