@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"dse.dev/dse/dse"
 	"dse.dev/dse/dse/api"
+	"dse.dev/dse/dse/pki"
 )
 
 func agentCommand() *ucli.Command {
@@ -36,6 +38,13 @@ func agentCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "join-timeout", Usage: "how long to keep trying to join", Value: time.Minute},
 			&ucli.StringFlag{Name: "log-level", Usage: "trace, debug, info, warn or error", Value: "info"},
 			&ucli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
+			&ucli.StringFlag{Name: "tls-cert", Usage: "this node's certificate (mutual TLS on the cluster port, HTTPS on --http)"},
+			&ucli.StringFlag{Name: "tls-key", Usage: "the certificate's key"},
+			&ucli.StringFlag{Name: "tls-ca", Usage: "the cluster CA"},
+			&ucli.StringFlag{Name: "bootstrap-token", Usage: "with --bootstrap: the first admin token (default: generated and printed once when TLS is on)", EnvVars: []string{"DSE_BOOTSTRAP_TOKEN"}},
+			&ucli.StringFlag{Name: "token", Usage: "token to join a secured cluster with", EnvVars: []string{"DSE_TOKEN"}},
+			&ucli.IntFlag{Name: "max-frame", Usage: "largest cluster-port frame, bytes", Value: d.MaxFrameSize},
+			&ucli.Int64Flag{Name: "max-body", Usage: "largest HTTP request body, bytes", Value: api.DefaultMaxBody},
 		},
 		Action: runAgent,
 	}
@@ -46,6 +55,10 @@ type nodeOptions struct {
 	cfg         dse.Config
 	join        []string
 	joinTimeout time.Duration
+	httpTLS     *tls.Config // HTTPS for the API
+	joinTLS     *tls.Config // trust for joining over HTTPS
+	joinToken   string
+	maxBody     int64
 }
 
 // runningNode is a node with its HTTP server.
@@ -70,11 +83,11 @@ func startNode(ctx context.Context, o nodeOptions) (*runningNode, error) {
 		return nil, err
 	}
 	rn := &runningNode{node: node, ln: ln, errc: make(chan error, 1)}
-	rn.http = api.NewServer(node, api.ServerConfig{Logger: o.cfg.Logger.Named("http")})
+	rn.http = api.NewServer(node, api.ServerConfig{Logger: o.cfg.Logger.Named("http"), TLS: o.httpTLS, MaxBody: o.maxBody})
 	go func() { rn.errc <- rn.http.Serve(ln) }()
 	if len(o.join) > 0 && !node.HasState() {
 		jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
-		err := api.JoinCluster(jctx, o.join, nil, "", dse.JoinRequest{
+		err := api.JoinCluster(jctx, o.join, o.joinTLS, o.joinToken, dse.JoinRequest{
 			ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: !o.cfg.NonVoter,
 		})
 		cancel()
@@ -157,10 +170,43 @@ func runAgent(c *ucli.Context) error {
 	if cfg.Bootstrap && len(join) > 0 {
 		return usagef("--bootstrap and --join are exclusive: a node either starts a cluster or joins one")
 	}
+	cfg.MaxFrameSize = c.Int("max-frame")
+	if c.Int64("max-body") < 1024 {
+		return usagef("--max-body %d: want at least 1024", c.Int64("max-body"))
+	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	rn, err := startNode(c.Context, nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout")})
+	opts := nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
+	files := pki.Files{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
+	if files != (pki.Files{}) {
+		if files.Cert == "" || files.Key == "" || files.CA == "" {
+			return usagef("TLS needs all of --tls-cert, --tls-key and --tls-ca")
+		}
+		cluster, https, err := pki.Configs(files)
+		if err != nil {
+			return err
+		}
+		opts.cfg.ClusterTLS, opts.httpTLS = cluster, https
+		if opts.joinTLS, err = pki.ClientConfig(files.CA); err != nil {
+			return err
+		}
+		opts.cfg.Secure = true
+	}
+	if bt := c.String("bootstrap-token"); bt != "" {
+		if !cfg.Bootstrap {
+			return usagef("--bootstrap-token goes with --bootstrap")
+		}
+		if len(bt) < 16 {
+			return usagef("--bootstrap-token must be at least 16 characters")
+		}
+		opts.cfg.BootstrapToken = bt
+	}
+	out := c.App.Writer
+	opts.cfg.OnBootstrapToken = func(secret string) {
+		fmt.Fprintf(out, "bootstrap admin token (shown once): %s\n", secret)
+	}
+	rn, err := startNode(c.Context, opts)
 	if err != nil {
 		return err
 	}

@@ -105,6 +105,8 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			driversCommand(),
 			datasourcesCommand(),
 			benchCommand(),
+			tlsCommand(),
+			tokensCommand(),
 		},
 	}
 	prepare(app.Commands)

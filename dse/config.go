@@ -1,6 +1,7 @@
 package dse
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +51,15 @@ type Config struct {
 	MaxFrameSize int
 	// Logger receives the node's structured logs.
 	Logger hclog.Logger
+	// ClusterTLS, when set, is the cluster port's mutual-TLS config (package
+	// pki): peers without a certificate from the cluster CA are refused.
+	ClusterTLS *tls.Config
+	// Secure turns authentication on at bootstrap: the new cluster's first
+	// admin token is BootstrapToken, or a generated one handed to
+	// OnBootstrapToken (to be printed once).
+	Secure           bool
+	BootstrapToken   string
+	OnBootstrapToken func(secret string)
 	// Faults, when set, injects drops, duplicates and delays into the
 	// node's outgoing pushes (tests and chaos runs only).
 	Faults *transport.Faults

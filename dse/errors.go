@@ -38,6 +38,10 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrClosed is returned after the node has shut down.
 	ErrClosed = errors.New("node closed")
+	// ErrUnauthorized is returned for a request without a valid token.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden is returned for a token whose role is too low.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // errorCodes names each sentinel on the wire and in the HTTP API.
@@ -55,6 +59,8 @@ var errorCodes = map[string]error{
 	"not_found":         ErrNotFound,
 	"exists":            ErrExists,
 	"closed":            ErrClosed,
+	"unauthorized":      ErrUnauthorized,
+	"forbidden":         ErrForbidden,
 }
 
 // fsmErrors maps the FSM's business errors to the node's.
@@ -65,6 +71,7 @@ var fsmErrors = []struct{ from, to error }{
 	{fsm.ErrDatasourceNotFound, ErrNotFound},
 	{fsm.ErrDatasourceExists, ErrExists},
 	{fsm.ErrInvalid, ErrInvalid},
+	{fsm.ErrTokenNotFound, ErrNotFound},
 	{transport.ErrUnavailable, ErrUnavailable},
 	{transport.ErrQueueFull, ErrUnavailable},
 }

@@ -2,6 +2,8 @@ package dse
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -164,6 +166,22 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 		if err := n.raft.RemoveServer(s.ID, 0, timeout).Error(); err != nil {
 			return 0, fmt.Errorf("%w: remove old member %s: %v", ErrUnavailable, s.ID, err)
 		}
+	}
+	// The new member must answer on its cluster port first: this checks its
+	// address and, on a TLS cluster, that its certificate is the cluster
+	// CA's (a node that cannot pass mutual TLS never becomes a member).
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	st, err := n.peerStatus(ctx, req.Addr)
+	cancel()
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return 0, fmt.Errorf("%w: node %q at %s has no certificate from the cluster CA: %v", ErrForbidden, req.ID, req.Addr, err)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: node %q does not answer on its cluster address %s: %v", ErrUnavailable, req.ID, req.Addr, err)
+	}
+	if st.ID != req.ID {
+		return 0, fmt.Errorf("%w: the node at %s is %q, not %q", ErrInvalid, req.Addr, st.ID, req.ID)
 	}
 	var f raft.IndexFuture
 	if req.Voter {

@@ -94,6 +94,7 @@ func New(cfg Config) (*Node, error) {
 		MaxFrameSize: cfg.MaxFrameSize,
 		Logger:       logger.Named("transport"),
 		Faults:       cfg.Faults,
+		TLS:          cfg.ClusterTLS,
 	})
 	if err != nil {
 		return nil, err
@@ -211,6 +212,9 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("dse: start raft: %w", err)
 	}
 	n.raft = r
+	if n.cfg.Bootstrap && !existing && (n.cfg.Secure || n.cfg.BootstrapToken != "") {
+		n.goFunc(n.createBootstrapToken)
+	}
 	if n.cfg.Bootstrap && !existing {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter,

@@ -26,6 +26,8 @@ const (
 	CmdDatasourceDelete  CommandType = 11
 	CmdDatasourcePlace   CommandType = 12
 	CmdBatch             CommandType = 13
+	CmdTokenCreate       CommandType = 14
+	CmdTokenRevoke       CommandType = 15
 )
 
 // String returns the command's name, for logs and metrics.
@@ -50,6 +52,8 @@ var commandNames = [...]string{
 	CmdDatasourceDelete:  "datasource-delete",
 	CmdDatasourcePlace:   "datasource-place",
 	CmdBatch:             "batch",
+	CmdTokenCreate:       "token-create",
+	CmdTokenRevoke:       "token-revoke",
 }
 
 // NodeUpsert adds a node to the registry or updates its addresses, and marks
@@ -148,6 +152,17 @@ type DatasourcePlace struct {
 	Node string `msgpack:"node"`
 }
 
+// TokenCreate stores an API token: its id, name, role and the SHA-256 of its
+// secret (never the secret).
+type TokenCreate struct {
+	Token Token `msgpack:"token"`
+}
+
+// TokenRevoke deletes a token.
+type TokenRevoke struct {
+	ID string `msgpack:"id"`
+}
+
 // Batch applies several encoded commands in one log entry, in order. Its
 // result is a []any with each command's result.
 type Batch struct {
@@ -213,6 +228,8 @@ var decoders = map[CommandType]func() command{
 	CmdDatasourceDelete:  func() command { return new(DatasourceDelete) },
 	CmdDatasourcePlace:   func() command { return new(DatasourcePlace) },
 	CmdBatch:             func() command { return new(Batch) },
+	CmdTokenCreate:       func() command { return new(TokenCreate) },
+	CmdTokenRevoke:       func() command { return new(TokenRevoke) },
 }
 
 // Decode parses a log entry. It never panics: the caller decides what an

@@ -245,6 +245,37 @@ func (f *FSM) Datasources() []Datasource {
 	return out
 }
 
+// Tokens returns every API token (hashes, no secrets), sorted by id.
+func (f *FSM) Tokens() []Token {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Token, 0, len(f.s.tokens))
+	for _, id := range sortedKeys(f.s.tokens) {
+		out = append(out, *f.s.tokens[id])
+	}
+	return out
+}
+
+// TokenByHash finds the token whose secret hashes to hash.
+func (f *FSM) TokenByHash(hash string) (Token, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, t := range f.s.tokens {
+		if t.Hash == hash {
+			return *t, true
+		}
+	}
+	return Token{}, false
+}
+
+// AuthEnabled reports whether the cluster holds any token: then every API
+// request must carry one.
+func (f *FSM) AuthEnabled() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.s.tokens) > 0
+}
+
 // Snapshot captures the state for Persist. It clones metadata only.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()

@@ -266,7 +266,7 @@ func randomLog(rng *rand.Rand, n int) [][]byte {
 	var out [][]byte
 	for range n {
 		var e []byte
-		switch rng.IntN(10) {
+		switch rng.IntN(12) {
 		case 0:
 			e = MustEncode(CmdNodeUpsert, NodeUpsert{ID: pick("n", 4), Addr: pick("a", 8)})
 		case 1:
@@ -285,8 +285,12 @@ func randomLog(rng *rand.Rand, n int) [][]byte {
 			e = MustEncode(CmdPublish, Publish{Requests: []PublishRequest{{Service: pick("s", 6), Incarnation: uint64(rng.IntN(40)), Table: pick("t", 3), Count: uint64(rng.IntN(3))}}})
 		case 8:
 			e = MustEncode(CmdDatasourceAdd, DatasourceAdd{Datasource: Datasource{ID: pick("d", 3), Name: pick("name", 3), Driver: "file", Config: map[string]any{pick("k", 5): pick("v", 5), "z": int64(rng.IntN(9))}}})
-		default:
+		case 9:
 			e = MustEncode(CmdDatasourcePlace, DatasourcePlace{ID: pick("d", 3), Node: pick("n", 4)})
+		case 10:
+			e = MustEncode(CmdTokenCreate, TokenCreate{Token: Token{ID: pick("tok", 4), Name: "x", Role: []string{"read", "write", "admin", "bad"}[rng.IntN(4)], Hash: fmt.Sprintf("%064d", rng.IntN(9))}})
+		default:
+			e = MustEncode(CmdTokenRevoke, TokenRevoke{ID: pick("tok", 4)})
 		}
 		out = append(out, e)
 	}
@@ -376,4 +380,24 @@ func FuzzDecode(f *testing.F) {
 		s.nodes["n0"] = &Node{ID: "n0", Up: true}
 		cmd.apply(s, 1)
 	})
+}
+
+func TestTokens(t *testing.T) {
+	a := newApplier(t)
+	if a.f.AuthEnabled() {
+		t.Fatal("auth on with no token")
+	}
+	hash := fmt.Sprintf("%064x", 42)
+	a.ok(CmdTokenCreate, TokenCreate{Token: Token{ID: "t1", Name: "ops", Role: "admin", Hash: hash}})
+	a.fails(CmdTokenCreate, TokenCreate{Token: Token{ID: "t1", Role: "admin", Hash: hash}}, ErrInvalid)
+	a.fails(CmdTokenCreate, TokenCreate{Token: Token{ID: "t2", Role: "root", Hash: hash}}, ErrInvalid)
+	a.fails(CmdTokenCreate, TokenCreate{Token: Token{ID: "t3", Role: "read", Hash: "short"}}, ErrInvalid)
+	if tok, ok := a.f.TokenByHash(hash); !ok || tok.ID != "t1" || !a.f.AuthEnabled() {
+		t.Fatalf("TokenByHash got %+v %v", tok, ok)
+	}
+	a.ok(CmdTokenRevoke, TokenRevoke{ID: "t1"})
+	a.fails(CmdTokenRevoke, TokenRevoke{ID: "t1"}, ErrTokenNotFound)
+	if _, ok := a.f.TokenByHash(hash); ok || len(a.f.Tokens()) != 0 {
+		t.Fatal("revoked token still there")
+	}
 }

@@ -22,6 +22,7 @@ type snapshotData struct {
 	Subscriptions []Subscription `msgpack:"subscriptions"`
 	Seqnums       []TableSeq     `msgpack:"seqnums"`
 	Datasources   []Datasource   `msgpack:"datasources"`
+	Tokens        []Token        `msgpack:"tokens"`
 }
 
 type snapshot struct{ s *state }
@@ -61,6 +62,9 @@ func (s *state) encode(w io.Writer) error {
 	}
 	for _, id := range sortedKeys(s.datasources) {
 		d.Datasources = append(d.Datasources, *s.datasources[id])
+	}
+	for _, id := range sortedKeys(s.tokens) {
+		d.Tokens = append(d.Tokens, *s.tokens[id])
 	}
 	enc := msgpack.NewEncoder(w)
 	enc.SetSortMapKeys(true)
@@ -102,6 +106,10 @@ func readSnapshot(r io.Reader) (*state, error) {
 	for i := range d.Datasources {
 		ds := d.Datasources[i]
 		s.datasources[ds.ID] = &ds
+	}
+	for i := range d.Tokens {
+		t := d.Tokens[i]
+		s.tokens[t.ID] = &t
 	}
 	return s, nil
 }

@@ -22,7 +22,17 @@ var (
 	ErrDatasourceExists = errors.New("datasource already exists")
 	// ErrInvalid is returned for a command with a missing or malformed field.
 	ErrInvalid = errors.New("invalid command")
+	// ErrTokenNotFound is returned for an unknown token id.
+	ErrTokenNotFound = errors.New("token not found")
 )
+
+// Token is an API token as the registry keeps it: the secret's SHA-256, hex.
+type Token struct {
+	ID   string `msgpack:"id" json:"id"`
+	Name string `msgpack:"name" json:"name"`
+	Role string `msgpack:"role" json:"role"`
+	Hash string `msgpack:"hash" json:"-"`
+}
 
 // Node is a cluster member as the registry knows it.
 type Node struct {
@@ -81,6 +91,7 @@ type state struct {
 	subs        map[string]map[string]map[string]struct{} // publisher → table → subscriber set
 	seqnums     map[string]map[string]uint64              // publisher → table → seqnum
 	datasources map[string]*Datasource
+	tokens      map[string]*Token
 }
 
 func newState() *state {
@@ -90,6 +101,7 @@ func newState() *state {
 		subs:        map[string]map[string]map[string]struct{}{},
 		seqnums:     map[string]map[string]uint64{},
 		datasources: map[string]*Datasource{},
+		tokens:      map[string]*Token{},
 	}
 }
 
@@ -116,6 +128,10 @@ func (s *state) clone() *state {
 	}
 	for k, d := range s.datasources {
 		c.datasources[k] = d.clone()
+	}
+	for k, t := range s.tokens {
+		cp := *t
+		c.tokens[k] = &cp
 	}
 	return c
 }
@@ -443,6 +459,31 @@ func (c *DatasourcePlace) apply(s *state, index uint64) any {
 		}
 	}
 	d.Node, d.Incarnation = c.Node, index
+	return nil
+}
+
+func (c *TokenCreate) apply(s *state, _ uint64) any {
+	t := c.Token
+	switch t.Role {
+	case "read", "write", "admin":
+	default:
+		return fmt.Errorf("%w: role %q is not read, write or admin", ErrInvalid, t.Role)
+	}
+	if t.ID == "" || len(t.Hash) != 64 {
+		return fmt.Errorf("%w: token id and hash are required", ErrInvalid)
+	}
+	if _, ok := s.tokens[t.ID]; ok {
+		return fmt.Errorf("%w: token id %q exists", ErrInvalid, t.ID)
+	}
+	s.tokens[t.ID] = &t
+	return nil
+}
+
+func (c *TokenRevoke) apply(s *state, _ uint64) any {
+	if _, ok := s.tokens[c.ID]; !ok {
+		return fmt.Errorf("%w: %q", ErrTokenNotFound, c.ID)
+	}
+	delete(s.tokens, c.ID)
 	return nil
 }
 

@@ -252,7 +252,7 @@ func (p *peer) writeLoop() {
 			conn, err := p.t.dial(p.t.ctx, p.addr, ProtoDSE, cfg.DialTimeout)
 			if err != nil {
 				if f.id != 0 {
-					p.resolve(f.id, result{err: fmt.Errorf("%w: %s: %v", ErrUnavailable, p.addr, err)})
+					p.resolve(f.id, result{err: fmt.Errorf("%w: %s: %w", ErrUnavailable, p.addr, err)})
 				}
 				continue
 			}

@@ -324,3 +324,20 @@ func (c *Client) UpdateDatasource(ctx context.Context, idOrName string, req Upda
 func (c *Client) DeleteDatasource(ctx context.Context, idOrName string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/datasources/"+url.PathEscape(idOrName), nil, nil)
 }
+
+// CreateToken makes a token; its secret is in the answer only.
+func (c *Client) CreateToken(ctx context.Context, name, role string) (dse.NewToken, error) {
+	var out dse.NewToken
+	return out, c.do(ctx, http.MethodPost, "/v1/tokens", CreateTokenRequest{Role: role, Name: name}, &out)
+}
+
+// Tokens lists the tokens.
+func (c *Client) Tokens(ctx context.Context) ([]dse.TokenInfo, error) {
+	var out []dse.TokenInfo
+	return out, c.do(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+}
+
+// RevokeToken deletes a token.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,8 @@ type ServerConfig struct {
 	MaxBody int64
 	// Logger receives request errors.
 	Logger hclog.Logger
+	// TLS, when set, serves HTTPS.
+	TLS *tls.Config
 }
 
 // Server serves a node's HTTP API.
@@ -68,6 +71,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/leader/transfer", s.transfer)
 	s.serviceRoutes()
 	s.datasourceRoutes()
+	s.tokenRoutes()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.node.Registry(), promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
@@ -89,11 +93,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 	}
+	if !s.authorize(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
-// Serve runs the server on ln until Shutdown.
+// Serve runs the server on ln until Shutdown (HTTPS with a TLS config).
 func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	err := s.srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

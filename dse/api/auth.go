@@ -1,0 +1,91 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"dse.dev/dse/dse"
+)
+
+// requiredRole says what a request needs: admin for membership, tokens and
+// secrets; write for anything that changes services, tables, datasources or
+// calls RPCs; read for the rest.
+func requiredRole(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/v1/tokens"),
+		strings.HasPrefix(p, "/v1/leader"),
+		p == "/v1/leave",
+		strings.HasPrefix(p, "/v1/members") && r.Method != http.MethodGet:
+		return dse.RoleAdmin
+	case strings.HasPrefix(p, "/v1/datasources") && r.URL.Query().Get("show_secrets") != "" && r.URL.Query().Get("show_secrets") != "false":
+		return dse.RoleAdmin
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		return dse.RoleWrite
+	}
+	return dse.RoleRead
+}
+
+// authorize checks the bearer token once the cluster requires tokens. It
+// logs why a request was refused, never the token.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
+	if !s.node.AuthEnabled() {
+		return true
+	}
+	need := requiredRole(r)
+	secret, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tok, err := s.node.Authenticate(strings.TrimSpace(secret))
+	if err != nil {
+		s.logger.Warn("request refused", "reason", err.Error(), "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="dse"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+		return false
+	}
+	if !dse.RoleAllows(tok.Role, need) {
+		msg := fmt.Sprintf("forbidden: token %q has role %s, this needs %s", tok.ID, tok.Role, need)
+		s.logger.Warn("request refused", "reason", msg, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		writeError(w, http.StatusForbidden, "forbidden", msg)
+		return false
+	}
+	return true
+}
+
+func (s *Server) tokenRoutes() {
+	s.mux.HandleFunc("POST /v1/tokens", s.createToken)
+	s.mux.HandleFunc("GET /v1/tokens", s.listTokens)
+	s.mux.HandleFunc("DELETE /v1/tokens/{id}", s.revokeToken)
+}
+
+// CreateTokenRequest is the body of POST /v1/tokens.
+type CreateTokenRequest struct {
+	Role string `json:"role"`
+	Name string `json:"name"`
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req CreateTokenRequest
+	if err := readJSON(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	t, err := s.node.CreateToken(r.Context(), req.Name, req.Role)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, t)
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.node.Tokens())
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.node.RevokeToken(r.Context(), id); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
+}

@@ -1,0 +1,144 @@
+package dse
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"dse.dev/dse/fsm"
+)
+
+// Roles, from least to most allowed: read (list, get, watch, status), write
+// (also publish, rpc, services, datasources), admin (also membership, tokens,
+// showing secrets).
+const (
+	RoleRead  = "read"
+	RoleWrite = "write"
+	RoleAdmin = "admin"
+)
+
+var roleRank = map[string]int{RoleRead: 1, RoleWrite: 2, RoleAdmin: 3}
+
+// ValidRole reports whether r is a role.
+func ValidRole(r string) bool { return roleRank[r] > 0 }
+
+// RoleAllows reports whether a token of role have may do what needs need.
+func RoleAllows(have, need string) bool { return roleRank[have] >= roleRank[need] }
+
+// NewToken is a token as created: the secret is shown this once.
+type NewToken struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	Token string `json:"token"`
+}
+
+// TokenInfo is a token as listed (no secret).
+type TokenInfo struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+func hashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// AuthEnabled reports whether the cluster requires tokens: it does once it
+// holds one.
+func (n *Node) AuthEnabled() bool { return n.fsm.AuthEnabled() }
+
+// Authenticate returns the token whose secret is presented.
+func (n *Node) Authenticate(secret string) (TokenInfo, error) {
+	if secret == "" {
+		return TokenInfo{}, fmt.Errorf("%w: no token", ErrUnauthorized)
+	}
+	t, ok := n.fsm.TokenByHash(hashSecret(secret))
+	if !ok {
+		return TokenInfo{}, fmt.Errorf("%w: unknown or revoked token", ErrUnauthorized)
+	}
+	return TokenInfo{ID: t.ID, Name: t.Name, Role: t.Role}, nil
+}
+
+// CreateToken makes a token with a role; its secret is returned only here
+// and stored only hashed.
+func (n *Node) CreateToken(ctx context.Context, name, role string) (NewToken, error) {
+	return n.createToken(ctx, name, role, "dse_"+randomHex(24))
+}
+
+func (n *Node) createToken(ctx context.Context, name, role, secret string) (NewToken, error) {
+	if !ValidRole(role) {
+		return NewToken{}, fmt.Errorf("%w: role %q is not read, write or admin", ErrInvalid, role)
+	}
+	if len(name) > 128 {
+		return NewToken{}, fmt.Errorf("%w: token name longer than 128 bytes", ErrInvalid)
+	}
+	if len(secret) < 16 {
+		return NewToken{}, fmt.Errorf("%w: a token must be at least 16 characters", ErrInvalid)
+	}
+	if _, ok := n.fsm.TokenByHash(hashSecret(secret)); ok {
+		return NewToken{}, fmt.Errorf("%w: that token secret is already in use", ErrExists)
+	}
+	t := fsm.Token{ID: randomHex(8), Name: name, Role: role, Hash: hashSecret(secret)}
+	if err := n.applyErr(ctx, fsm.CmdTokenCreate, fsm.TokenCreate{Token: t}); err != nil {
+		return NewToken{}, err
+	}
+	n.logger.Info("token created", "id", t.ID, "name", name, "role", role)
+	return NewToken{ID: t.ID, Name: name, Role: role, Token: secret}, nil
+}
+
+// Tokens lists the tokens (no secrets).
+func (n *Node) Tokens() []TokenInfo {
+	out := []TokenInfo{}
+	for _, t := range n.fsm.Tokens() {
+		out = append(out, TokenInfo{ID: t.ID, Name: t.Name, Role: t.Role})
+	}
+	return out
+}
+
+// RevokeToken deletes a token; requests carrying it are refused from then on.
+func (n *Node) RevokeToken(ctx context.Context, id string) error {
+	if err := n.applyErr(ctx, fsm.CmdTokenRevoke, fsm.TokenRevoke{ID: id}); err != nil {
+		return err
+	}
+	n.logger.Info("token revoked", "id", id)
+	return nil
+}
+
+// createBootstrapToken gives a new secure cluster its first admin token.
+func (n *Node) createBootstrapToken() {
+	secret := n.cfg.BootstrapToken
+	generated := secret == ""
+	if generated {
+		secret = "dse_" + randomHex(24)
+	}
+	for n.ctx.Err() == nil {
+		if len(n.fsm.Tokens()) > 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		_, err := n.createToken(ctx, "bootstrap", RoleAdmin, secret)
+		cancel()
+		if err == nil {
+			if generated && n.cfg.OnBootstrapToken != nil {
+				n.cfg.OnBootstrapToken(secret)
+			}
+			return
+		}
+		n.logger.Warn("bootstrap token not created yet, retrying", "error", err)
+		select {
+		case <-n.ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
