@@ -46,6 +46,7 @@ type agent struct {
 	http    string
 	cluster string
 	log     *lockedBuffer
+	stdout  *lockedBuffer
 	exited  chan struct{}
 }
 
@@ -72,7 +73,7 @@ var startedRE = regexp.MustCompile(`^dse agent (\S+): cluster (\S+), http (\S+)$
 // prints its addresses.
 func startAgent(t *testing.T, dir string, args ...string) *agent {
 	t.Helper()
-	a := &agent{t: t, dir: dir, log: &lockedBuffer{}, exited: make(chan struct{})}
+	a := &agent{t: t, dir: dir, log: &lockedBuffer{}, stdout: &lockedBuffer{}, exited: make(chan struct{})}
 	a.cmd = exec.Command(dseBin, append([]string{"agent", "--data-dir", dir, "--log-level", "info"}, args...)...)
 	a.cmd.Stderr = a.log
 	out, err := a.cmd.StdoutPipe()
@@ -107,10 +108,12 @@ func startAgent(t *testing.T, dir string, args ...string) *agent {
 			if !ok {
 				t.Fatalf("agent exited before it started; log:\n%s", a.log.String())
 			}
+			a.stdout.Write([]byte(l + "\n"))
 			if m := startedRE.FindStringSubmatch(l); m != nil {
 				a.id, a.cluster, a.http = m[1], m[2], m[3]
 				go func() {
-					for range lines {
+					for l := range lines {
+						a.stdout.Write([]byte(l + "\n"))
 					}
 				}()
 				return a
@@ -235,4 +238,11 @@ func tryJSON(addr string, v any, args ...string) bool {
 	cmd := exec.Command(dseBin, append([]string{"--addr", addr, "--json", "--request-timeout", "3s"}, args...)...)
 	out, err := cmd.Output()
 	return err == nil && json.Unmarshal(out, v) == nil
+}
+
+func exec_(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

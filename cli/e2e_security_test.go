@@ -1,0 +1,166 @@
+package cli_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestE2ESecurity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	pki := t.TempDir()
+	rogue := t.TempDir()
+	for _, args := range [][]string{
+		{"tls", "init", "--dir", pki},
+		{"tls", "cert", "--dir", pki, "--id", "n1"},
+		{"tls", "cert", "--dir", pki, "--id", "n2"},
+		{"tls", "cert", "--dir", pki, "--id", "n3", "--host", "127.0.0.1", "--host", "localhost"},
+		{"tls", "init", "--dir", rogue},
+		{"tls", "cert", "--dir", rogue, "--id", "evil"},
+	} {
+		if r := run(t, args...); r.code != 0 {
+			t.Fatalf("dse %v: %+v", args, r)
+		}
+	}
+	for _, f := range []string{"ca.pem", "ca-key.pem", "n1.pem", "n1-key.pem"} {
+		if _, err := os.Stat(filepath.Join(pki, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantFail(t, 1, []string{"already holds a CA"}, "tls", "init", "--dir", pki)
+	ca := filepath.Join(pki, "ca.pem")
+	tlsFlags := func(id string) []string {
+		return []string{"--tls-cert", filepath.Join(pki, id+".pem"), "--tls-key", filepath.Join(pki, id+"-key.pem"), "--tls-ca", ca}
+	}
+	const admin = "e2e-admin-token-0123456789"
+	n1 := startAgent(t, t.TempDir(), append([]string{"--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap", "--bootstrap-token", admin}, tlsFlags("n1")...)...)
+	n2dir := t.TempDir()
+	n2 := startAgent(t, n2dir, append([]string{"--id", "n2", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http, "--token", admin}, tlsFlags("n2")...)...)
+	n3 := startAgent(t, t.TempDir(), append([]string{"--id", "n3", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n2.http, "--token", admin}, tlsFlags("n3")...)...)
+	as := func(token string, args ...string) []string {
+		return append([]string{"--ca", ca, "--token", token}, args...)
+	}
+	tryAs := func(addr string, v any, args ...string) bool {
+		return tryJSON(addr, v, append([]string{"--ca", ca, "--token", admin}, args...)...)
+	}
+	eventually(t, 30*time.Second, "a 3-node TLS cluster", func() bool {
+		var ms []member
+		if !tryAs(n3.http, &ms, "members", "list") || len(ms) != 3 {
+			return false
+		}
+		for _, m := range ms {
+			if !m.Reachable {
+				return false
+			}
+		}
+		return true
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		wantFail(t, 1, []string{"unauthorized"}, "--addr", n1.http, "--ca", ca, "members", "list")
+		wantFail(t, 1, []string{"unauthorized"}, append([]string{"--addr", n1.http}, as("not-a-real-token-at-all", "status")...)...)
+		var ro, rw map[string]any
+		runJSON(t, n1.http, &ro, as(admin, "tokens", "create", "--role", "read", "--name", "ro")...)
+		runJSON(t, n2.http, &rw, as(admin, "tokens", "create", "--role", "write", "--name", "rw")...)
+		roTok, rwTok := ro["token"].(string), rw["token"].(string)
+		var tokens []map[string]any
+		runJSON(t, n3.http, &tokens, as(admin, "tokens", "list")...)
+		if len(tokens) != 3 || strings.Contains(mustJSON(tokens), roTok) {
+			t.Fatalf("tokens list: %v", tokens)
+		}
+		// Read may read, not write; write may not manage members.
+		var st status
+		runJSON(t, n2.http, &st, as(roTok, "status")...)
+		wantFail(t, 1, []string{"forbidden", "read"}, append([]string{"--addr", n2.http}, as(roTok, "services", "create", "x")...)...)
+		var info map[string]any
+		runJSON(t, n1.http, &info, as(rwTok, "services", "create", "secured")...)
+		cmd := append([]string{"--addr", n3.http}, as(roTok, "publish", "secured", "t", "--file", writeFile(t, `[[1]]`))...)
+		wantFail(t, 1, []string{"forbidden"}, cmd...)
+		wantFail(t, 1, []string{"forbidden", "admin"}, append([]string{"--addr", n3.http}, as(rwTok, "members", "remove", "n3")...)...)
+		wantFail(t, 1, []string{"forbidden"}, append([]string{"--addr", n3.http}, as(rwTok, "datasources", "list", "--show-secrets")...)...)
+		// HTTP status codes.
+		pool := x509.NewCertPool()
+		pem, _ := os.ReadFile(ca)
+		pool.AppendCertsFromPEM(pem)
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		for token, want := range map[string]int{"": 401, "bogus-token-value-123": 401, roTok: 403} {
+			req, _ := http.NewRequest(http.MethodPost, "https://"+n1.http+"/v1/services", strings.NewReader(`{"id":"y"}`))
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("token %q: status %d, want %d", token, resp.StatusCode, want)
+			}
+		}
+		// Revoked: refused everywhere.
+		if r := run(t, append([]string{"--addr", n1.http}, as(admin, "tokens", "revoke", rw["id"].(string))...)...); r.code != 0 {
+			t.Fatalf("revoke: %+v", r)
+		}
+		wantFail(t, 1, []string{"unauthorized"}, append([]string{"--addr", n3.http}, as(rwTok, "services", "list")...)...)
+		if log := n1.log.String(); strings.Contains(log, rwTok) || strings.Contains(log, roTok) || strings.Contains(log, admin) {
+			t.Fatal("a token appears in the log")
+		}
+	})
+
+	t.Run("a node with another CA's certificate is refused", func(t *testing.T) {
+		cmd := exec_(dseBin, "agent", "--id", "evil", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0",
+			"--join", n1.http, "--token", admin, "--join-timeout", "10s",
+			"--tls-cert", filepath.Join(rogue, "evil.pem"), "--tls-key", filepath.Join(rogue, "evil-key.pem"), "--tls-ca", ca)
+		out, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "cluster CA") {
+			t.Fatalf("rogue agent: exit %d, output %s", cmd.ProcessState.ExitCode(), out)
+		}
+		var ms []member
+		if !tryAs(n1.http, &ms, "members", "list") || len(ms) != 3 {
+			t.Fatalf("membership changed: %v", ms)
+		}
+	})
+
+	t.Run("rotate a node's certificate while the cluster serves", func(t *testing.T) {
+		if r := run(t, "tls", "cert", "--dir", pki, "--id", "n2"); r.code != 0 {
+			t.Fatalf("reissue: %+v", r)
+		}
+		n2.kill()
+		n2 = startAgent(t, n2dir, tlsFlags("n2")...)
+		// Meanwhile the others serve writes.
+		var res map[string]any
+		runJSON(t, n1.http, &res, as(admin, "publish", "secured", "t", "--file", writeFile(t, `[[1],[2]]`))...)
+		eventually(t, 30*time.Second, "the rotated node back and caught up", func() bool {
+			var got map[string]any
+			var ms []member
+			return tryAs(n2.http, &got, "get", "secured", "t") && got["seqnum"] == res["seqnum"] &&
+				tryAs(n3.http, &ms, "members", "list") && len(ms) == 3 && ms[1].Reachable
+		})
+	})
+
+	t.Run("generated bootstrap token is printed once", func(t *testing.T) {
+		a := startAgent(t, t.TempDir(), append([]string{"--id", "solo", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap"}, tlsFlags("n1")...)...)
+		re := regexp.MustCompile(`bootstrap admin token \(shown once\): (dse_[0-9a-f]+)`)
+		var tok string
+		eventually(t, 20*time.Second, "the token line", func() bool {
+			m := re.FindStringSubmatch(a.stdout.String())
+			if m != nil {
+				tok = m[1]
+			}
+			return tok != ""
+		})
+		var st status
+		runJSON(t, a.http, &st, as(tok, "status")...)
+		if strings.Count(a.stdout.String(), tok) != 1 {
+			t.Fatal("token printed more than once")
+		}
+	})
+}
