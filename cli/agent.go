@@ -16,6 +16,7 @@ import (
 	"dse.dev/dse/dse"
 	"dse.dev/dse/dse/api"
 	"dse.dev/dse/dse/pki"
+	"dse.dev/dse/dse/table"
 )
 
 func agentCommand() *ucli.Command {
@@ -45,6 +46,9 @@ func agentCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "token", Usage: "token to join a secured cluster with", EnvVars: []string{"DSE_TOKEN"}},
 			&ucli.IntFlag{Name: "max-frame", Usage: "largest cluster-port frame, bytes", Value: d.MaxFrameSize},
 			&ucli.Int64Flag{Name: "max-body", Usage: "largest HTTP request body, bytes", Value: api.DefaultMaxBody},
+			&ucli.IntFlag{Name: "max-rows", Usage: "most rows in one table or delta", Value: table.DefaultLimits.MaxRows},
+			&ucli.IntFlag{Name: "max-columns", Usage: "most values in one row", Value: table.DefaultLimits.MaxColumns},
+			&ucli.IntFlag{Name: "max-string", Usage: "longest string or bytes value, bytes", Value: table.DefaultLimits.MaxString},
 		},
 		Action: runAgent,
 	}
@@ -171,6 +175,11 @@ func runAgent(c *ucli.Context) error {
 		return usagef("--bootstrap and --join are exclusive: a node either starts a cluster or joins one")
 	}
 	cfg.MaxFrameSize = c.Int("max-frame")
+	lim := table.Limits{MaxRows: c.Int("max-rows"), MaxColumns: c.Int("max-columns"), MaxString: c.Int("max-string")}
+	if lim.MaxRows < 1 || lim.MaxColumns < 1 || lim.MaxString < 1 {
+		return usagef("--max-rows, --max-columns and --max-string must be positive")
+	}
+	table.DefaultLimits = lim
 	if c.Int64("max-body") < 1024 {
 		return usagef("--max-body %d: want at least 1024", c.Int64("max-body"))
 	}

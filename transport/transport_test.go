@@ -338,3 +338,56 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// A flood of bad connections from one peer does not stop the node serving
+// others.
+func TestFloodOfBadFramesDoesNotStopService(t *testing.T) {
+	srv := newTransport(t, Config{MaxFrameSize: 4096, ReadTimeout: 200 * time.Millisecond})
+	srv.SetHandler(newRecorder())
+	cli := newTransport(t, Config{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := net.Dial("tcp", srv.Addr())
+				if err != nil {
+					continue
+				}
+				c.Write([]byte{ProtoDSE, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+				c.Close()
+			}
+		}()
+	}
+	for i := range 200 {
+		got, err := cli.Call(context.Background(), srv.Addr(), 1, []byte{byte(i)})
+		if err != nil || len(got) != 6 {
+			t.Fatalf("call %d during the flood: %q %v", i, got, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// A peer that sends a frame header and then stalls (slowloris) is cut off
+// after the read timeout.
+func TestSlowPeerIsCutOff(t *testing.T) {
+	srv := newTransport(t, Config{ReadTimeout: 200 * time.Millisecond})
+	srv.SetHandler(newRecorder())
+	c := rawDial(t, srv, []byte{ProtoDSE, 1, 0, 0, 0, 0, 0, 0, 0, 100, 'x'})
+	defer c.Close()
+	start := time.Now()
+	if !closedByPeer(c, 3*time.Second) {
+		t.Fatal("stalled connection left open")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("cut off after %s", d)
+	}
+}

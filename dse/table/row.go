@@ -23,7 +23,8 @@ type Limits struct {
 	MaxString  int // bytes in one string or []byte value
 }
 
-// DefaultLimits are generous bounds for rows from the network.
+// DefaultLimits are the bounds applied to rows from outside (the API, the
+// cluster port, drivers); the agent sets them from its flags at start.
 var DefaultLimits = Limits{MaxRows: 10_000_000, MaxColumns: 1024, MaxString: 1 << 20}
 
 // Canonical returns v as a canonical scalar: integers as int64, floats as
