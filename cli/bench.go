@@ -30,8 +30,41 @@ func benchCommand() *ucli.Command {
 					&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 					&ucli.IntFlag{Name: "rate", Usage: "publications per second (0: as fast as possible)"},
 					&ucli.IntFlag{Name: "writers", Usage: "concurrent publish calls per table at --rate 0", Value: 256},
+					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
 				},
 				Action: benchPublish,
+			},
+			{
+				Name:  "snapshot",
+				Usage: "a new subscriber on another node takes a snapshot of a big table",
+				Flags: []ucli.Flag{
+					dir,
+					&ucli.IntFlag{Name: "rows", Value: 1_000_000},
+					&ucli.IntFlag{Name: "columns", Value: 3},
+				},
+				Action: benchSnapshot,
+			},
+			{
+				Name:  "registry",
+				Usage: "concurrent Raft-committed registry writes (register, subscribe, unsubscribe, unregister)",
+				Flags: []ucli.Flag{
+					dir,
+					&ucli.IntFlag{Name: "nodes", Value: 3},
+					&ucli.IntFlag{Name: "clients", Value: 64},
+					&ucli.IntFlag{Name: "ops", Value: 40000},
+				},
+				Action: benchRegistry,
+			},
+			{
+				Name:  "rpc",
+				Usage: "an echo RPC to a service on another node",
+				Flags: []ucli.Flag{
+					dir,
+					&ucli.IntFlag{Name: "callers", Value: 1},
+					&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second},
+					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
+				},
+				Action: benchRPC,
 			},
 		},
 	}
@@ -63,6 +96,11 @@ func benchPublish(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	if p := c.String("plot"); p != "" {
+		if err := bench.Plot(p, "dse bench publish", res.Latencies, res.Series); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+	}
 	if jsonOut(c) {
 		return printJSON(c, res)
 	}
@@ -80,4 +118,57 @@ func rateText(r int) string {
 		return "unlimited"
 	}
 	return fmt.Sprintf("%d/s", r)
+}
+
+func benchSnapshot(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	res, err := bench.Snapshot(c.Context, bench.SnapshotConfig{Dir: c.String("dir"), Rows: c.Int("rows"), Columns: c.Int("columns")})
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c, res)
+	}
+	fmt.Fprintf(c.App.Writer, "snapshot: 2 nodes (%s), %d rows of %d columns, %.1f MB\n  %.3fs, %.0f MB/s; bare encode+decode %.3fs (%.1fx); peak RSS %.0f MB\n",
+		res.Mode, res.Rows, res.Columns, float64(res.Bytes)/1e6, res.Seconds, res.MBPerSec, res.BaselineSeconds, res.Seconds/res.BaselineSeconds, res.RSSMB)
+	return nil
+}
+
+func benchRegistry(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	res, err := bench.Registry(c.Context, bench.RegistryConfig{Dir: c.String("dir"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops")})
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c, res)
+	}
+	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s), %d clients, %d writes in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
+		res.Nodes, res.Mode, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	return nil
+}
+
+func benchRPC(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	res, err := bench.RPC(c.Context, bench.RPCConfig{Dir: c.String("dir"), Callers: c.Int("callers"), Duration: c.Duration("duration")})
+	if err != nil {
+		return err
+	}
+	if p := c.String("plot"); p != "" {
+		if err := bench.Plot(p, "dse bench rpc", res.Latencies, res.Series); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+	}
+	if jsonOut(c) {
+		return printJSON(c, res)
+	}
+	fmt.Fprintf(c.App.Writer, "rpc: 2 nodes (%s), %d callers, %d calls in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
+		res.Mode, res.Callers, res.Calls, res.Seconds, res.CallsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	return nil
 }

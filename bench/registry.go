@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"dse.dev/dse/dse"
+)
+
+// RegistryConfig sets up `dse bench registry`.
+type RegistryConfig struct {
+	Dir     string
+	Nodes   int
+	Clients int
+	Ops     int
+}
+
+// RegistryResult is what `dse bench registry --json` prints.
+type RegistryResult struct {
+	Mode      string  `json:"mode"`
+	Nodes     int     `json:"nodes"`
+	Clients   int     `json:"clients"`
+	Ops       int     `json:"ops"`
+	Seconds   float64 `json:"seconds"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	Latency   Latency `json:"latency_us"`
+}
+
+// Registry measures concurrent Raft-committed registry writes: clients on
+// every node register a service, subscribe, unsubscribe and unregister, in a
+// loop (four writes a round).
+func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) {
+	if cfg.Nodes < 1 || cfg.Clients < 1 || cfg.Ops < 4 {
+		return nil, fmt.Errorf("--nodes, --clients must be positive and --ops at least 4")
+	}
+	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var left atomic.Int64
+	left.Store(int64(cfg.Ops))
+	lats := make([][]time.Duration, cfg.Clients)
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for k := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node := c.Nodes[k%len(c.Nodes)]
+			op := func(f func() error) bool {
+				if left.Add(-1) < 0 {
+					return false
+				}
+				t0 := time.Now()
+				if err := f(); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return false
+				}
+				lats[k] = append(lats[k], time.Since(t0))
+				return true
+			}
+			for round := 0; ; round++ {
+				svc := dse.NewDataService(fmt.Sprintf("bench-reg-%d-%d", k, round), dse.Hooks{})
+				if !op(func() error { return node.Register(ctx, svc) }) ||
+					!op(func() error { return svc.Subscribe(ctx, "bench-nobody", "t") }) ||
+					!op(func() error { return svc.Unsubscribe(ctx, "bench-nobody", "t") }) ||
+					!op(func() error { return svc.Stop(ctx) }) {
+					if svc.Status() == "running" {
+						svc.Stop(ctx)
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if e := firstErr.Load(); e != nil {
+		return nil, e.(error)
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return &RegistryResult{Mode: "in-process", Nodes: cfg.Nodes, Clients: cfg.Clients, Ops: len(all), Seconds: elapsed.Seconds(),
+		OpsPerSec: float64(len(all)) / elapsed.Seconds(), Latency: summarize(all)}, nil
+}

@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/cache"
+	"dse.dev/dse/dse/table"
+)
+
+// SnapshotConfig sets up `dse bench snapshot`.
+type SnapshotConfig struct {
+	Dir     string
+	Rows    int
+	Columns int
+}
+
+// SnapshotResult is what `dse bench snapshot --json` prints.
+type SnapshotResult struct {
+	Mode            string  `json:"mode"`
+	Rows            int     `json:"rows"`
+	Columns         int     `json:"columns"`
+	Bytes           int     `json:"bytes"`
+	Seconds         float64 `json:"seconds"`
+	MBPerSec        float64 `json:"mb_per_sec"`
+	BaselineSeconds float64 `json:"baseline_seconds"`
+	RSSMB           float64 `json:"rss_mb"`
+}
+
+func makeRows(n, cols int) []dse.Row {
+	rows := make([]dse.Row, n)
+	for i := range rows {
+		r := make(dse.Row, cols)
+		for c := range r {
+			switch c % 3 {
+			case 0:
+				r[c] = int64(i)
+			case 1:
+				r[c] = "row-" + strconv.Itoa(i)
+			default:
+				r[c] = float64(i) / 7
+			}
+		}
+		rows[i] = r
+	}
+	return rows
+}
+
+// peakRSSMB reads the process's peak resident set (all nodes run here).
+func peakRSSMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.Fields(v)[0])
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// Snapshot measures a new subscriber on another node taking a snapshot of a
+// big table, against a bare msgpack encode and decode of the same rows.
+func Snapshot(ctx context.Context, cfg SnapshotConfig) (*SnapshotResult, error) {
+	if cfg.Rows < 1 || cfg.Columns < 1 {
+		return nil, fmt.Errorf("--rows and --columns must be positive")
+	}
+	rows := makeRows(cfg.Rows, cfg.Columns)
+	// The floor: encode and decode the same rows in this process.
+	start := time.Now()
+	enc, err := (&table.Publication{Publisher: "p", Table: "t", Seqnum: 1, Snapshot: true, Rows: rows}).Encode()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := table.DecodeBatch(append(table.AppendBatch(nil, 1), enc...)); err != nil {
+		return nil, err
+	}
+	res := &SnapshotResult{Mode: "in-process", Rows: cfg.Rows, Columns: cfg.Columns, Bytes: len(enc), BaselineSeconds: time.Since(start).Seconds()}
+	enc = nil
+
+	c, err := StartCluster(ctx, cfg.Dir, 2, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	pub := dse.NewDataService("bench-big", dse.Hooks{})
+	if err := c.Nodes[0].Register(ctx, pub); err != nil {
+		return nil, err
+	}
+	if _, _, err := pub.Publish(ctx, "big", rows, true); err != nil {
+		return nil, err
+	}
+	rows = nil
+	var once sync.Once
+	got := make(chan struct{})
+	sub := dse.NewDataService("bench-snap-sub", dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
+		if d.Snapshot && len(d.Rows) == cfg.Rows {
+			once.Do(func() { close(got) })
+		}
+	}})
+	if err := c.Nodes[1].Register(ctx, sub); err != nil {
+		return nil, err
+	}
+	start = time.Now()
+	if err := sub.Subscribe(ctx, "bench-big", "big"); err != nil {
+		return nil, err
+	}
+	select {
+	case <-got:
+	case <-time.After(5 * time.Minute):
+		return nil, fmt.Errorf("the snapshot did not arrive in 5 minutes")
+	}
+	res.Seconds = time.Since(start).Seconds()
+	if n := sub.Cache().Len(cache.TableID{Publisher: "bench-big", Table: "big"}); n != cfg.Rows {
+		return nil, fmt.Errorf("subscriber holds %d rows, want %d", n, cfg.Rows)
+	}
+	res.MBPerSec = float64(res.Bytes) / 1e6 / res.Seconds
+	res.RSSMB = peakRSSMB()
+	return res, nil
+}
