@@ -139,7 +139,7 @@ func decodeRows(dec *msgpack.Decoder) ([]Row, error) {
 			return nil, fmt.Errorf("row %d: %w", i, err)
 		}
 		if m < 0 {
-			rows = append(rows, nil)
+			rows = append(rows, Row{}) // msgpack nil: no columns
 			continue
 		}
 		if m > DefaultLimits.MaxColumns {
