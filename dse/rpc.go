@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"dse.dev/dse/internal/mpcheck"
 	"dse.dev/dse/transport"
 )
 
@@ -163,6 +164,9 @@ func (n *Node) rpcOnce(ctx context.Context, node string, req rpcRequest, body []
 
 // decodeLoose decodes msgpack with integers as int64 and floats as float64.
 func decodeLoose(b []byte, v any) error {
+	if err := mpcheck.Check(b); err != nil {
+		return err
+	}
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(bytes.NewReader(b))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"dse.dev/dse/internal/mpcheck"
 )
 
 // Frame types of the dse protocol on the cluster port (package transport
@@ -67,6 +69,9 @@ func encode(v any) ([]byte, error) {
 
 // decode unmarshals msgpack into v, naming what failed.
 func decode(b []byte, v any, what string) error {
+	if err := mpcheck.Check(b); err != nil {
+		return fmt.Errorf("%w: malformed %s: %v", ErrInvalid, what, err)
+	}
 	if err := msgpack.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: malformed %s: %v", ErrInvalid, what, err)
 	}

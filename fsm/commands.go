@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"dse.dev/dse/internal/mpcheck"
 )
 
 // CommandType is the first byte of every log entry the FSM applies.
@@ -242,6 +244,9 @@ func Decode(data []byte) (CommandType, command, error) {
 	mk, ok := decoders[t]
 	if !ok {
 		return t, nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, data[0])
+	}
+	if err := mpcheck.Check(data[1:]); err != nil {
+		return t, nil, fmt.Errorf("%w: %s: %v", ErrBadCommand, t, err)
 	}
 	c := mk()
 	dec := msgpack.GetDecoder()

@@ -7,6 +7,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"dse.dev/dse/internal/mpcheck"
 )
 
 // Publication is one sequenced change of a table: a snapshot (Rows is the
@@ -215,6 +217,9 @@ func AppendBatch(b []byte, n int) []byte {
 
 // DecodeBatch decodes a frame of publications.
 func DecodeBatch(body []byte) ([]*Publication, error) {
+	if err := mpcheck.Check(body); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadBatch, err)
+	}
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(bytes.NewReader(body))
