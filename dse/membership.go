@@ -170,9 +170,18 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 	// The new member must answer on its cluster port first: this checks its
 	// address and, on a TLS cluster, that its certificate is the cluster
 	// CA's (a node that cannot pass mutual TLS never becomes a member).
-	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-	st, err := n.peerStatus(ctx, req.Addr)
-	cancel()
+	var st StatusReport
+	for attempt := range 3 {
+		// A pooled connection to a former member at the same address
+		// fails once; try again on a fresh one.
+		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+		st, err = n.peerStatus(ctx, req.Addr)
+		cancel()
+		if err == nil || attempt == 2 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	var cve *tls.CertificateVerificationError
 	if errors.As(err, &cve) {
 		return 0, fmt.Errorf("%w: node %q at %s has no certificate from the cluster CA: %v", ErrForbidden, req.ID, req.Addr, err)

@@ -246,7 +246,11 @@ func (p *peer) writeLoop() {
 			return
 		}
 		if oc != nil && oc.dead.Load() {
-			drop(errors.New("connection closed"))
+			// Its reader already failed the requests it carried; the frame
+			// in hand goes out on a new connection.
+			p.current.Store(nil)
+			oc.conn.Close()
+			oc = nil
 		}
 		if oc == nil {
 			conn, err := p.t.dial(p.t.ctx, p.addr, ProtoDSE, cfg.DialTimeout)
