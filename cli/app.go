@@ -180,6 +180,16 @@ func client(c *ucli.Context) (*api.Client, error) {
 	return api.NewClient(cfg), nil
 }
 
+// clientArgs checks the positional arguments and builds the API client.
+func clientArgs(c *ucli.Context, names ...string) ([]string, *api.Client, error) {
+	a, err := args(c, names...)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := client(c)
+	return a, cl, err
+}
+
 // args checks the number of positional arguments and returns them.
 func args(c *ucli.Context, names ...string) ([]string, error) {
 	got := c.Args().Slice()

@@ -20,10 +20,7 @@ func driversCommand() *ucli.Command {
 				Name:  "list",
 				Usage: "list the drivers",
 				Action: func(c *ucli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					cl, err := client(c)
+					_, cl, err := clientArgs(c)
 					if err != nil {
 						return err
 					}
@@ -47,11 +44,7 @@ func driversCommand() *ucli.Command {
 				Usage:     "show a driver's config fields (required, secret) and tables",
 				ArgsUsage: "ID",
 				Action: func(c *ucli.Context) error {
-					a, err := args(c, "ID")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
+					a, cl, err := clientArgs(c, "ID")
 					if err != nil {
 						return err
 					}
@@ -165,10 +158,7 @@ func datasourcesAdd(c *ucli.Context) error {
 }
 
 func datasourcesList(c *ucli.Context) error {
-	if _, err := args(c); err != nil {
-		return err
-	}
-	cl, err := client(c)
+	_, cl, err := clientArgs(c)
 	if err != nil {
 		return err
 	}
@@ -189,11 +179,7 @@ func datasourcesList(c *ucli.Context) error {
 }
 
 func datasourcesGet(c *ucli.Context) error {
-	a, err := args(c, "ID|NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
+	a, cl, err := clientArgs(c, "ID|NAME")
 	if err != nil {
 		return err
 	}
@@ -210,11 +196,7 @@ func datasourcesGet(c *ucli.Context) error {
 }
 
 func datasourcesStatus(c *ucli.Context) error {
-	a, err := args(c, "ID|NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
+	a, cl, err := clientArgs(c, "ID|NAME")
 	if err != nil {
 		return err
 	}
@@ -266,11 +248,7 @@ func datasourcesUpdate(c *ucli.Context) error {
 }
 
 func datasourcesDelete(c *ucli.Context) error {
-	a, err := args(c, "ID|NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
+	a, cl, err := clientArgs(c, "ID|NAME")
 	if err != nil {
 		return err
 	}

@@ -40,10 +40,7 @@ func membersCommand() *ucli.Command {
 }
 
 func membersList(c *ucli.Context) error {
-	if _, err := args(c); err != nil {
-		return err
-	}
-	cl, err := client(c)
+	_, cl, err := clientArgs(c)
 	if err != nil {
 		return err
 	}
@@ -63,11 +60,7 @@ func membersList(c *ucli.Context) error {
 }
 
 func membersRemove(c *ucli.Context) error {
-	a, err := args(c, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
+	a, cl, err := clientArgs(c, "ID")
 	if err != nil {
 		return err
 	}
@@ -78,10 +71,7 @@ func membersRemove(c *ucli.Context) error {
 }
 
 func membersLeave(c *ucli.Context) error {
-	if _, err := args(c); err != nil {
-		return err
-	}
-	cl, err := client(c)
+	_, cl, err := clientArgs(c)
 	if err != nil {
 		return err
 	}
@@ -96,11 +86,7 @@ func membersLeave(c *ucli.Context) error {
 }
 
 func membersPromote(c *ucli.Context) error {
-	a, err := args(c, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
+	a, cl, err := clientArgs(c, "ID")
 	if err != nil {
 		return err
 	}
@@ -124,10 +110,7 @@ func leaderCommand() *ucli.Command {
 }
 
 func leaderTransfer(c *ucli.Context) error {
-	if _, err := args(c); err != nil {
-		return err
-	}
-	cl, err := client(c)
+	_, cl, err := clientArgs(c)
 	if err != nil {
 		return err
 	}
@@ -143,10 +126,7 @@ func statusCommand() *ucli.Command {
 		Name:  "status",
 		Usage: "show the addressed node's Raft status",
 		Action: func(c *ucli.Context) error {
-			if _, err := args(c); err != nil {
-				return err
-			}
-			cl, err := client(c)
+			_, cl, err := clientArgs(c)
 			if err != nil {
 				return err
 			}

@@ -97,10 +97,7 @@ func tokensCommand() *ucli.Command {
 				Name:  "list",
 				Usage: "list tokens (no secrets)",
 				Action: func(c *ucli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					cl, err := client(c)
+					_, cl, err := clientArgs(c)
 					if err != nil {
 						return err
 					}
@@ -124,11 +121,7 @@ func tokensCommand() *ucli.Command {
 				Usage:     "revoke a token",
 				ArgsUsage: "ID",
 				Action: func(c *ucli.Context) error {
-					a, err := args(c, "ID")
-					if err != nil {
-						return err
-					}
-					cl, err := client(c)
+					a, cl, err := clientArgs(c, "ID")
 					if err != nil {
 						return err
 					}

@@ -30,10 +30,7 @@ func servicesCommand() *ucli.Command {
 }
 
 func servicesList(c *ucli.Context) error {
-	if _, err := args(c); err != nil {
-		return err
-	}
-	cl, err := client(c)
+	_, cl, err := clientArgs(c)
 	if err != nil {
 		return err
 	}
@@ -64,11 +61,7 @@ func orDash(s string) string {
 }
 
 func servicesCreate(c *ucli.Context) error {
-	a, err := args(c, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
+	a, cl, err := clientArgs(c, "ID")
 	if err != nil {
 		return err
 	}
@@ -80,11 +73,7 @@ func servicesCreate(c *ucli.Context) error {
 }
 
 func servicesDelete(c *ucli.Context) error {
-	a, err := args(c, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := client(c)
+	a, cl, err := clientArgs(c, "ID")
 	if err != nil {
 		return err
 	}
@@ -143,11 +132,7 @@ func getCommand() *ucli.Command {
 		Usage:     "print a publisher's current table and its seqnum",
 		ArgsUsage: "SERVICE TABLE",
 		Action: func(c *ucli.Context) error {
-			a, err := args(c, "SERVICE", "TABLE")
-			if err != nil {
-				return err
-			}
-			cl, err := client(c)
+			a, cl, err := clientArgs(c, "SERVICE", "TABLE")
 			if err != nil {
 				return err
 			}

@@ -35,6 +35,9 @@ type Config struct {
 	// ResubTimeout is how long a subscriber tolerates a sequence gap, or an
 	// FSM seqnum ahead of what it applied, before catching up.
 	ResubTimeout time.Duration
+	// HistorySize is how many recent publications a publisher keeps per
+	// table for subscribers that catch up; further back, they get a snapshot.
+	HistorySize int
 	// LivenessGrace is how long the leader waits, after a node stops
 	// answering heartbeats, before it records the node down.
 	LivenessGrace time.Duration
@@ -71,6 +74,7 @@ func DefaultConfig() Config {
 		Bind:              "127.0.0.1:7400",
 		HTTPAddr:          "127.0.0.1:7401",
 		ResubTimeout:      2 * time.Second,
+		HistorySize:       1024,
 		LivenessGrace:     1500 * time.Millisecond,
 		HeartbeatTimeout:  time.Second,
 		ElectionTimeout:   time.Second,
@@ -96,6 +100,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ElectionTimeout (%s) cannot be smaller than HeartbeatTimeout (%s), which must be at least 5ms", c.ElectionTimeout, c.HeartbeatTimeout)
 	case c.ApplyTimeout <= 0:
 		return fmt.Errorf("ApplyTimeout (%s) must be positive", c.ApplyTimeout)
+	case c.HistorySize < 1:
+		return fmt.Errorf("HistorySize (%d) must be at least 1", c.HistorySize)
 	case c.SnapshotRetain < 1:
 		return fmt.Errorf("SnapshotRetain (%d) must be at least 1", c.SnapshotRetain)
 	case c.MaxFrameSize < 1<<16:

@@ -161,6 +161,7 @@ func TestCatchupWithoutPushes(t *testing.T) {
 	c := dsetest.NewWith(t, 2, func(i int, cfg *dse.Config) {
 		if i == 0 {
 			cfg.Faults = transport.NewFaults(1, 1.0, 0, 0, 0)
+			cfg.HistorySize = 16
 		}
 		cfg.ResubTimeout = time.Second
 	})
@@ -184,14 +185,14 @@ func TestCatchupWithoutPushes(t *testing.T) {
 	if snaps != 1 {
 		t.Fatalf("caught up with %d snapshots, want only the first one (deltas from history)", snaps)
 	}
-	// More deltas than the history holds, faster than the subscriber's
-	// resubscribe timeout: a snapshot.
+	// More deltas than the history holds (16 here), faster than the
+	// subscriber's resubscribe timeout: a snapshot.
 	var wg sync.WaitGroup
 	for g := range int64(8) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range int64(200) {
+			for i := range int64(25) {
 				if _, _, err := pub.PublishDelta(ctx, "t", rows(1000+g*1000+i), nil); err != nil {
 					t.Error(err)
 					return
@@ -202,7 +203,7 @@ func TestCatchupWithoutPushes(t *testing.T) {
 	wg.Wait()
 	want := rows(1, 2, 3, 4, 5)
 	for g := range int64(8) {
-		for i := range int64(200) {
+		for i := range int64(25) {
 			want = append(want, rows(1000+g*1000+i)...)
 		}
 	}

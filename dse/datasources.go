@@ -63,7 +63,9 @@ type DatasourceStatus struct {
 func (n *Node) DriversInfo() []drivers.Info { return drivers.All() }
 
 // DriverInfo returns one driver's info (get_driver_info).
-func (n *Node) DriverInfo(id string) (drivers.Info, error) {
+func (n *Node) DriverInfo(id string) (drivers.Info, error) { return driverInfo(id) }
+
+func driverInfo(id string) (drivers.Info, error) {
 	d, err := drivers.Get(id)
 	if err != nil {
 		return drivers.Info{}, fmt.Errorf("%w: driver %q", ErrNotFound, id)
@@ -72,8 +74,10 @@ func (n *Node) DriverInfo(id string) (drivers.Info, error) {
 }
 
 // DriverSchema returns the tables a driver publishes (get_driver_schema).
-func (n *Node) DriverSchema(id string) ([]drivers.TableSchema, error) {
-	info, err := n.DriverInfo(id)
+func (n *Node) DriverSchema(id string) ([]drivers.TableSchema, error) { return driverSchema(id) }
+
+func driverSchema(id string) ([]drivers.TableSchema, error) {
+	info, err := driverInfo(id)
 	return info.Tables, err
 }
 
@@ -508,12 +512,12 @@ func (s *DataService) GetDatasources(filterSecret bool) ([]Datasource, error) {
 
 // GetDriverInfo returns a driver's info (get_driver_info).
 func (s *DataService) GetDriverInfo(driver string) (drivers.Info, error) {
-	return (*Node)(nil).DriverInfo(driver)
+	return driverInfo(driver)
 }
 
 // GetDriverSchema returns the tables a driver publishes (get_driver_schema).
 func (s *DataService) GetDriverSchema(driver string) ([]drivers.TableSchema, error) {
-	return (*Node)(nil).DriverSchema(driver)
+	return driverSchema(driver)
 }
 
 // GetDriversInfo lists every driver (get_drivers_info).

@@ -10,7 +10,7 @@ import (
 )
 
 func TestHistoryNeedsAnUnbrokenRun(t *testing.T) {
-	tb := newPubTable("t")
+	tb := newPubTable("t", 1024)
 	for _, s := range []uint64{1, 2, 4, 5} { // 3 granted twice, never published
 		tb.recordLocked(&table.Publication{Seqnum: s})
 	}

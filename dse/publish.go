@@ -18,8 +18,9 @@ const historySize = 1024
 // delta against everything published before it, and the batcher assigns
 // seqnums in the same order.
 type pubTable struct {
-	name string
-	mu   sync.Mutex
+	name    string
+	maxHist int
+	mu      sync.Mutex
 	cond *sync.Cond
 
 	rows          *table.Set
@@ -33,8 +34,8 @@ type pubTable struct {
 	history       []*table.Publication
 }
 
-func newPubTable(name string) *pubTable {
-	t := &pubTable{name: name, rows: table.NewSet(nil)}
+func newPubTable(name string, maxHist int) *pubTable {
+	t := &pubTable{name: name, maxHist: max(maxHist, 1), rows: table.NewSet(nil)}
 	t.cond = sync.NewCond(&t.mu)
 	return t
 }
@@ -64,7 +65,7 @@ func (t *pubTable) recordLocked(p *table.Publication) {
 	if p.Snapshot {
 		t.history = t.history[:0]
 	}
-	if len(t.history) >= historySize {
+	if len(t.history) >= t.maxHist {
 		copy(t.history, t.history[1:])
 		t.history = t.history[:len(t.history)-1]
 	}
@@ -109,7 +110,11 @@ func (s *DataService) pubTable(name string) *pubTable {
 	defer s.mu.Unlock()
 	t, ok := s.tables[name]
 	if !ok {
-		t = newPubTable(name)
+		hist := DefaultConfig().HistorySize
+		if s.node != nil {
+			hist = s.node.cfg.HistorySize
+		}
+		t = newPubTable(name, hist)
 		s.tables[name] = t
 	}
 	return t

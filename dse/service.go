@@ -80,7 +80,6 @@ type DataService struct {
 	withSubs  map[string]bool // published tables that have subscribers
 	state     string
 	inflight  sync.WaitGroup
-	stopped   chan struct{}
 }
 
 // NewDataService returns an unstarted service with the given id and hooks.
@@ -94,7 +93,6 @@ func NewDataService(id string, hooks Hooks) *DataService {
 		subs:     map[cache.TableID]bool{},
 		withSubs: map[string]bool{},
 		state:    "created",
-		stopped:  make(chan struct{}),
 	}
 	s.endpoints = []Endpoint{s.builtinEndpoint()}
 	return s
@@ -223,7 +221,6 @@ func (s *DataService) stopLocal() bool {
 	s.state = "stopped"
 	s.mu.Unlock()
 	n.svcs.remove(s.id)
-	close(s.stopped)
 	return true
 }
 
