@@ -21,7 +21,7 @@ type pubTable struct {
 	name    string
 	maxHist int
 	mu      sync.Mutex
-	cond *sync.Cond
+	cond    *sync.Cond
 
 	rows          *table.Set
 	seqnum        uint64 // last sequenced publication
