@@ -13,7 +13,8 @@ import (
 // peerHealth is the leader's view of one follower, from Raft's own heartbeat
 // observations.
 type peerHealth struct {
-	failingSince time.Time // zero while heartbeats succeed
+	failingSince time.Time // when heartbeats started failing
+	lastFailure  time.Time // the latest failure observed
 }
 
 // livenessLoop runs on every node and acts while it leads: it records a node
@@ -54,6 +55,7 @@ func (n *Node) livenessLoop() {
 						h.failingSince = leaderSince
 					}
 				}
+				h.lastFailure = time.Now()
 			case raft.ResumedHeartbeatObservation:
 				delete(health, string(d.PeerID))
 			case raft.LeaderObservation:
@@ -80,6 +82,14 @@ func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time
 		return
 	}
 	now := time.Now()
+	// Raft reports a failing peer again at least every transport timeout; a
+	// peer not reported for longer has recovered even if the observation
+	// that said so was dropped (the observer does not block Raft).
+	for id, h := range health {
+		if now.Sub(h.lastFailure) > 2*n.cfg.LivenessGrace+2*time.Second {
+			delete(health, id)
+		}
+	}
 	// Registry records of nodes no longer in the configuration (a leader
 	// that removed itself, a member replaced under a new id) go too.
 	member := map[string]bool{}
