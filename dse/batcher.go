@@ -2,12 +2,9 @@ package dse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/table"
@@ -60,33 +57,7 @@ func (b *batcher) take() []*pubReq {
 	return q
 }
 
-// maxInFlight bounds the publish entries a leader has in Raft at once.
-// raft.Apply keeps their order in the log, so seqnums follow queue order.
-const maxInFlight = 4
-
-// inflight is a publish entry handed to Raft and not yet finished.
-type inflight struct {
-	groups []*group
-	data   []byte
-	fut    raft.ApplyFuture
-	start  time.Time
-}
-
 func (b *batcher) run() {
-	pipe := make(chan *inflight, maxInFlight)
-	var done sync.WaitGroup // entries in pipe not yet finished
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		for f := range pipe {
-			b.complete(f)
-			done.Done()
-		}
-	}()
-	defer func() {
-		close(pipe)
-		<-finished
-	}()
 	for {
 		select {
 		case <-b.n.ctx.Done():
@@ -101,55 +72,9 @@ func (b *batcher) run() {
 			if len(reqs) == 0 {
 				break
 			}
-			groups, data := b.prepare(reqs)
-			if len(groups) == 0 {
-				continue
-			}
-			if b.n.IsLeader() {
-				// Pipelined: Raft orders the entries as they are applied.
-				done.Add(1)
-				pipe <- &inflight{groups: groups, data: data, fut: b.n.raft.Apply(data, b.n.cfg.ApplyTimeout), start: time.Now()}
-				continue
-			}
-			// A follower forwards one entry at a time, after the
-			// pipelined ones (if it just lost leadership) have finished.
-			done.Wait()
-			res, err := b.applySync(data)
-			b.finish(groups, res, err)
+			b.commit(reqs)
 		}
 	}
-}
-
-// applySync commits a publish entry through the leader, wherever it is.
-func (b *batcher) applySync(data []byte) (*applyResult, error) {
-	ctx, cancel := context.WithTimeout(b.n.ctx, b.n.cfg.ApplyTimeout)
-	defer cancel()
-	rep, err := b.n.leaderDo(ctx, leaderOp{Op: "apply", Cmd: data})
-	if err != nil {
-		return nil, err
-	}
-	if rep.Apply == nil {
-		return nil, fmt.Errorf("%w: leader sent no apply result", ErrUnavailable)
-	}
-	return rep.Apply, nil
-}
-
-// complete waits for a pipelined entry; one that the node could not take
-// (it stopped leading before Raft accepted it) goes through the leader.
-func (b *batcher) complete(f *inflight) {
-	err := f.fut.Error()
-	b.n.metrics.applyLatency.Observe(time.Since(f.start).Seconds())
-	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-		res, err := b.applySync(f.data)
-		b.finish(f.groups, res, err)
-		return
-	}
-	if err != nil {
-		b.finish(f.groups, nil, fmt.Errorf("%w: raft apply: %v", ErrUnavailable, err))
-		return
-	}
-	res := toApplyResult(f.fut.Response())
-	b.finish(f.groups, &res, nil)
 }
 
 // fail answers a request with err and makes its table's next publication a
@@ -183,17 +108,13 @@ func (b *batcher) fail(r *pubReq, err error) {
 
 // group is a run of requests for one table under one incarnation.
 type group struct {
-	svc   *DataService
-	t     *pubTable
-	inc   uint64
-	epoch uint64
-	reqs  []*pubReq
+	svc  *DataService
+	t    *pubTable
+	inc  uint64
+	reqs []*pubReq
 }
 
-// prepare drops requests that can no longer be sequenced (their table
-// failed since, their service moved) and groups the rest by table, in queue
-// order, into one fsm.Publish entry.
-func (b *batcher) prepare(reqs []*pubReq) ([]*group, []byte) {
+func (b *batcher) commit(reqs []*pubReq) {
 	n := b.n
 	var groups []*group
 	index := map[*pubTable]*group{}
@@ -215,26 +136,22 @@ func (b *batcher) prepare(reqs []*pubReq) ([]*group, []byte) {
 		}
 		g := index[r.t]
 		if g == nil || g.inc != r.inc {
-			g = &group{svc: r.svc, t: r.t, inc: r.inc, epoch: r.epoch}
+			g = &group{svc: r.svc, t: r.t, inc: r.inc}
 			index[r.t] = g
 			groups = append(groups, g)
 		}
 		g.reqs = append(g.reqs, r)
 	}
 	if len(groups) == 0 {
-		return nil, nil
+		return
 	}
 	cmd := fsm.Publish{Requests: make([]fsm.PublishRequest, len(groups))}
 	for i, g := range groups {
 		cmd.Requests[i] = fsm.PublishRequest{Service: g.svc.id, Incarnation: g.inc, Table: g.t.name, Count: uint64(len(g.reqs))}
 	}
-	return groups, fsm.MustEncode(fsm.CmdPublish, cmd)
-}
-
-// finish turns an entry's grants into seqnums, in order, pushes the
-// publications and answers their callers.
-func (b *batcher) finish(groups []*group, res *applyResult, err error) {
-	n := b.n
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+	res, err := n.apply(ctx, fsm.CmdPublish, cmd)
+	cancel()
 	if err == nil && len(res.Grants) != len(groups) {
 		err = fmt.Errorf("%w: %d grants for %d requests", ErrUnavailable, len(res.Grants), len(groups))
 	}
@@ -254,22 +171,14 @@ func (b *batcher) finish(groups []*group, res *applyResult, err error) {
 	var done []*pubReq
 	for i, g := range groups {
 		grant := res.Grants[i]
-		gerr := FromCode(grant.Code, grant.Msg)
-		t := g.t
-		t.mu.Lock()
-		if gerr == nil && t.epoch != g.epoch {
-			// An entry before this one failed after this one was sent:
-			// these deltas assumed its content. Their seqnums go unused;
-			// the heal that failure started republishes the table.
-			gerr = fmt.Errorf("%w: an earlier publication of %s/%s failed; publish again", ErrUnavailable, g.svc.id, t.name)
-		}
-		if gerr != nil {
-			t.mu.Unlock()
+		if gerr := FromCode(grant.Code, grant.Msg); gerr != nil {
 			for _, r := range g.reqs {
 				b.fail(r, gerr)
 			}
 			continue
 		}
+		t := g.t
+		t.mu.Lock()
 		for k, r := range g.reqs {
 			r.pub.Seqnum = grant.First + uint64(k)
 			t.recordLocked(r.pub)
