@@ -70,7 +70,7 @@ func (c *PublishConfig) validate() error {
 		return fmt.Errorf("--rate %d: want 0 (as fast as possible) or more", c.Rate)
 	}
 	if c.Writers <= 0 {
-		c.Writers = 256
+		c.Writers = 1024
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "row-bytes", Value: 100},
 					&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 					&ucli.IntFlag{Name: "rate", Usage: "publications per second (0: as fast as possible)"},
-					&ucli.IntFlag{Name: "writers", Usage: "concurrent publish calls per table at --rate 0", Value: 256},
+					&ucli.IntFlag{Name: "writers", Usage: "concurrent publish calls per table at --rate 0", Value: 1024},
 					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
 				},
 				Action: benchPublish,
