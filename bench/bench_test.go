@@ -24,7 +24,7 @@ func TestPublishSmoke(t *testing.T) {
 // -cpuprofile to see where the time goes.
 func BenchmarkPublishPath(b *testing.B) {
 	for range b.N {
-		res, err := Publish(context.Background(), PublishConfig{Nodes: 3, Subscribers: 2, Tables: 1, RowsPerDelta: 1, RowBytes: 100, Duration: 5 * time.Second})
+		res, err := Publish(context.Background(), PublishConfig{Nodes: 3, Subscribers: 2, Tables: 1, RowsPerDelta: 1, RowBytes: 100, Duration: 5 * time.Second, Writers: 1024})
 		if err != nil {
 			b.Fatal(err)
 		}

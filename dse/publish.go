@@ -137,7 +137,11 @@ func (s *DataService) Publish(ctx context.Context, tableName string, rows []Row,
 	if err := table.CanonicalRows(rows, table.DefaultLimits); err != nil {
 		return 0, false, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return s.publish(ctx, tableName, func(t *pubTable) (add, del []Row) { return t.rows.Diff(rows) }, useSnapshot)
+	return s.publish(ctx, tableName, func(t *pubTable) (add, del []Row) {
+		add, del = t.rows.Diff(rows)
+		t.rows.Apply(add, del)
+		return add, del
+	}, useSnapshot)
 }
 
 // PublishDelta publishes a change the caller already knows (rows added and
@@ -156,25 +160,14 @@ func (s *DataService) PublishDelta(ctx context.Context, tableName string, add, d
 		}
 	}
 	return s.publish(ctx, tableName, func(t *pubTable) ([]Row, []Row) {
-		var a, d []Row
-		delKeys := make(map[string]struct{}, len(del))
-		for _, r := range del {
-			if t.rows.Has(r) {
-				d = append(d, r)
-			}
-			delKeys[table.Key(r)] = struct{}{}
-		}
-		for _, r := range add {
-			_, deleted := delKeys[table.Key(r)]
-			if !t.rows.Has(r) || deleted {
-				a = append(a, r)
-			}
-		}
-		return a, d
+		// Set.Apply reports what actually changed: that is the delta.
+		return t.rows.Apply(add, del)
 	}, false)
 }
 
-func (s *DataService) publish(ctx context.Context, tableName string, delta func(*pubTable) (add, del []Row), useSnapshot bool) (uint64, bool, error) {
+// publish runs change on the table's content (under its lock; change returns
+// what it actually added and deleted), then sequences the publication.
+func (s *DataService) publish(ctx context.Context, tableName string, change func(*pubTable) (add, del []Row), useSnapshot bool) (uint64, bool, error) {
 	if !validName(tableName) {
 		return 0, false, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, tableName)
 	}
@@ -197,7 +190,7 @@ func (s *DataService) publish(ctx context.Context, tableName string, delta func(
 		t.cond.Wait()
 	}
 	req.epoch = t.epoch
-	add, del := delta(t)
+	add, del := change(t)
 	// A new owner's first publication of each table is a snapshot.
 	first := !t.published || (t.inc != 0 && t.inc != inc)
 	if len(add) == 0 && len(del) == 0 && !first && !t.forceSnapshot {
@@ -211,7 +204,6 @@ func (s *DataService) publish(ctx context.Context, tableName string, delta func(
 		Snapshot:  useSnapshot || first || t.forceSnapshot,
 		SentAt:    time.Now().UnixNano(),
 	}
-	t.rows.Apply(add, del)
 	if p.Snapshot {
 		p.Rows = t.rows.Unsorted()
 	} else {
