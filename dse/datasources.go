@@ -348,10 +348,11 @@ func (n *Node) placeDatasources() {
 				load[place]++
 			}
 		}
-		// Instances left on dead nodes would keep the service ownerless.
-		if svc, ok := n.fsm.Service(d.Name); ok {
+		// Instances anywhere but where it is placed would keep the
+		// service ownerless, or owned by an instance that no longer runs.
+		if svc, ok := n.fsm.Service(d.Name); ok && svc.Kind == KindDatasource {
 			for _, inst := range svc.Instances {
-				if inst != place && !live[inst] {
+				if inst != place && (!live[inst] || d.Node == place) {
 					n.applyLocal(fsm.MustEncode(fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: d.Name, Node: inst}))
 				}
 			}
@@ -426,7 +427,13 @@ func (n *Node) runLoop() {
 		}
 		for id, r := range running {
 			w, ok := want[id]
-			if !ok || w.Incarnation != r.d.Incarnation || w.Name != r.d.Name || !reflect.DeepEqual(w.Config, r.d.Config) {
+			// Also restart one whose service left the registry under it
+			// (deleted, or unregistered after a failed stop).
+			gone := r.svc.Status() != "running"
+			if svc, ok := n.fsm.Service(r.d.Name); !ok || !slices.Contains(svc.Instances, n.id) {
+				gone = true
+			}
+			if !ok || gone || w.Incarnation != r.d.Incarnation || w.Name != r.d.Name || !reflect.DeepEqual(w.Config, r.d.Config) {
 				n.stopDatasource(r)
 				delete(running, id)
 			}

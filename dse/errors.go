@@ -66,6 +66,7 @@ var errorCodes = map[string]error{
 // fsmErrors maps the FSM's business errors to the node's.
 var fsmErrors = []struct{ from, to error }{
 	{fsm.ErrServiceNotFound, ErrServiceNotFound},
+	{fsm.ErrServiceExists, ErrServiceExists},
 	{fsm.ErrNodeNotFound, ErrMemberNotFound},
 	{fsm.ErrFenced, ErrFenced},
 	{fsm.ErrDatasourceNotFound, ErrNotFound},

@@ -116,7 +116,8 @@ func (ts *tableStore) close() error { return ts.db.Close() }
 // externalService adds durable publication to a DataService.
 type externalService struct {
 	*DataService
-	mu sync.Mutex // serializes publish + persist, so disk order is seqnum order
+	mu    sync.Mutex      // serializes publish + persist, so disk order is seqnum order
+	dirty map[string]bool // tables whose last publish failed: persist on the next
 }
 
 // CreateService registers, on this node, an external service whose tables
@@ -129,6 +130,9 @@ func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, e
 	if _, ok := n.fsm.Service(id); ok {
 		return DataServiceInfo{}, fmt.Errorf("%w: %q", ErrServiceExists, id)
 	}
+	if _, err := n.lookupDatasource(id); err == nil {
+		return DataServiceInfo{}, fmt.Errorf("%w: %q is a datasource's name", ErrServiceExists, id)
+	}
 	if err := n.store.addService(id); err != nil {
 		return DataServiceInfo{}, fmt.Errorf("%w: store: %v", ErrUnavailable, err)
 	}
@@ -140,10 +144,18 @@ func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, e
 }
 
 func (n *Node) startExternal(ctx context.Context, id string) error {
+	return n.startExternalWith(ctx, id, nil)
+}
+
+// startExternalWith starts an external service; stored tables (after a
+// restart) are republished as snapshots before any client publish can run.
+func (n *Node) startExternalWith(ctx context.Context, id string, stored map[string][]Row) error {
 	s := NewDataService(id, Hooks{})
 	s.kind = KindExternal
-	ext := &externalService{DataService: s}
+	ext := &externalService{DataService: s, dirty: map[string]bool{}}
 	s.AddRPCEndpoint(Endpoint{"publish": ext.publishRPC})
+	ext.mu.Lock()
+	defer ext.mu.Unlock()
 	n.extMu.Lock()
 	n.external[id] = ext
 	n.extMu.Unlock()
@@ -153,14 +165,32 @@ func (n *Node) startExternal(ctx context.Context, id string) error {
 		n.extMu.Unlock()
 		return err
 	}
+	for _, tbl := range slices.Sorted(maps.Keys(stored)) {
+		if _, _, err := s.Publish(ctx, tbl, stored[tbl], true); err != nil {
+			// Registered but not republished: stop, and let the restore
+			// start it again.
+			s.Stop(ctx)
+			n.extMu.Lock()
+			delete(n.external, id)
+			n.extMu.Unlock()
+			return fmt.Errorf("republish %s/%s: %w", id, tbl, err)
+		}
+	}
 	return nil
 }
 
 // DeleteService removes a service from the registry wherever it runs
 // (`dse services delete`); its node stops it and forgets its tables.
 func (n *Node) DeleteService(ctx context.Context, id string) error {
-	if _, ok := n.fsm.Service(id); !ok {
+	svc, ok := n.fsm.Service(id)
+	if !ok {
 		return fmt.Errorf("%w: %q", ErrServiceNotFound, id)
+	}
+	switch svc.Kind {
+	case KindDatasource:
+		return fmt.Errorf("%w: %q is a datasource's service: use `dse datasources delete`", ErrInvalid, id)
+	case KindWatch:
+		return fmt.Errorf("%w: %q belongs to a running watch", ErrInvalid, id)
 	}
 	return n.applyErr(ctx, fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: id})
 }
@@ -220,17 +250,25 @@ func (e *externalService) publishDurable(ctx context.Context, tbl string, rows [
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	seq, changed, err := e.Publish(ctx, tbl, rows, snapshot)
-	if err != nil || !changed {
+	if err != nil {
+		// It may still be sequenced: whatever comes next is written to disk
+		// even if it looks like no change.
+		e.dirty[tbl] = true
 		return seq, changed, err
+	}
+	if !changed && !e.dirty[tbl] {
+		return seq, false, nil
 	}
 	n := e.nodeOf()
 	if n == nil {
 		return 0, false, e.errNotRunning()
 	}
 	if err := n.store.putTable(e.id, tbl, rows); err != nil {
+		e.dirty[tbl] = true
 		return 0, false, fmt.Errorf("%w: publication %d sequenced but not stored: %v", ErrUnavailable, seq, err)
 	}
-	return seq, true, nil
+	delete(e.dirty, tbl)
+	return seq, changed, nil
 }
 
 // restoreLocal runs once the node knows a leader: it restarts the external
@@ -262,6 +300,15 @@ func (n *Node) restoreLocal() {
 }
 
 func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]Row) error {
+	// Decide with an up-to-date registry: a service deleted while this node
+	// was down must not come back.
+	for !n.caughtUp.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	for _, svc := range n.fsm.Services() {
 		if svc.Kind == KindWatch && slices.Contains(svc.Instances, n.id) {
 			if err := n.applyErr(ctx, fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: svc.ID, Node: n.id}); err != nil && !errors.Is(err, ErrServiceNotFound) {
@@ -270,17 +317,17 @@ func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]R
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(stored)) {
-		if _, running := n.svcs.get(id); !running {
-			if err := n.startExternal(ctx, id); err != nil {
-				return fmt.Errorf("restart %s: %w", id, err)
+		if rec, ok := n.fsm.Service(id); !ok || rec.Kind != KindExternal || !slices.Contains(rec.Instances, n.id) {
+			n.logger.Info("forgetting a stored service the cluster deleted", "service", id)
+			if err := n.store.deleteService(id); err != nil {
+				return err
 			}
+			delete(stored, id)
+			continue
 		}
-		n.extMu.Lock()
-		ext := n.external[id]
-		n.extMu.Unlock()
-		for tbl, rows := range stored[id] {
-			if _, _, err := ext.Publish(ctx, tbl, rows, true); err != nil {
-				return fmt.Errorf("republish %s/%s: %w", id, tbl, err)
+		if _, running := n.svcs.get(id); !running {
+			if err := n.startExternalWith(ctx, id, stored[id]); err != nil {
+				return fmt.Errorf("restart %s: %w", id, err)
 			}
 		}
 		delete(stored, id)

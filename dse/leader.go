@@ -130,15 +130,21 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 	}
 }
 
-// waitApplied blocks until the local FSM has applied index.
+// waitApplied blocks until this node has applied the log through index.
+// Raft's applied index counts every entry (no-ops and configuration changes
+// never reach the FSM), so it is the one to wait on; the FSM's change channel
+// wakes the wait early for commands.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		ch := n.fsm.Changed()
-		if n.fsm.Index() >= index {
+		if n.fsm.Index() >= index || n.raft.AppliedIndex() >= index {
 			return nil
 		}
 		select {
 		case <-ch:
+		case <-tick.C:
 		case <-ctx.Done():
 			return fmt.Errorf("%w: waiting for index %d: %v", ErrUnavailable, index, ctx.Err())
 		case <-n.ctx.Done():

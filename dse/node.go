@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -40,6 +41,9 @@ type Node struct {
 
 	extMu    sync.Mutex
 	external map[string]*externalService
+
+	caughtUp atomic.Bool // applied the leader's commit index since start
+	authSeen atomic.Bool // tokens were required (also across restarts)
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -133,6 +137,10 @@ func New(cfg Config) (*Node, error) {
 	n.goFunc(n.livenessLoop)
 	n.goFunc(n.selfRegisterLoop)
 	n.svcs.start()
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, authMarker)); err == nil {
+		n.authSeen.Store(true)
+	}
+	n.goFunc(n.catchUpLoop)
 	n.goFunc(n.restoreLocal)
 	n.goFunc(n.placeLoop)
 	n.goFunc(n.runLoop)
@@ -212,7 +220,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("dse: start raft: %w", err)
 	}
 	n.raft = r
-	if n.cfg.Bootstrap && !existing && (n.cfg.Secure || n.cfg.BootstrapToken != "") {
+	if n.cfg.Bootstrap && (n.cfg.Secure || n.cfg.BootstrapToken != "") {
 		n.goFunc(n.createBootstrapToken)
 	}
 	if n.cfg.Bootstrap && !existing {

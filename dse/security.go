@@ -2,6 +2,8 @@ package dse
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -54,9 +56,72 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// AuthEnabled reports whether the cluster requires tokens: it does once it
-// holds one.
-func (n *Node) AuthEnabled() bool { return n.fsm.AuthEnabled() }
+// authMarker, in the data dir, records that this node has seen the cluster
+// require tokens: from then on it never serves an unauthenticated request,
+// even while its registry copy (restarted from an old snapshot, say) does
+// not hold the tokens yet.
+const authMarker = "auth-required"
+
+// AuthRequired reports whether every API request must carry a token: the
+// node runs with TLS, or the cluster holds tokens, or it ever did.
+func (n *Node) AuthRequired() bool {
+	if n.cfg.Secure || n.authSeen.Load() {
+		return true
+	}
+	if n.fsm.AuthEnabled() {
+		n.noteAuth()
+		return true
+	}
+	return false
+}
+
+// AuthReady reports whether this node can check tokens: it holds them and
+// has caught up with the leader since it started.
+func (n *Node) AuthReady() bool { return n.fsm.AuthEnabled() && n.caughtUp.Load() }
+
+func (n *Node) noteAuth() {
+	if n.authSeen.Swap(true) {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, authMarker), []byte("tokens required\n"), 0o600); err != nil {
+		n.logger.Error("cannot record that tokens are required", "error", err)
+	}
+}
+
+// catchUpLoop marks the node caught up once its FSM has applied what the
+// leader had committed when it asked (once per start).
+func (n *Node) catchUpLoop() {
+	for n.ctx.Err() == nil {
+		if err := n.catchUp(); err == nil {
+			n.caughtUp.Store(true)
+			if n.fsm.AuthEnabled() {
+				n.noteAuth()
+			}
+			return
+		}
+		select {
+		case <-n.ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) catchUp() error {
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := n.WaitLeader(ctx); err != nil {
+		return err
+	}
+	if n.IsLeader() {
+		return n.raft.Barrier(5 * time.Second).Error()
+	}
+	_, addr := n.Leader()
+	st, err := n.peerStatus(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return n.waitApplied(ctx, st.CommitIndex)
+}
 
 // Authenticate returns the token whose secret is presented.
 func (n *Node) Authenticate(secret string) (TokenInfo, error) {
@@ -108,6 +173,18 @@ func (n *Node) Tokens() []TokenInfo {
 
 // RevokeToken deletes a token; requests carrying it are refused from then on.
 func (n *Node) RevokeToken(ctx context.Context, id string) error {
+	admins, target := 0, ""
+	for _, t := range n.fsm.Tokens() {
+		if t.Role == RoleAdmin {
+			admins++
+		}
+		if t.ID == id {
+			target = t.Role
+		}
+	}
+	if target == RoleAdmin && admins == 1 {
+		return fmt.Errorf("%w: %q is the last admin token; create another admin token first", ErrInvalid, id)
+	}
 	if err := n.applyErr(ctx, fsm.CmdTokenRevoke, fsm.TokenRevoke{ID: id}); err != nil {
 		return err
 	}
@@ -115,30 +192,38 @@ func (n *Node) RevokeToken(ctx context.Context, id string) error {
 	return nil
 }
 
-// createBootstrapToken gives a new secure cluster its first admin token.
+// createBootstrapToken gives a secure cluster its first admin token: the
+// leader creates it (BootstrapToken, or a generated one handed to
+// OnBootstrapToken) if the cluster has none, also after a crash that came
+// between bootstrapping and creating it.
 func (n *Node) createBootstrapToken() {
 	secret := n.cfg.BootstrapToken
 	generated := secret == ""
 	if generated {
 		secret = "dse_" + randomHex(24)
 	}
-	for n.ctx.Err() == nil {
-		if len(n.fsm.Tokens()) > 0 {
+	for {
+		select {
+		case <-n.ctx.Done():
 			return
+		case <-time.After(250 * time.Millisecond):
+		}
+		if n.fsm.AuthEnabled() {
+			return
+		}
+		if !n.IsLeader() || !n.caughtUp.Load() {
+			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 		_, err := n.createToken(ctx, "bootstrap", RoleAdmin, secret)
 		cancel()
-		if err == nil {
-			if generated && n.cfg.OnBootstrapToken != nil {
-				n.cfg.OnBootstrapToken(secret)
-			}
-			return
+		if err != nil {
+			n.logger.Warn("bootstrap token not created yet, retrying", "error", err)
+			continue
 		}
-		n.logger.Warn("bootstrap token not created yet, retrying", "error", err)
-		select {
-		case <-n.ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+		if generated && n.cfg.OnBootstrapToken != nil {
+			n.cfg.OnBootstrapToken(secret)
 		}
+		return
 	}
 }

@@ -31,10 +31,15 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	s := NewDataService(newWatchID(n.id), Hooks{})
 	s.kind = KindWatch
 	overflow := make(chan struct{})
+	ended := make(chan struct{})
 	first := true
 	id := cache.TableID{Publisher: publisher, Table: tbl}
 	s.cache.OnChange(func(ch cache.Change) {
 		if ch.TableID != id {
+			return
+		}
+		if ch.Removed {
+			close(ended) // the subscription ended (its publisher was deleted)
 			return
 		}
 		var ev WatchEvent
@@ -76,6 +81,8 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 		return ctx.Err()
 	case <-overflow:
 		return fmt.Errorf("%w: more than %d events unread", ErrWatchTooSlow, cap(events))
+	case <-ended:
+		return fmt.Errorf("%w: the subscription to %s/%s ended (its publisher was deleted)", ErrNotFound, publisher, tbl)
 	case <-n.ctx.Done():
 		return ErrClosed
 	}

@@ -13,6 +13,9 @@ var (
 	ErrNodeNotFound = errors.New("node not found")
 	// ErrServiceNotFound is returned for a command naming an unknown service.
 	ErrServiceNotFound = errors.New("service not found")
+	// ErrServiceExists is returned when a service id is taken by another
+	// kind of service.
+	ErrServiceExists = errors.New("service already exists")
 	// ErrFenced is returned to a publish request from an incarnation that no
 	// longer owns its service.
 	ErrFenced = errors.New("stale incarnation")
@@ -300,6 +303,9 @@ func (c *ServiceRegister) apply(s *state, index uint64) any {
 		return fmt.Errorf("%w: %q", ErrNodeNotFound, c.Node)
 	}
 	svc, ok := s.services[c.ID]
+	if ok && svc.Kind != c.Kind {
+		return fmt.Errorf("%w: service %q is of kind %q, not %q", ErrServiceExists, c.ID, svc.Kind, c.Kind)
+	}
 	if !ok {
 		svc = &Service{ID: c.ID}
 		s.services[c.ID] = svc

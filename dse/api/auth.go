@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -29,9 +30,15 @@ func requiredRole(r *http.Request) string {
 
 // authorize checks the bearer token once the cluster requires tokens. It
 // logs why a request was refused, never the token.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
-	if !s.node.AuthEnabled() {
-		return true
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	if !s.node.AuthRequired() {
+		return r, true
+	}
+	if !s.node.AuthReady() {
+		// Tokens are required but not (yet) replicated here: refuse rather
+		// than let anyone in.
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "this node has not caught up with the cluster's tokens yet; retry shortly")
+		return r, false
 	}
 	need := requiredRole(r)
 	secret, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -40,15 +47,27 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		s.logger.Warn("request refused", "reason", err.Error(), "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dse"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
-		return false
+		return r, false
 	}
 	if !dse.RoleAllows(tok.Role, need) {
 		msg := fmt.Sprintf("forbidden: token %q has role %s, this needs %s", tok.ID, tok.Role, need)
 		s.logger.Warn("request refused", "reason", msg, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 		writeError(w, http.StatusForbidden, "forbidden", msg)
-		return false
+		return r, false
 	}
-	return true
+	return r.WithContext(context.WithValue(r.Context(), roleKey{}, tok.Role)), true
+}
+
+type roleKey struct{}
+
+// isAdmin reports whether the request may do what only admins may: true on
+// a cluster that does not require tokens.
+func (s *Server) isAdmin(r *http.Request) bool {
+	if !s.node.AuthRequired() {
+		return true
+	}
+	role, _ := r.Context().Value(roleKey{}).(string)
+	return role == dse.RoleAdmin
 }
 
 func (s *Server) tokenRoutes() {
@@ -88,4 +107,10 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
+}
+
+// forbid refuses a request whose role is too low for what it asks.
+func (s *Server) forbid(w http.ResponseWriter, r *http.Request, why string) {
+	s.logger.Warn("request refused", "reason", why, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	writeError(w, http.StatusForbidden, "forbidden", "forbidden: "+why)
 }

@@ -57,6 +57,10 @@ func (s *Server) addDatasource(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	if req.Driver == "file" && !s.isAdmin(r) {
+		s.forbid(w, r, "the file driver reads the node's own files: adding one needs an admin token")
+		return
+	}
 	spec := dse.DatasourceSpec{Name: req.Name, Driver: req.Driver, Description: req.Description, Config: req.Config, Enabled: req.Enabled == nil || *req.Enabled}
 	if spec.Config == nil {
 		spec.Config = map[string]any{}
@@ -129,6 +133,23 @@ func (s *Server) updateDatasource(w http.ResponseWriter, r *http.Request) {
 	if req.Config == nil && req.Enabled == nil {
 		s.fail(w, fmt.Errorf("%w: nothing to update: give config and/or enabled", dse.ErrInvalid))
 		return
+	}
+	if req.Config != nil && !s.isAdmin(r) {
+		cur, err := s.node.GetDatasource(r.PathValue("id"), true)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		if cur.Driver == "file" {
+			s.forbid(w, r, "the file driver reads the node's own files: changing its config needs an admin token")
+			return
+		}
+		for _, v := range req.Config {
+			if v == dse.Hidden {
+				s.forbid(w, r, "keeping a stored secret (\"<hidden>\") while changing the config needs an admin token; give the secret again")
+				return
+			}
+		}
 	}
 	ds, err := s.node.UpdateDatasource(r.Context(), r.PathValue("id"), req.Config, req.Enabled)
 	if err != nil {

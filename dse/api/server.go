@@ -93,7 +93,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 	}
-	if !s.authorize(w, r) {
+	r, ok := s.authorize(w, r)
+	if !ok {
 		return
 	}
 	s.mux.ServeHTTP(w, r)

@@ -26,6 +26,9 @@ type Change struct {
 	Snapshot bool
 	Added    []table.Row
 	Deleted  []table.Row
+	// Removed is true when the table left the cache (unsubscribed): Deleted
+	// holds its last rows.
+	Removed bool
 }
 
 // Empty reports whether the change changed nothing.
@@ -88,10 +91,10 @@ func (c *Cache) Remove(id TableID) {
 	e, ok := c.tables[id]
 	delete(c.tables, id)
 	c.mu.Unlock()
-	if !ok || e.set.Len() == 0 {
+	if !ok {
 		return
 	}
-	ch := Change{TableID: id, Seqnum: e.seqnum, Snapshot: true, Deleted: e.set.Unsorted()}
+	ch := Change{TableID: id, Seqnum: e.seqnum, Removed: true, Deleted: e.set.Unsorted()}
 	for _, h := range c.handlers {
 		h(ch)
 	}

@@ -39,7 +39,7 @@ func TestApplyAndCallbacks(t *testing.T) {
 		t.Fatal("Has/Len disagree with Rows")
 	}
 	c.Remove(id)
-	if last := got[len(got)-1]; len(last.Deleted) != 2 {
+	if last := got[len(got)-1]; len(last.Deleted) != 2 || !last.Removed {
 		t.Fatalf("Remove: got %+v, want both rows deleted", last)
 	}
 	if _, _, ok := c.Rows(id); ok || len(c.Tables()) != 0 {

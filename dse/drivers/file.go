@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -17,6 +18,25 @@ import (
 )
 
 func init() { Register(fileDriver{}) }
+
+// maxFileSize bounds what one read of a followed file takes.
+const maxFileSize = 64 << 20
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("over %d bytes", maxFileSize)
+	}
+	return data, nil
+}
 
 // fileDriver follows a JSON or CSV file as it changes.
 type fileDriver struct{}
@@ -74,10 +94,16 @@ func (d fileDriver) Run(ctx context.Context, config map[string]any, sink Sink) {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("read %s: not a regular file", path)
+		}
+		if st.Size() > maxFileSize {
+			return fmt.Errorf("read %s: %d bytes, limit %d", path, st.Size(), maxFileSize)
+		}
 		if st.ModTime().Equal(lastMod) && st.Size() == lastSize {
 			return nil // unchanged since the last good read
 		}
-		data, err := os.ReadFile(path)
+		data, err := readBounded(path)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
