@@ -2,12 +2,12 @@ package dse
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"dse.dev/dse/fsm"
