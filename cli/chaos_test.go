@@ -118,6 +118,7 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 			sc.Buffer(make([]byte, 1<<16), 1<<24)
 			first := true
 			var sessionLast float64
+			var sessionCounter int64
 			for sc.Scan() {
 				var ev struct {
 					Seqnum   float64           `json:"seqnum"`
@@ -155,6 +156,15 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 				w.lastSeq = ev.Seqnum
 				w.lines++
 				key := contentKey(w.rows)
+				// Every content must be one the source had: a counter with
+				// its residues, the counter never going back in a session.
+				if k, ok := sourceState(w.rows); !ok {
+					st.violate("%s: seqnum %v holds %q, never a state of the source", w.node.id, ev.Seqnum, key)
+				} else if k < sessionCounter {
+					st.violate("%s: counter went back from %d to %d at seqnum %v", w.node.id, sessionCounter, k, ev.Seqnum)
+				} else {
+					sessionCounter = k
+				}
 				w.mu.Unlock()
 				st.mu.Lock()
 				if prev, ok := st.bySeq[ev.Seqnum]; ok && prev != key {
@@ -170,6 +180,31 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// sourceState checks that rows are a state the source file had, and
+// returns its counter.
+func sourceState(rows map[string]bool) (int64, bool) {
+	if len(rows) != 3 {
+		return 0, false
+	}
+	vals := map[string]int64{}
+	for r := range rows {
+		var row []any
+		if json.Unmarshal([]byte(r), &row) != nil || len(row) != 2 {
+			return 0, false
+		}
+		name, _ := row[0].(string)
+		num, ok := row[1].(float64)
+		if !ok {
+			return 0, false
+		}
+		vals[name] = int64(num)
+	}
+	k, ok := vals["counter"]
+	m3, ok3 := vals["mod3"]
+	m5, ok5 := vals["mod5"]
+	return k, ok && ok3 && ok5 && m3 == k%3 && m5 == k%5
 }
 
 func (w *chaosWatcher) content() (string, float64) {
