@@ -34,7 +34,7 @@ fuzz: ## every fuzzer for FUZZTIME each
 
 chaos: ## the chaos suite: real agents, seeded faults, a report (CHAOS_DURATION per run, CHAOS_RUNS runs)
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RUNS=$(CHAOS_RUNS) \
-		$(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./cli | grep -vE '^\s+(e2e_helpers_test|chaos_test).go:[0-9]+: (log of|20[0-9][0-9]-)'
+		$(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./cli
 
 clean:
 	rm -rf bin dse-dev-data

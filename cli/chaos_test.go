@@ -75,6 +75,7 @@ type chaosWatcher struct {
 	sessions int
 	stop     bool
 	cmd      *exec.Cmd
+	lastErr  string // why the last session ended
 }
 
 // chaosState is shared by the watchers: what each seqnum carried.
@@ -109,6 +110,8 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 			return
 		}
 		cmd := exec.Command(dseBin, "--addr", w.node.http, "watch", svc, tbl)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
 		w.cmd = cmd
 		w.sessions++
 		w.mu.Unlock()
@@ -177,6 +180,9 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 				st.mu.Unlock()
 			}
 			cmd.Wait()
+			w.mu.Lock()
+			w.lastErr = strings.TrimSpace(stderr.String())
+			w.mu.Unlock()
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -376,14 +382,45 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 		want := write()
 		fileMu.Unlock()
 		start := time.Now()
-		eventually(t, 45*time.Second, "every watcher converges "+what, func() bool {
+		deadline := start.Add(45 * time.Second)
+		for {
+			ok := true
 			for _, w := range watchers {
 				if got, _ := w.content(); got != want {
-					return false
+					ok = false
 				}
 			}
-			return true
-		})
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				for _, w := range watchers {
+					got, seq := w.content()
+					w.mu.Lock()
+					t.Logf("watcher on %s: seqnum %v, %d lines, %d sessions, content %q, last session ended: %s", w.node.id, seq, w.lines, w.sessions, got, w.lastErr)
+					w.mu.Unlock()
+				}
+				for _, n := range nodes {
+					var ms []member
+					var st status
+					tryJSON(n.http, &ms, "members", "list")
+					tryJSON(n.http, &st, "status")
+					t.Logf("%s: status %+v members %+v", n.id, st, ms)
+				}
+				if os.Getenv("CHAOS_DUMP") != "" {
+					for _, w := range watchers {
+						if got, _ := w.content(); got != want && w.node.up() {
+							w.node.a.cmd.Process.Signal(syscall.SIGQUIT)
+							time.Sleep(time.Second)
+						}
+					}
+				}
+				var s map[string]any
+				tryJSON(nodes[0].http, &s, "datasources", "status", "src")
+				t.Fatalf("watchers did not converge %s on %q within 45s; datasource status %v", what, want, s)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		rep.convergence = append(rep.convergence, time.Since(start))
 		fileMu.Lock()
 		paused = false

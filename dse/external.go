@@ -310,6 +310,11 @@ func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]R
 		}
 	}
 	for _, svc := range n.fsm.Services() {
+		// Watches this process runs are live; the others died with the
+		// previous process.
+		if _, live := n.svcs.get(svc.ID); live {
+			continue
+		}
 		if svc.Kind == KindWatch && slices.Contains(svc.Instances, n.id) {
 			if err := n.applyErr(ctx, fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: svc.ID, Node: n.id}); err != nil && !errors.Is(err, ErrServiceNotFound) {
 				return err

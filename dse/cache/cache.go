@@ -91,10 +91,11 @@ func (c *Cache) Remove(id TableID) {
 	e, ok := c.tables[id]
 	delete(c.tables, id)
 	c.mu.Unlock()
-	if !ok {
-		return
+	// Callbacks hear of the removal even if no data had arrived yet.
+	ch := Change{TableID: id, Removed: true}
+	if ok {
+		ch.Seqnum, ch.Deleted = e.seqnum, e.set.Unsorted()
 	}
-	ch := Change{TableID: id, Seqnum: e.seqnum, Removed: true, Deleted: e.set.Unsorted()}
 	for _, h := range c.handlers {
 		h(ch)
 	}
