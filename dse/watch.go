@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"dse.dev/dse/dse/cache"
 )
@@ -32,6 +33,7 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	s.kind = KindWatch
 	overflow := make(chan struct{})
 	ended := make(chan struct{})
+	var endOnce sync.Once
 	first := true
 	id := cache.TableID{Publisher: publisher, Table: tbl}
 	s.cache.OnChange(func(ch cache.Change) {
@@ -39,7 +41,8 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 			return
 		}
 		if ch.Removed {
-			close(ended) // the subscription ended (its publisher was deleted)
+			// The subscription ended (its publisher was deleted).
+			endOnce.Do(func() { close(ended) })
 			return
 		}
 		var ev WatchEvent
