@@ -17,6 +17,16 @@ import (
 // maxBuffered bounds the early deltas a subscriber holds per table.
 const maxBuffered = 10000
 
+// reorderLocked rebuilds the sorted list of local subscribers, which the
+// delivery loop reads without copying (subState.mu held).
+func (st *subState) reorderLocked() {
+	ordered := make([]*DataService, 0, len(st.locals))
+	for _, id := range slices.Sorted(maps.Keys(st.locals)) {
+		ordered = append(ordered, st.locals[id])
+	}
+	st.ordered = ordered
+}
+
 // subState is this node's subscription to one (publisher, table): one
 // sequencer and one copy of the table, fanned out to every local subscriber.
 type subState struct {
@@ -25,6 +35,7 @@ type subState struct {
 	seq        *seq.Sequencer
 	rows       *table.Set
 	locals     map[string]*DataService
+	ordered    []*DataService // locals sorted by id; replaced, never mutated, when locals change
 	attaching  map[string]bool // local subscribers the delivery loop will add
 	catchingUp bool
 }
@@ -136,6 +147,7 @@ func (ss *services) remove(id string) {
 		st.mu.Lock()
 		delete(st.locals, id)
 		delete(st.attaching, id)
+		st.reorderLocked()
 		empty := len(st.locals)+len(st.attaching) == 0
 		st.mu.Unlock()
 		if empty {
@@ -226,6 +238,7 @@ func (ss *services) join(st *subState, s *DataService) {
 	}
 	delete(st.attaching, s.id)
 	st.locals[s.id] = s
+	st.reorderLocked()
 	var snap *table.Publication
 	if st.seq.Last() > 0 {
 		snap = &table.Publication{Publisher: st.id.Publisher, Table: st.id.Table, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}
@@ -282,6 +295,7 @@ func (s *DataService) dropSub(id cache.TableID) {
 		st.mu.Lock()
 		delete(st.locals, s.id)
 		delete(st.attaching, s.id)
+		st.reorderLocked()
 		if len(st.locals)+len(st.attaching) == 0 {
 			delete(ss.subs, id)
 		}
@@ -343,12 +357,7 @@ func (ss *services) receive(pubs []*table.Publication, now time.Time) {
 				st.rows.Apply(a.Add, a.Del)
 			}
 		}
-		var locals []*DataService
-		if len(applied) > 0 {
-			for _, id := range slices.Sorted(maps.Keys(st.locals)) {
-				locals = append(locals, st.locals[id])
-			}
-		}
+		locals := st.ordered
 		st.mu.Unlock()
 		ss.n.metrics.deliveries.Add(float64(len(applied)))
 		for _, a := range applied {
