@@ -35,7 +35,7 @@ type subState struct {
 	seq        *seq.Sequencer
 	rows       *table.Set
 	locals     map[string]*DataService
-	ordered    []*DataService // locals sorted by id; replaced, never mutated, when locals change
+	ordered    []*DataService  // locals sorted by id; replaced, never mutated, when locals change
 	attaching  map[string]bool // local subscribers the delivery loop will add
 	catchingUp bool
 }
