@@ -12,7 +12,9 @@ import (
 )
 
 func benchCommand() *ucli.Command {
-	dir := &ucli.StringFlag{Name: "dir", Usage: "where the nodes keep their data (default: a temporary folder, removed afterwards)"}
+	dir := func() ucli.Flag {
+		return &ucli.StringFlag{Name: "dir", Usage: "where the nodes keep their data (default: a temporary folder, removed afterwards)"}
+	}
 	return &ucli.Command{
 		Name:  "bench",
 		Usage: "benchmark real nodes (loopback TCP, raft-boltdb with fsync), in this process",
@@ -21,7 +23,7 @@ func benchCommand() *ucli.Command {
 				Name:  "publish",
 				Usage: "one publisher on node 1 sends deltas; subscribers on the other nodes check order and latency",
 				Flags: []ucli.Flag{
-					dir,
+					dir(),
 					&ucli.IntFlag{Name: "nodes", Value: 3},
 					&ucli.IntFlag{Name: "subscribers", Value: 2},
 					&ucli.IntFlag{Name: "tables", Value: 1},
@@ -38,7 +40,7 @@ func benchCommand() *ucli.Command {
 				Name:  "snapshot",
 				Usage: "a new subscriber on another node takes a snapshot of a big table",
 				Flags: []ucli.Flag{
-					dir,
+					dir(),
 					&ucli.IntFlag{Name: "rows", Value: 1_000_000},
 					&ucli.IntFlag{Name: "columns", Value: 3},
 				},
@@ -48,7 +50,7 @@ func benchCommand() *ucli.Command {
 				Name:  "registry",
 				Usage: "concurrent Raft-committed registry writes (register, subscribe, unsubscribe, unregister)",
 				Flags: []ucli.Flag{
-					dir,
+					dir(),
 					&ucli.IntFlag{Name: "nodes", Value: 3},
 					&ucli.IntFlag{Name: "clients", Value: 64},
 					&ucli.IntFlag{Name: "ops", Value: 40000},
@@ -59,7 +61,7 @@ func benchCommand() *ucli.Command {
 				Name:  "rpc",
 				Usage: "an echo RPC to a service on another node",
 				Flags: []ucli.Flag{
-					dir,
+					dir(),
 					&ucli.IntFlag{Name: "callers", Value: 1},
 					&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
