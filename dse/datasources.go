@@ -353,7 +353,10 @@ func (n *Node) placeDatasources() {
 		if svc, ok := n.fsm.Service(d.Name); ok && svc.Kind == KindDatasource {
 			for _, inst := range svc.Instances {
 				if inst != place && (!live[inst] || d.Node == place) {
-					n.applyLocal(fsm.MustEncode(fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: d.Name, Node: inst}))
+					res, _ := n.applyLocal(fsm.MustEncode(fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: d.Name, Node: inst}))
+					if err := res.err(); err != nil {
+						n.logger.Warn("cannot remove a stale datasource instance", "datasource", d.Name, "node", inst, "error", err)
+					}
 				}
 			}
 		}

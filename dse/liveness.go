@@ -99,7 +99,10 @@ func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time
 	for _, node := range n.fsm.Nodes() {
 		if !member[node.ID] {
 			n.logger.Info("removing the registry record of a former member", "peer", node.ID)
-			n.applyLocal(fsm.MustEncode(fsm.CmdNodeRemove, fsm.NodeRemove{ID: node.ID}))
+			res, _ := n.applyLocal(fsm.MustEncode(fsm.CmdNodeRemove, fsm.NodeRemove{ID: node.ID}))
+			if err := res.err(); err != nil {
+				n.logger.Warn("cannot remove a former member's record", "peer", node.ID, "error", err)
+			}
 		}
 	}
 	for _, s := range servers {
