@@ -22,7 +22,7 @@ type Cluster struct {
 
 // StartCluster starts n nodes under dir (a new temporary folder, removed by
 // Close, when dir is empty): real TCP on 127.0.0.1, raft-boltdb with fsync.
-func StartCluster(ctx context.Context, dir string, n int, logger hclog.Logger) (*Cluster, error) {
+func StartCluster(ctx context.Context, dir string, n int, logStore string, logger hclog.Logger) (*Cluster, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("nodes %d: want at least 1", n)
 	}
@@ -44,6 +44,7 @@ func StartCluster(ctx context.Context, dir string, n int, logger hclog.Logger) (
 		cfg.Bind, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 		cfg.Bootstrap = i == 0
 		cfg.Logger = logger
+		cfg.LogStore = logStore
 		node, err := dse.New(cfg)
 		if err != nil {
 			c.Close()

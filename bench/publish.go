@@ -16,6 +16,7 @@ import (
 // PublishConfig sets up `dse bench publish`.
 type PublishConfig struct {
 	Dir          string
+	LogStore     string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
 	Nodes        int
 	Subscribers  int
 	Tables       int
@@ -30,6 +31,7 @@ type PublishConfig struct {
 // PublishResult is what `dse bench publish --json` prints.
 type PublishResult struct {
 	Mode             string  `json:"mode"`
+	LogStore         string  `json:"log_store"`
 	Nodes            int     `json:"nodes"`
 	Subscribers      int     `json:"subscribers"`
 	Tables           int     `json:"tables"`
@@ -107,7 +109,7 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, nil)
+	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, cfg.LogStore, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +236,7 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
 	}
 	after := pubNode.Stats()
 	res := &PublishResult{
-		Mode: "in-process", Nodes: cfg.Nodes, Subscribers: cfg.Subscribers, Tables: cfg.Tables,
+		Mode: "in-process", LogStore: c.Nodes[0].LogStore(), Nodes: cfg.Nodes, Subscribers: cfg.Subscribers, Tables: cfg.Tables,
 		RowsPerDelta: cfg.RowsPerDelta, RowBytes: cfg.RowBytes, Rate: cfg.Rate,
 		Seconds: elapsed.Seconds(), Publications: total, Series: series,
 		RaftCommits: after.SeqCommits - before.SeqCommits,

@@ -12,15 +12,17 @@ import (
 
 // RegistryConfig sets up `dse bench registry`.
 type RegistryConfig struct {
-	Dir     string
-	Nodes   int
-	Clients int
-	Ops     int
+	Dir      string
+	LogStore string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
+	Nodes    int
+	Clients  int
+	Ops      int
 }
 
 // RegistryResult is what `dse bench registry --json` prints.
 type RegistryResult struct {
 	Mode      string  `json:"mode"`
+	LogStore  string  `json:"log_store"`
 	Nodes     int     `json:"nodes"`
 	Clients   int     `json:"clients"`
 	Ops       int     `json:"ops"`
@@ -36,7 +38,7 @@ func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) 
 	if cfg.Nodes < 1 || cfg.Clients < 1 || cfg.Ops < 4 {
 		return nil, fmt.Errorf("--nodes, --clients must be positive and --ops at least 4")
 	}
-	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, nil)
+	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, cfg.LogStore, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +89,6 @@ func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) 
 	for _, l := range lats {
 		all = append(all, l...)
 	}
-	return &RegistryResult{Mode: "in-process", Nodes: cfg.Nodes, Clients: cfg.Clients, Ops: len(all), Seconds: elapsed.Seconds(),
+	return &RegistryResult{Mode: "in-process", LogStore: c.Nodes[0].LogStore(), Nodes: cfg.Nodes, Clients: cfg.Clients, Ops: len(all), Seconds: elapsed.Seconds(),
 		OpsPerSec: float64(len(all)) / elapsed.Seconds(), Latency: summarize(all)}, nil
 }

@@ -12,6 +12,7 @@ import (
 // RPCConfig sets up `dse bench rpc`.
 type RPCConfig struct {
 	Dir      string
+	LogStore string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
 	Callers  int
 	Duration time.Duration
 }
@@ -19,6 +20,7 @@ type RPCConfig struct {
 // RPCResult is what `dse bench rpc --json` prints.
 type RPCResult struct {
 	Mode        string          `json:"mode"`
+	LogStore    string          `json:"log_store"`
 	Callers     int             `json:"callers"`
 	Seconds     float64         `json:"seconds"`
 	Calls       int             `json:"calls"`
@@ -33,7 +35,7 @@ func RPC(ctx context.Context, cfg RPCConfig) (*RPCResult, error) {
 	if cfg.Callers < 1 || cfg.Duration <= 0 {
 		return nil, fmt.Errorf("--callers and --duration must be positive")
 	}
-	c, err := StartCluster(ctx, cfg.Dir, 2, nil)
+	c, err := StartCluster(ctx, cfg.Dir, 2, cfg.LogStore, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +86,7 @@ func RPC(ctx context.Context, cfg RPCConfig) (*RPCResult, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	res := &RPCResult{Mode: "in-process", Callers: cfg.Callers, Seconds: elapsed.Seconds()}
+	res := &RPCResult{Mode: "in-process", LogStore: c.Nodes[0].LogStore(), Callers: cfg.Callers, Seconds: elapsed.Seconds()}
 	buckets := int(elapsed/(100*time.Millisecond)) + 1
 	res.Series = make([]uint64, buckets)
 	for k := range lats {

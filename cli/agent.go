@@ -36,6 +36,7 @@ func agentCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "nonvoter", Usage: "join as a non-voting member"},
 			&ucli.DurationFlag{Name: "resub-timeout", Usage: "gap or stale-table time before a subscriber catches up", Value: d.ResubTimeout},
 			&ucli.DurationFlag{Name: "liveness-grace", Usage: "heartbeat failure time before the leader records a node down", Value: d.LivenessGrace},
+			&ucli.StringFlag{Name: "log-store", Usage: "Raft log store for a new --data-dir: wal (one fsync per append) or boltdb (default: what --data-dir holds, wal if new)"},
 			&ucli.DurationFlag{Name: "join-timeout", Usage: "how long to keep trying to join", Value: time.Minute},
 			&ucli.StringFlag{Name: "log-level", Usage: "trace, debug, info, warn or error", Value: "info"},
 			&ucli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
@@ -149,6 +150,7 @@ func runAgent(c *ucli.Context) error {
 	cfg.Bootstrap = c.Bool("bootstrap")
 	cfg.NonVoter = c.Bool("nonvoter")
 	cfg.ResubTimeout = c.Duration("resub-timeout")
+	cfg.LogStore = c.String("log-store")
 	cfg.LivenessGrace = c.Duration("liveness-grace")
 	cfg.Logger = logger
 	// A restart on a data dir resumes the addresses it had, unless told

@@ -9,21 +9,26 @@ import (
 	"golang.org/x/term"
 
 	"dse.dev/dse/bench"
+	"dse.dev/dse/dse"
 )
 
 func benchCommand() *ucli.Command {
 	dir := func() ucli.Flag {
 		return &ucli.StringFlag{Name: "dir", Usage: "where the nodes keep their data (default: a temporary folder, removed afterwards)"}
 	}
+	logStore := func() ucli.Flag {
+		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreWAL, Usage: "Raft log store of the nodes: wal or boltdb"}
+	}
 	return &ucli.Command{
 		Name:  "bench",
-		Usage: "benchmark real nodes (loopback TCP, raft-boltdb with fsync), in this process",
+		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync), in this process",
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "publish",
 				Usage: "one publisher on node 1 sends deltas; subscribers on the other nodes check order and latency",
 				Flags: []ucli.Flag{
 					dir(),
+					logStore(),
 					&ucli.IntFlag{Name: "nodes", Value: 3},
 					&ucli.IntFlag{Name: "subscribers", Value: 2},
 					&ucli.IntFlag{Name: "tables", Value: 1},
@@ -41,6 +46,7 @@ func benchCommand() *ucli.Command {
 				Usage: "a new subscriber on another node takes a snapshot of a big table",
 				Flags: []ucli.Flag{
 					dir(),
+					logStore(),
 					&ucli.IntFlag{Name: "rows", Value: 1_000_000},
 					&ucli.IntFlag{Name: "columns", Value: 3},
 				},
@@ -51,6 +57,7 @@ func benchCommand() *ucli.Command {
 				Usage: "concurrent Raft-committed registry writes (register, subscribe, unsubscribe, unregister)",
 				Flags: []ucli.Flag{
 					dir(),
+					logStore(),
 					&ucli.IntFlag{Name: "nodes", Value: 3},
 					&ucli.IntFlag{Name: "clients", Value: 64},
 					&ucli.IntFlag{Name: "ops", Value: 40000},
@@ -62,6 +69,7 @@ func benchCommand() *ucli.Command {
 				Usage: "an echo RPC to a service on another node",
 				Flags: []ucli.Flag{
 					dir(),
+					logStore(),
 					&ucli.IntFlag{Name: "callers", Value: 1},
 					&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
@@ -87,7 +95,7 @@ func benchPublish(c *ucli.Context) error {
 		return err
 	}
 	cfg := bench.PublishConfig{
-		Dir: c.String("dir"), Nodes: c.Int("nodes"), Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
+		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
 		RowsPerDelta: c.Int("rows-per-delta"), RowBytes: c.Int("row-bytes"), Duration: c.Duration("duration"),
 		Rate: c.Int("rate"), Writers: c.Int("writers"), Progress: progress("publish"),
 	}
@@ -107,8 +115,8 @@ func benchPublish(c *ucli.Context) error {
 		return printJSON(c, res)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "publish: %d nodes (%s), %d subscribers, %d tables, %d rows of %d bytes per delta, rate %s\n",
-		res.Nodes, res.Mode, res.Subscribers, res.Tables, res.RowsPerDelta, res.RowBytes, rateText(res.Rate))
+	fmt.Fprintf(w, "publish: %d nodes (%s, %s log), %d subscribers, %d tables, %d rows of %d bytes per delta, rate %s\n",
+		res.Nodes, res.Mode, res.LogStore, res.Subscribers, res.Tables, res.RowsPerDelta, res.RowBytes, rateText(res.Rate))
 	fmt.Fprintf(w, "  %d publications in %.1fs: %.0f/s, %.0f deliveries/s\n", res.Publications, res.Seconds, res.PubsPerSec, res.DeliveriesPerSec)
 	fmt.Fprintf(w, "  %d Raft commits (%.1f publications each), %d catch-ups, %d order violations\n", res.RaftCommits, res.PubsPerCommit, res.Catchups, res.OrderViolations)
 	fmt.Fprintf(w, "  latency publish→apply: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs\n", res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max)
@@ -126,15 +134,15 @@ func benchSnapshot(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
 	}
-	res, err := bench.Snapshot(c.Context, bench.SnapshotConfig{Dir: c.String("dir"), Rows: c.Int("rows"), Columns: c.Int("columns")})
+	res, err := bench.Snapshot(c.Context, bench.SnapshotConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Rows: c.Int("rows"), Columns: c.Int("columns")})
 	if err != nil {
 		return err
 	}
 	if jsonOut(c) {
 		return printJSON(c, res)
 	}
-	fmt.Fprintf(c.App.Writer, "snapshot: 2 nodes (%s), %d rows of %d columns, %.1f MB\n  %.3fs, %.0f MB/s; bare encode+decode %.3fs (%.1fx); peak RSS %.0f MB\n",
-		res.Mode, res.Rows, res.Columns, float64(res.Bytes)/1e6, res.Seconds, res.MBPerSec, res.BaselineSeconds, res.Seconds/res.BaselineSeconds, res.RSSMB)
+	fmt.Fprintf(c.App.Writer, "snapshot: 2 nodes (%s, %s log), %d rows of %d columns, %.1f MB\n  %.3fs, %.0f MB/s; bare encode+decode %.3fs (%.1fx); peak RSS %.0f MB\n",
+		res.Mode, res.LogStore, res.Rows, res.Columns, float64(res.Bytes)/1e6, res.Seconds, res.MBPerSec, res.BaselineSeconds, res.Seconds/res.BaselineSeconds, res.RSSMB)
 	return nil
 }
 
@@ -142,15 +150,15 @@ func benchRegistry(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
 	}
-	res, err := bench.Registry(c.Context, bench.RegistryConfig{Dir: c.String("dir"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops")})
+	res, err := bench.Registry(c.Context, bench.RegistryConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops")})
 	if err != nil {
 		return err
 	}
 	if jsonOut(c) {
 		return printJSON(c, res)
 	}
-	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s), %d clients, %d writes in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
-		res.Nodes, res.Mode, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s, %s log), %d clients, %d writes in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
+		res.Nodes, res.Mode, res.LogStore, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
 	return nil
 }
 
@@ -158,7 +166,7 @@ func benchRPC(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
 	}
-	res, err := bench.RPC(c.Context, bench.RPCConfig{Dir: c.String("dir"), Callers: c.Int("callers"), Duration: c.Duration("duration")})
+	res, err := bench.RPC(c.Context, bench.RPCConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Callers: c.Int("callers"), Duration: c.Duration("duration")})
 	if err != nil {
 		return err
 	}
@@ -170,7 +178,7 @@ func benchRPC(c *ucli.Context) error {
 	if jsonOut(c) {
 		return printJSON(c, res)
 	}
-	fmt.Fprintf(c.App.Writer, "rpc: 2 nodes (%s), %d callers, %d calls in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
-		res.Mode, res.Callers, res.Calls, res.Seconds, res.CallsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	fmt.Fprintf(c.App.Writer, "rpc: 2 nodes (%s, %s log), %d callers, %d calls in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
+		res.Mode, res.LogStore, res.Callers, res.Calls, res.Seconds, res.CallsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
 	return nil
 }

@@ -46,6 +46,9 @@ type Config struct {
 	ElectionTimeout  time.Duration
 	// ApplyTimeout bounds one Raft apply on the leader.
 	ApplyTimeout time.Duration
+	// LogStore is the Raft log store: LogStoreWAL or LogStoreBoltDB. Empty
+	// keeps what DataDir already holds, and LogStoreWAL for a new one.
+	LogStore string
 	// SnapshotRetain is how many Raft snapshots are kept on disk.
 	SnapshotRetain int
 	// SnapshotThreshold is how many log entries trigger a Raft snapshot.
@@ -102,6 +105,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ApplyTimeout (%s) must be positive", c.ApplyTimeout)
 	case c.HistorySize < 1:
 		return fmt.Errorf("HistorySize (%d) must be at least 1", c.HistorySize)
+	case c.LogStore != "" && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBoltDB:
+		return fmt.Errorf("LogStore (%q) must be %q or %q", c.LogStore, LogStoreWAL, LogStoreBoltDB)
 	case c.SnapshotRetain < 1:
 		return fmt.Errorf("SnapshotRetain (%d) must be at least 1", c.SnapshotRetain)
 	case c.MaxFrameSize < 1<<16:

@@ -4,7 +4,8 @@
 // # Node
 //
 // A Node owns one cluster port (package transport) on which it runs
-// hashicorp/raft, with raft-boltdb as log and stable store and a file snapshot
+// hashicorp/raft, with hashicorp/raft-wal (default: one fsync per append) or
+// raft-boltdb (two per commit) as log and stable store and a file snapshot
 // store under its data dir, and the replicated registry (package fsm). Every
 // node reads the registry from its own FSM copy; writes go to the leader,
 // forwarded over the cluster port by followers (leaderDo), and return once

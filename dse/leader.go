@@ -114,6 +114,10 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 			if op.Op == "remove" && op.ID == n.id {
 				return rep, nil // a removed node never sees the entry
 			}
+			if op.Op == "apply" {
+				// A command: its effect is read from the FSM.
+				return rep, n.waitFSM(ctx, rep.Index)
+			}
 			return rep, n.waitApplied(ctx, rep.Index)
 		}
 		if callErr == nil {
@@ -133,13 +137,24 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 // waitApplied blocks until this node has applied the log through index.
 // Raft's applied index counts every entry (no-ops and configuration changes
 // never reach the FSM), so it is the one to wait on; the FSM's change channel
-// wakes the wait early for commands.
+// wakes the wait early for commands. It moves when raft hands entries to the
+// FSM, before the FSM has applied them: to read a command's effect, use
+// waitFSM.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	return n.waitIndex(ctx, index, true)
+}
+
+// waitFSM blocks until this node's FSM has applied the command at index.
+func (n *Node) waitFSM(ctx context.Context, index uint64) error {
+	return n.waitIndex(ctx, index, false)
+}
+
+func (n *Node) waitIndex(ctx context.Context, index uint64, raftApplied bool) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		ch := n.fsm.Changed()
-		if n.fsm.Index() >= index || n.raft.AppliedIndex() >= index {
+		if n.fsm.Index() >= index || (raftApplied && n.raft.AppliedIndex() >= index) {
 			return nil
 		}
 		select {
@@ -214,11 +229,12 @@ func (n *Node) apply(ctx context.Context, t fsm.CommandType, body any) (*applyRe
 	return rep.Apply, nil
 }
 
-// applyErr commits a command whose only result is an error.
+// applyErr commits a command whose only result is an error, through the
+// node's registry group commit (applyBatcher).
 func (n *Node) applyErr(ctx context.Context, t fsm.CommandType, body any) error {
-	res, err := n.apply(ctx, t, body)
+	data, err := fsm.Encode(t, body)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return res.err()
+	return n.applies.do(ctx, data, batchKey(body))
 }

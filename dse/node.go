@@ -14,7 +14,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"dse.dev/dse/fsm"
@@ -30,13 +29,15 @@ type Node struct {
 
 	trans   *transport.Transport
 	netTran *raft.NetworkTransport
-	logs    *raftboltdb.BoltStore
+	logs    logStore
+	logKind string // LogStoreWAL or LogStoreBoltDB
 	raft    *raft.Raft
 	fsm     *fsm.FSM
 
 	metrics *nodeMetrics
 	reg     *prometheus.Registry
-	svcs    *services // the engine: hosted services, subscriptions, group commit
+	svcs    *services     // the engine: hosted services, subscriptions, group commit
+	applies *applyBatcher // the registry's group commit
 	store   *tableStore
 
 	extMu    sync.Mutex
@@ -114,6 +115,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.svcs = newServices(n)
+	n.applies = newApplyBatcher(n)
+	n.goFunc(n.applies.run) // before Raft: its first writes may come at once
 	if n.store, err = openTableStore(cfg.DataDir); err != nil {
 		n.cancel()
 		trans.Close()
@@ -195,11 +198,12 @@ func (n *Node) startRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("dse: raft config: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, "raft.db")})
+	store, kind, err := openLogStore(n.cfg.DataDir, n.cfg.LogStore)
 	if err != nil {
-		return fmt.Errorf("dse: open raft store: %w", err)
+		return err
 	}
 	n.logs = store
+	n.logKind = kind
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, n.logger.Named("snapshots"))
 	if err != nil {
 		return fmt.Errorf("dse: snapshot store: %w", err)
@@ -243,6 +247,9 @@ func (n *Node) startRaft() error {
 func (n *Node) HasState() bool {
 	return n.fsm.Index() > 0 || n.raft.LastIndex() > 0
 }
+
+// LogStore names the Raft log store the node runs on.
+func (n *Node) LogStore() string { return n.logKind }
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.id }
