@@ -1,0 +1,131 @@
+package table
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+// TestSetAgainstModel runs random Apply, Replace and Diff calls on a Set and
+// on a map keyed by Key, with a hash that collides on purpose (so the
+// overflow path is exercised) and with the real one.
+func TestSetAgainstModel(t *testing.T) {
+	real := hashRow
+	defer func() { hashRow = real }()
+	for _, name := range []string{"colliding", "real"} {
+		if name == "colliding" {
+			hashRow = func(r Row) uint64 { return real(r) % 3 }
+		} else {
+			hashRow = real
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		row := func() Row {
+			switch rng.IntN(4) {
+			case 0:
+				return Row{int64(rng.IntN(20))}
+			case 1:
+				return Row{"s", float64(rng.IntN(20))}
+			case 2:
+				return Row{[]byte{byte(rng.IntN(20))}, nil, true}
+			}
+			return Row{}
+		}
+		rows := func() []Row {
+			out := make([]Row, rng.IntN(12))
+			for i := range out {
+				out[i] = row()
+			}
+			return out
+		}
+		s, model := NewSet(nil), map[string]Row{}
+		keys := func(rs []Row) map[string]bool {
+			m := map[string]bool{}
+			for _, r := range rs {
+				m[Key(r)] = true
+			}
+			return m
+		}
+		for i := range 3000 {
+			switch rng.IntN(3) {
+			case 0:
+				add, del := rows(), rows()
+				added, deleted := s.Apply(add, del)
+				var wantDel, wantAdd []Row
+				for _, r := range del {
+					if _, ok := model[Key(r)]; ok {
+						delete(model, Key(r))
+						wantDel = append(wantDel, r)
+					}
+				}
+				for _, r := range add {
+					if _, ok := model[Key(r)]; !ok {
+						model[Key(r)] = r
+						wantAdd = append(wantAdd, r)
+					}
+				}
+				if !reflect.DeepEqual(keys(added), keys(wantAdd)) || !reflect.DeepEqual(keys(deleted), keys(wantDel)) {
+					t.Fatalf("%s step %d: Apply reported %v/%v, want %v/%v", name, i, added, deleted, wantAdd, wantDel)
+				}
+			case 1:
+				next := rows()
+				add, del := s.Diff(next)
+				nextKeys := keys(next)
+				var wantAdd, wantDel []Row
+				for _, r := range next {
+					if _, ok := model[Key(r)]; !ok {
+						wantAdd = append(wantAdd, r)
+					}
+				}
+				for k, r := range model {
+					if !nextKeys[k] {
+						wantDel = append(wantDel, r)
+					}
+				}
+				if !reflect.DeepEqual(keys(add), keys(wantAdd)) || !reflect.DeepEqual(keys(del), keys(wantDel)) {
+					t.Fatalf("%s step %d: Diff %v/%v, want %v/%v", name, i, add, del, wantAdd, wantDel)
+				}
+				if rng.IntN(2) == 0 {
+					added, deleted := s.Replace(next)
+					if !reflect.DeepEqual(keys(added), keys(wantAdd)) || !reflect.DeepEqual(keys(deleted), keys(wantDel)) {
+						t.Fatalf("%s step %d: Replace %v/%v, want %v/%v", name, i, added, deleted, wantAdd, wantDel)
+					}
+					model = map[string]Row{}
+					for _, r := range next {
+						model[Key(r)] = r
+					}
+				}
+			case 2:
+				r := row()
+				_, want := model[Key(r)]
+				if s.Has(r) != want {
+					t.Fatalf("%s step %d: Has(%v) = %v", name, i, r, !want)
+				}
+			}
+			if s.Len() != len(model) || !reflect.DeepEqual(keys(s.Unsorted()), keys(mapValues(model))) {
+				t.Fatalf("%s step %d: set holds %v, model %v", name, i, s.Rows(), model)
+			}
+			if c := s.Clone(); !reflect.DeepEqual(keys(c.Unsorted()), keys(s.Unsorted())) || c.Len() != s.Len() {
+				t.Fatalf("%s step %d: clone differs", name, i)
+			}
+		}
+	}
+}
+
+func mapValues(m map[string]Row) []Row {
+	out := make([]Row, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestEqualMatchesKey(t *testing.T) {
+	vals := []any{nil, true, false, int64(1), int64(2), 1.0, 2.5, "1", "x", []byte("1"), []byte{}}
+	for _, a := range vals {
+		for _, b := range vals {
+			if got, want := Equal(Row{a}, Row{b}), Key(Row{a}) == Key(Row{b}); got != want {
+				t.Errorf("Equal(%#v, %#v) = %v, keys say %v", a, b, got, want)
+			}
+		}
+	}
+}
