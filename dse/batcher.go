@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
@@ -27,17 +29,35 @@ type pubResult struct {
 }
 
 // batcher is the node's group commit: publications of every table of every
-// local service queue up while one Raft entry is in flight, and the next
+// local service queue up while Raft entries are in flight, and the next
 // entry assigns seqnums to all of them at once. Then it pushes them, in
 // seqnum order, to the nodes that host subscribers.
+//
+// On the leader two entries are in flight at once: raft.Apply keeps the
+// order of the entries one goroutine submits, and a completer finishes them
+// (grants, push, answers) in that order, so the next entry's disk write and
+// replication overlap the previous one's. A follower forwards one entry at a
+// time (forwarded calls could overtake each other).
 type batcher struct {
 	n    *Node
 	mu   sync.Mutex
 	q    []*pubReq
 	kick chan struct{}
+
+	pipe     chan *inflight // submitted on the leader, for the completer
+	inflight sync.WaitGroup // entries submitted and not yet finished
 }
 
-func newBatcher(n *Node) *batcher { return &batcher{n: n, kick: make(chan struct{}, 1)} }
+// inflight is a publish entry submitted to Raft on the leader.
+type inflight struct {
+	groups []*group
+	fut    raft.ApplyFuture
+	start  time.Time
+}
+
+func newBatcher(n *Node) *batcher {
+	return &batcher{n: n, kick: make(chan struct{}, 1), pipe: make(chan *inflight)}
+}
 
 func (b *batcher) enqueue(r *pubReq) {
 	b.mu.Lock()
@@ -58,6 +78,8 @@ func (b *batcher) take() []*pubReq {
 }
 
 func (b *batcher) run() {
+	b.n.goFunc(b.complete)
+	defer close(b.pipe)
 	for {
 		select {
 		case <-b.n.ctx.Done():
@@ -74,6 +96,26 @@ func (b *batcher) run() {
 			}
 			b.commit(reqs)
 		}
+	}
+}
+
+// complete finishes the entries submitted on the leader, in order, until
+// run closes the pipe (after Raft has shut down, every future resolves).
+func (b *batcher) complete() {
+	for in := range b.pipe {
+		var res applyResult
+		err := in.fut.Error()
+		b.n.metrics.applyLatency.Observe(time.Since(in.start).Seconds())
+		if err == nil {
+			res = toApplyResult(in.fut.Response())
+		} else {
+			// Not accepted, or leadership lost after accepting: the entry
+			// may or may not commit; the requests fail and their tables
+			// heal with a snapshot.
+			err = fmt.Errorf("%w: raft apply: %v", ErrUnavailable, err)
+		}
+		b.finish(in.groups, &res, err)
+		b.inflight.Done()
 	}
 }
 
@@ -149,9 +191,35 @@ func (b *batcher) commit(reqs []*pubReq) {
 	for i, g := range groups {
 		cmd.Requests[i] = fsm.PublishRequest{Service: g.svc.id, Incarnation: g.inc, Table: g.t.name, Count: uint64(len(g.reqs))}
 	}
+	if n.IsLeader() {
+		data, err := fsm.Encode(fsm.CmdPublish, cmd)
+		if err != nil {
+			b.finish(groups, nil, fmt.Errorf("%w: %v", ErrInvalid, err))
+			return
+		}
+		in := &inflight{groups: groups, start: time.Now()}
+		in.fut = n.raft.Apply(data, n.cfg.ApplyTimeout)
+		b.inflight.Add(1)
+		select {
+		case b.pipe <- in:
+		case <-n.ctx.Done():
+			b.inflight.Done()
+			b.finish(groups, nil, ErrClosed)
+		}
+		return
+	}
+	// Forwarded: after every entry submitted as leader is finished.
+	b.inflight.Wait()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
 	res, err := n.apply(ctx, fsm.CmdPublish, cmd)
 	cancel()
+	b.finish(groups, res, err)
+}
+
+// finish answers the requests of a committed (or failed) entry: it records
+// and pushes the publications granted, in order, and fails the rest.
+func (b *batcher) finish(groups []*group, res *applyResult, err error) {
+	n := b.n
 	if err == nil && len(res.Grants) != len(groups) {
 		err = fmt.Errorf("%w: %d grants for %d requests", ErrUnavailable, len(res.Grants), len(groups))
 	}
@@ -179,6 +247,16 @@ func (b *batcher) commit(reqs []*pubReq) {
 		}
 		t := g.t
 		t.mu.Lock()
+		if stale := g.reqs[0].epoch != t.epoch; stale {
+			// An entry before this one failed while both were in flight:
+			// these deltas build on content subscribers never got. Their
+			// seqnums stay unused; the table heals with a snapshot.
+			t.mu.Unlock()
+			for _, r := range g.reqs {
+				b.fail(r, fmt.Errorf("%w: an earlier publication of %s/%s failed; publish again", ErrUnavailable, g.svc.id, t.name))
+			}
+			continue
+		}
 		for k, r := range g.reqs {
 			r.pub.Seqnum = grant.First + uint64(k)
 			t.recordLocked(r.pub)
