@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,7 +194,10 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
 					}
 					add := make([]dse.Row, cfg.RowsPerDelta)
 					for r := range add {
-						add[r] = dse.Row{int64(ti*1_000_000 + w*1000 + r), fmt.Sprintf("%08d", n) + pad}
+						// An 8-digit counter then padding: row-bytes in all.
+						b := make([]byte, 0, cfg.RowBytes)
+						b = strconv.AppendInt(b, 100_000_000+n%100_000_000, 10)[1:]
+						add[r] = dse.Row{int64(ti*1_000_000 + w*1000 + r), string(append(b, pad...))}
 					}
 					if _, _, err := pub.PublishDelta(runCtx, t, add, prev); err != nil {
 						if runCtx.Err() == nil {

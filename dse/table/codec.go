@@ -229,7 +229,11 @@ func (r *reader) strLen(c byte, bin bool) (int, error) {
 	return int(n), nil
 }
 
-func (r *reader) string() (string, error) {
+func (r *reader) string() (string, error) { return r.stringLike("") }
+
+// stringLike reads a string, returning prev itself when it is equal (the
+// publisher and table of a batch's publications repeat: no allocation).
+func (r *reader) stringLike(prev string) (string, error) {
 	c, err := r.byte()
 	if err != nil {
 		return "", err
@@ -238,9 +242,12 @@ func (r *reader) string() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := string(r.b[r.pos : r.pos+n])
+	b := r.b[r.pos : r.pos+n]
 	r.pos += n
-	return s, nil
+	if string(b) == prev {
+		return prev, nil
+	}
+	return string(b), nil
 }
 
 func (r *reader) bool() (bool, error) {

@@ -38,8 +38,9 @@ func (p *Publication) AppendTo(b []byte) ([]byte, error) {
 	return appendInt(b, p.SentAt), nil
 }
 
-// decode reads a publication written by AppendTo.
-func (p *Publication) decode(r *reader, lim Limits) error {
+// decode reads a publication written by AppendTo; prev (may be nil) is the
+// publication before it in the batch, whose strings it reuses.
+func (p *Publication) decode(r *reader, lim Limits, prev *Publication) error {
 	n, err := r.arrayLen()
 	if err != nil {
 		return err
@@ -47,10 +48,13 @@ func (p *Publication) decode(r *reader, lim Limits) error {
 	if n != pubFields {
 		return fmt.Errorf("publication has %d fields, want %d", n, pubFields)
 	}
-	if p.Publisher, err = r.string(); err != nil {
+	if prev == nil {
+		prev = &Publication{}
+	}
+	if p.Publisher, err = r.stringLike(prev.Publisher); err != nil {
 		return err
 	}
-	if p.Table, err = r.string(); err != nil {
+	if p.Table, err = r.stringLike(prev.Table); err != nil {
 		return err
 	}
 	if p.Seqnum, err = r.uint(); err != nil {
@@ -137,11 +141,13 @@ func DecodeBatch(body []byte) ([]*Publication, error) {
 	lim := DefaultLimits
 	out := make([]*Publication, n)
 	pubs := make([]Publication, n)
+	var prev *Publication
 	for i := range out {
 		out[i] = &pubs[i]
-		if err := out[i].decode(r, lim); err != nil {
+		if err := out[i].decode(r, lim, prev); err != nil {
 			return nil, fmt.Errorf("%w: publication %d: %v", ErrBadBatch, i, err)
 		}
+		prev = out[i]
 	}
 	if r.left() != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after %d publications", ErrBadBatch, r.left(), n)
