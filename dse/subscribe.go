@@ -33,7 +33,6 @@ type subState struct {
 	id         cache.TableID
 	mu         sync.Mutex
 	seq        *seq.Sequencer
-	rows       *table.Set
 	locals     map[string]*DataService
 	ordered    []*DataService  // locals sorted by id; replaced, never mutated, when locals change
 	attaching  map[string]bool // local subscribers the delivery loop will add
@@ -211,7 +210,7 @@ func (ss *services) attach(s *DataService, id cache.TableID) (st *subState, exis
 	ss.mu.Lock()
 	st, existed = ss.subs[id]
 	if !existed {
-		st = &subState{id: id, seq: seq.New(maxBuffered), rows: table.NewSet(nil), locals: map[string]*DataService{}, attaching: map[string]bool{}}
+		st = &subState{id: id, seq: seq.New(maxBuffered), locals: map[string]*DataService{}, attaching: map[string]bool{}}
 		ss.subs[id] = st
 	}
 	ss.mu.Unlock()
@@ -240,8 +239,22 @@ func (ss *services) join(st *subState, s *DataService) {
 	st.locals[s.id] = s
 	st.reorderLocked()
 	var snap *table.Publication
-	if st.seq.Last() > 0 {
-		snap = &table.Publication{Publisher: st.id.Publisher, Table: st.id.Table, Seqnum: st.seq.Last(), Snapshot: true, Rows: st.rows.Unsorted()}
+	if last := st.seq.Last(); last > 0 {
+		// The node keeps no copy of its own: the local subscribers' caches
+		// all hold the table at last (the delivery loop applies to each in
+		// turn), so the newcomer starts from one of them.
+		for _, other := range st.ordered {
+			if rows, at, ok := other.cache.Unsorted(st.id); ok && at == last && other != s {
+				snap = &table.Publication{Publisher: st.id.Publisher, Table: st.id.Table, Seqnum: last, Snapshot: true, Rows: rows}
+				break
+			}
+		}
+		if snap == nil {
+			// None is current (a subscriber stopping skipped deliveries):
+			// start the node's subscription over from the publisher.
+			st.seq = seq.New(maxBuffered)
+			ss.n.goFunc(func() { ss.catchup(st) })
+		}
 	}
 	st.mu.Unlock()
 	if snap != nil {
@@ -350,13 +363,6 @@ func (ss *services) receive(pubs []*table.Publication, now time.Time) {
 		}
 		st.mu.Lock()
 		applied := st.seq.Offer(p, now)
-		for _, a := range applied {
-			if a.Snapshot {
-				st.rows.Replace(a.Rows)
-			} else {
-				st.rows.Apply(a.Add, a.Del)
-			}
-		}
 		locals := st.ordered
 		st.mu.Unlock()
 		ss.n.metrics.deliveries.Add(float64(len(applied)))

@@ -112,6 +112,18 @@ func (c *Cache) Rows(id TableID) ([]table.Row, uint64, bool) {
 	return e.set.Rows(), e.seqnum, true
 }
 
+// Unsorted returns a table's rows in no particular order (cheaper than
+// Rows) and the seqnum they reflect.
+func (c *Cache) Unsorted(id TableID) ([]table.Row, uint64, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok := c.tables[id]
+	if !ok {
+		return nil, 0, false
+	}
+	return e.set.Unsorted(), e.seqnum, true
+}
+
 // Has reports whether a table holds a row.
 func (c *Cache) Has(id TableID, r table.Row) bool {
 	c.mu.RLock()
