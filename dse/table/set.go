@@ -13,19 +13,23 @@ var seed = maphash.MakeSeed()
 // Set is a table's content: rows by value. It is not safe for concurrent
 // use; its owner locks.
 //
-// Rows are indexed by a 64-bit hash of their canonical key (AppendKey), not
-// by the key itself: a key string per row would be an allocation and about
-// twice the memory of the map entry. Rows whose hash another row already has
-// (rare) live in an overflow map; equality is always checked on the values.
+// The rows are kept dense in a slice, with their 64-bit hashes (maphash of
+// AppendKey) beside them, and indexed by an open-addressing table of slot
+// indices (linear probing, backward-shift deletion, at most half full).
+// Building a million-row set this way is about ten times faster than a Go
+// map keyed by hash or by key string (measured: 9-55 ms against 120-350 ms,
+// most of it the map's allocation and cache misses), and listing the rows is
+// a copy of one slice. Equality is always checked on the values.
 type Set struct {
-	rows map[uint64]Row
-	more map[uint64][]Row
-	n    int
+	rows   []Row
+	hashes []uint64 // hashes[i] is rows[i]'s
+	slots  []uint32 // 0: empty; else 1 + an index into rows; len a power of 2
 }
 
 // NewSet returns a set holding rows (duplicates collapse).
 func NewSet(rows []Row) *Set {
-	s := &Set{rows: make(map[uint64]Row, len(rows))}
+	s := &Set{}
+	s.reserve(len(rows))
 	for _, r := range rows {
 		s.add(hashRow(r), r)
 	}
@@ -80,94 +84,110 @@ func Equal(a, b Row) bool {
 	return true
 }
 
-// find reports whether the set holds r, whose hash is h.
-func (s *Set) find(h uint64, r Row) bool {
-	x, ok := s.rows[h]
-	if !ok {
-		return false
+// reserve makes room for n rows without growing the index.
+func (s *Set) reserve(n int) {
+	size := 8
+	for size < 2*n {
+		size *= 2
 	}
-	if Equal(x, r) {
-		return true
+	if size <= len(s.slots) {
+		return
 	}
-	for _, y := range s.more[h] {
-		if Equal(y, r) {
-			return true
+	if cap(s.rows) < n {
+		s.rows = append(make([]Row, 0, n), s.rows...)
+		s.hashes = append(make([]uint64, 0, n), s.hashes...)
+	}
+	s.slots = make([]uint32, size)
+	mask := uint64(size - 1)
+	for i, h := range s.hashes {
+		j := h & mask
+		for s.slots[j] != 0 {
+			j = (j + 1) & mask
+		}
+		s.slots[j] = uint32(i + 1)
+	}
+}
+
+// find returns r's slot (hash h) and whether it holds r; when it does not,
+// the slot is where r would go.
+func (s *Set) find(h uint64, r Row) (uint64, bool) {
+	if len(s.slots) == 0 {
+		return 0, false
+	}
+	mask := uint64(len(s.slots) - 1)
+	for j := h & mask; ; j = (j + 1) & mask {
+		v := s.slots[j]
+		if v == 0 {
+			return j, false
+		}
+		if i := v - 1; s.hashes[i] == h && Equal(s.rows[i], r) {
+			return j, true
 		}
 	}
-	return false
 }
 
 // add inserts r (hash h) unless present, and reports whether it did.
 func (s *Set) add(h uint64, r Row) bool {
-	_, taken := s.rows[h]
-	switch {
-	case !taken:
-		s.rows[h] = r
-	case s.find(h, r):
-		return false
-	default:
-		if s.more == nil {
-			s.more = map[uint64][]Row{}
-		}
-		s.more[h] = append(s.more[h], r)
+	if 2*(len(s.rows)+1) > len(s.slots) {
+		s.reserve(max(len(s.rows)+1, 2*len(s.rows)))
 	}
-	s.n++
+	j, ok := s.find(h, r)
+	if ok {
+		return false
+	}
+	if len(s.rows) >= math.MaxUint32-1 {
+		panic("table: set over 4 billion rows")
+	}
+	s.slots[j] = uint32(len(s.rows) + 1)
+	s.rows = append(s.rows, r)
+	s.hashes = append(s.hashes, h)
 	return true
 }
 
 // remove deletes r (hash h) if present, and reports whether it did.
 func (s *Set) remove(h uint64, r Row) bool {
-	x, ok := s.rows[h]
+	j, ok := s.find(h, r)
 	if !ok {
 		return false
 	}
-	more := s.more[h]
-	if Equal(x, r) {
-		if len(more) == 0 {
-			delete(s.rows, h)
-		} else {
-			s.rows[h] = more[len(more)-1]
-			s.setMore(h, more[:len(more)-1])
+	i := s.slots[j] - 1
+	// Empty slot j, then shift back the entries after it that would no
+	// longer be found past the hole.
+	mask := uint64(len(s.slots) - 1)
+	s.slots[j] = 0
+	for k := (j + 1) & mask; s.slots[k] != 0; k = (k + 1) & mask {
+		ideal := s.hashes[s.slots[k]-1] & mask
+		// Stays when its ideal slot lies cyclically in (j, k].
+		if (j < k && j < ideal && ideal <= k) || (k < j && (j < ideal || ideal <= k)) {
+			continue
 		}
-		s.n--
-		return true
+		s.slots[j], s.slots[k] = s.slots[k], 0
+		j = k
 	}
-	for i, y := range more {
-		if Equal(y, r) {
-			more[i] = more[len(more)-1]
-			s.setMore(h, more[:len(more)-1])
-			s.n--
-			return true
+	// Keep the rows dense: the last one moves into the hole.
+	last := uint32(len(s.rows) - 1)
+	if i != last {
+		for k := s.hashes[last] & mask; ; k = (k + 1) & mask {
+			if s.slots[k] == last+1 {
+				s.slots[k] = i + 1
+				break
+			}
 		}
+		s.rows[i], s.hashes[i] = s.rows[last], s.hashes[last]
 	}
-	return false
-}
-
-func (s *Set) setMore(h uint64, rows []Row) {
-	if len(rows) == 0 {
-		delete(s.more, h)
-		return
-	}
-	s.more[h] = rows
-}
-
-// each calls fn for every row, in no particular order.
-func (s *Set) each(fn func(Row)) {
-	for _, r := range s.rows {
-		fn(r)
-	}
-	for _, rows := range s.more {
-		for _, r := range rows {
-			fn(r)
-		}
-	}
+	s.rows[last] = nil
+	s.rows, s.hashes = s.rows[:last], s.hashes[:last]
+	return true
 }
 
 // Len returns the number of rows.
-func (s *Set) Len() int { return s.n }
+func (s *Set) Len() int { return len(s.rows) }
 
 // Has reports whether the set holds r.
-func (s *Set) Has(r Row) bool { return s.find(hashRow(r), r) }
+func (s *Set) Has(r Row) bool {
+	_, ok := s.find(hashRow(r), r)
+	return ok
+}
 
 // Rows returns the rows, sorted.
 func (s *Set) Rows() []Row {
@@ -177,25 +197,15 @@ func (s *Set) Rows() []Row {
 }
 
 // Unsorted returns the rows in no particular order (cheaper than Rows).
-func (s *Set) Unsorted() []Row {
-	out := make([]Row, 0, s.n)
-	s.each(func(r Row) { out = append(out, r) })
-	return out
-}
+func (s *Set) Unsorted() []Row { return append([]Row(nil), s.rows...) }
 
 // Clone returns an independent copy (rows are shared: they are immutable).
 func (s *Set) Clone() *Set {
-	c := &Set{rows: make(map[uint64]Row, len(s.rows)), n: s.n}
-	for h, r := range s.rows {
-		c.rows[h] = r
+	return &Set{
+		rows:   append([]Row(nil), s.rows...),
+		hashes: append([]uint64(nil), s.hashes...),
+		slots:  append([]uint32(nil), s.slots...),
 	}
-	for h, rows := range s.more {
-		if c.more == nil {
-			c.more = map[uint64][]Row{}
-		}
-		c.more[h] = append([]Row(nil), rows...)
-	}
-	return c
 }
 
 // Apply removes del then adds add, and returns what actually changed: the
@@ -218,55 +228,53 @@ func (s *Set) Apply(add, del []Row) (added, deleted []Row) {
 // content, as a delta (a snapshot handed on as a diff, like client-go's
 // DeltaFIFO on relist).
 func (s *Set) Replace(rows []Row) (added, deleted []Row) {
-	next := &Set{rows: make(map[uint64]Row, len(rows))}
-	if s.n == 0 {
+	next := NewSet(nil)
+	next.reserve(len(rows))
+	if len(s.rows) == 0 {
 		// Into an empty set (a first snapshot): everything is added.
 		for _, r := range rows {
 			next.add(hashRow(r), r)
 		}
 		*s = *next
-		if s.n == len(rows) {
+		if len(s.rows) == len(rows) {
 			return rows, nil
 		}
-		seen := &Set{rows: make(map[uint64]Row, s.n)}
-		for _, r := range rows {
-			if seen.add(hashRow(r), r) {
-				added = append(added, r)
-			}
-		}
-		return added, nil
+		return s.Unsorted(), nil // without the duplicates, in order
 	}
 	for _, r := range rows {
 		h := hashRow(r)
-		if next.add(h, r) && !s.find(h, r) {
-			added = append(added, r)
+		if next.add(h, r) {
+			if _, had := s.find(h, r); !had {
+				added = append(added, r)
+			}
 		}
 	}
-	s.each(func(r Row) {
-		if !next.Has(r) {
+	for i, r := range s.rows {
+		if _, kept := next.find(s.hashes[i], r); !kept {
 			deleted = append(deleted, r)
 		}
-	})
+	}
 	*s = *next
 	return added, deleted
 }
 
 // Diff returns what turns s into the content rows without changing s.
 func (s *Set) Diff(rows []Row) (add, del []Row) {
-	seen := &Set{rows: make(map[uint64]Row, len(rows))}
+	seen := NewSet(nil)
+	seen.reserve(len(rows))
 	for _, r := range rows {
 		h := hashRow(r)
 		if !seen.add(h, r) {
 			continue
 		}
-		if !s.find(h, r) {
+		if _, ok := s.find(h, r); !ok {
 			add = append(add, r)
 		}
 	}
-	s.each(func(r Row) {
-		if !seen.Has(r) {
+	for i, r := range s.rows {
+		if _, ok := seen.find(s.hashes[i], r); !ok {
 			del = append(del, r)
 		}
-	})
+	}
 	return add, del
 }

@@ -12,10 +12,13 @@ import (
 func TestSetAgainstModel(t *testing.T) {
 	real := hashRow
 	defer func() { hashRow = real }()
-	for _, name := range []string{"colliding", "real"} {
-		if name == "colliding" {
+	for _, name := range []string{"colliding", "wrapping", "real"} {
+		switch name {
+		case "colliding":
 			hashRow = func(r Row) uint64 { return real(r) % 3 }
-		} else {
+		case "wrapping": // colliding at the index's end: probes wrap around
+			hashRow = func(r Row) uint64 { return ^uint64(0) - real(r)%3 }
+		default:
 			hashRow = real
 		}
 		rng := rand.New(rand.NewPCG(1, 2))
