@@ -150,7 +150,9 @@ func runAgent(c *ucli.Context) error {
 	cfg.Bootstrap = c.Bool("bootstrap")
 	cfg.NonVoter = c.Bool("nonvoter")
 	cfg.ResubTimeout = c.Duration("resub-timeout")
-	cfg.LogStore = c.String("log-store")
+	if cfg.LogStore = c.String("log-store"); !validLogStore(cfg.LogStore, true) {
+		return usagef("--log-store %q: want wal or boltdb", cfg.LogStore)
+	}
 	cfg.LivenessGrace = c.Duration("liveness-grace")
 	cfg.Logger = logger
 	// A restart on a data dir resumes the addresses it had, unless told

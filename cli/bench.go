@@ -94,6 +94,9 @@ func benchPublish(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
 	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
+	}
 	cfg := bench.PublishConfig{
 		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
 		RowsPerDelta: c.Int("rows-per-delta"), RowBytes: c.Int("row-bytes"), Duration: c.Duration("duration"),
@@ -134,6 +137,9 @@ func benchSnapshot(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
 	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
+	}
 	res, err := bench.Snapshot(c.Context, bench.SnapshotConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Rows: c.Int("rows"), Columns: c.Int("columns")})
 	if err != nil {
 		return err
@@ -149,6 +155,9 @@ func benchSnapshot(c *ucli.Context) error {
 func benchRegistry(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
+	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
 	res, err := bench.Registry(c.Context, bench.RegistryConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops")})
 	if err != nil {
@@ -166,6 +175,9 @@ func benchRPC(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
 	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
+	}
 	res, err := bench.RPC(c.Context, bench.RPCConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Callers: c.Int("callers"), Duration: c.Duration("duration")})
 	if err != nil {
 		return err
@@ -181,4 +193,10 @@ func benchRPC(c *ucli.Context) error {
 	fmt.Fprintf(c.App.Writer, "rpc: 2 nodes (%s, %s log), %d callers, %d calls in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
 		res.Mode, res.LogStore, res.Callers, res.Calls, res.Seconds, res.CallsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
 	return nil
+}
+
+// validLogStore reports whether s names a Raft log store ("" only if
+// emptyOK: keep what the data dir holds).
+func validLogStore(s string, emptyOK bool) bool {
+	return s == dse.LogStoreWAL || s == dse.LogStoreBoltDB || (emptyOK && s == "")
 }

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
@@ -240,4 +241,50 @@ func TestE2EClusterLifecycle(t *testing.T) {
 			t.Fatalf("after removal: %v", ms)
 		}
 	})
+}
+
+// TestE2ELogStoreKeptAcrossRestarts: a node started on raft-boltdb keeps it
+// across a SIGKILL and a restart with only --data-dir, with its state; asking
+// for the other store on that data dir is refused.
+func TestE2ELogStoreKeptAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir, "--id", "b1", "--bootstrap", "--log-store", "boltdb", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	var st map[string]any
+	eventually(t, 20*time.Second, "a leader", func() bool {
+		runJSON(t, a.http, &st, "status")
+		return st["state"] == "leader"
+	})
+	if st["log_store"] != "boltdb" {
+		t.Fatalf("status: %v", st)
+	}
+	if r := run(t, "--addr", a.http, "services", "create", "svc"); r.code != 0 {
+		t.Fatalf("services create: %+v", r)
+	}
+	if r := run(t, "--addr", a.http, "publish", "svc", "t", "--file", writeFile(t, `[[1,"a"]]`)); r.code != 0 {
+		t.Fatalf("publish: %+v", r)
+	}
+	a.kill()
+
+	a = startAgent(t, dir, "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	eventually(t, 20*time.Second, "a leader again", func() bool {
+		runJSON(t, a.http, &st, "status")
+		return st["state"] == "leader"
+	})
+	if st["log_store"] != "boltdb" {
+		t.Fatalf("after restart: %v", st)
+	}
+	var got struct {
+		Rows [][]any `json:"rows"`
+	}
+	eventually(t, 20*time.Second, "the table back", func() bool {
+		r := run(t, "--addr", a.http, "--json", "get", "svc", "t")
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &got) == nil && len(got.Rows) == 1
+	})
+	a.kill()
+
+	r := run(t, "agent", "--data-dir", dir, "--log-store", "wal", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	if r.code == 0 || !strings.Contains(r.stderr, "holds a boltdb Raft log") {
+		t.Fatalf("agent --log-store wal on a boltdb data dir: exit %d, stderr %q", r.code, r.stderr)
+	}
+	wantFail(t, 2, []string{"--log-store", "want wal or boltdb"}, "agent", "--data-dir", t.TempDir(), "--log-store", "lsm")
 }

@@ -45,6 +45,7 @@ type StatusReport struct {
 	AppliedIndex uint64 `msgpack:"applied_index" json:"applied_index"`
 	LastIndex    uint64 `msgpack:"last_index" json:"-"`
 	Members      int    `msgpack:"members" json:"members"`
+	LogStore     string `msgpack:"log_store" json:"log_store"`
 }
 
 // Status returns this node's view of Raft.
@@ -62,6 +63,7 @@ func (n *Node) Status() StatusReport {
 		AppliedIndex: n.raft.AppliedIndex(),
 		LastIndex:    n.raft.LastIndex(),
 		Members:      len(servers),
+		LogStore:     n.logKind,
 	}
 }
 
