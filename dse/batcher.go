@@ -306,6 +306,7 @@ func (ss *services) push(pubs []*table.Publication) {
 	}
 	targets := map[cache.TableID][]string{}
 	var local []*table.Publication
+	var scratch []byte // one publication's encoding, reused
 	for _, p := range pubs {
 		id := cache.TableID{Publisher: p.Publisher, Table: p.Table}
 		nodes, ok := targets[id]
@@ -331,10 +332,11 @@ func (ss *services) push(pubs []*table.Publication) {
 			}
 			if enc == nil {
 				var err error
-				if enc, err = p.Encode(); err != nil {
+				if scratch, err = p.AppendTo(scratch[:0]); err != nil {
 					n.logger.Error("cannot encode publication", "publisher", p.Publisher, "table", p.Table, "error", err)
 					break
 				}
+				enc = scratch
 			}
 			if len(f.buf)+len(enc) > maxPushFrame {
 				send(f)

@@ -35,8 +35,9 @@ type Config struct {
 	// ResubTimeout is how long a subscriber tolerates a sequence gap, or an
 	// FSM seqnum ahead of what it applied, before catching up.
 	ResubTimeout time.Duration
-	// HistorySize is how many recent publications a publisher keeps per
-	// table for subscribers that catch up; further back, they get a snapshot.
+	// HistorySize is how many recent publications a publisher keeps at
+	// least per table (up to twice as many) for subscribers that catch up;
+	// further back, they get a snapshot.
 	HistorySize int
 	// LivenessGrace is how long the leader waits, after a node stops
 	// answering heartbeats, before it records the node down.

@@ -29,6 +29,23 @@ func TestHistoryNeedsAnUnbrokenRun(t *testing.T) {
 	}
 }
 
+func TestHistoryKeepsTheLastRun(t *testing.T) {
+	tb := newPubTable("t", 100)
+	for s := uint64(1); s <= 5000; s++ {
+		tb.recordLocked(&table.Publication{Seqnum: s})
+		if n := len(tb.history); n < min(int(s), 100) || n > 200 || tb.history[n-1].Seqnum != s {
+			t.Fatalf("after %d: %d entries ending at %d", s, n, tb.history[n-1].Seqnum)
+		}
+	}
+	tb.seqnum = 5000
+	if got, ok := tb.sinceLocked(4900); !ok || len(got) != 100 || got[0].Seqnum != 4901 {
+		t.Fatalf("after 4900: %d entries, %v", len(got), ok)
+	}
+	if _, ok := tb.sinceLocked(4000); ok {
+		t.Fatal("served deltas from further back than the history holds")
+	}
+}
+
 func TestLeaderRefusesUndecodableCommands(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = "n1", t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", true

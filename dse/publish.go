@@ -65,9 +65,13 @@ func (t *pubTable) recordLocked(p *table.Publication) {
 	if p.Snapshot {
 		t.history = t.history[:0]
 	}
-	if len(t.history) >= t.maxHist {
-		copy(t.history, t.history[1:])
-		t.history = t.history[:len(t.history)-1]
+	if len(t.history) >= 2*t.maxHist {
+		// Drop the oldest half at once rather than one per publication (a
+		// copy of the whole history each time): the history holds the last
+		// maxHist to 2*maxHist publications.
+		n := copy(t.history, t.history[len(t.history)-t.maxHist:])
+		clear(t.history[n:])
+		t.history = t.history[:n]
 	}
 	t.history = append(t.history, p)
 }
