@@ -18,10 +18,13 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-bench: build ## Go micro-benchmarks, then a short dse bench
+bench: build ## Go micro-benchmarks, then a short dse bench of each kind
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s $(PKGS)
 	bin/dse bench publish --duration 5s
 	bin/dse bench publish --duration 5s --rate 1000
+	bin/dse bench registry --ops 20000
+	bin/dse bench rpc --duration 5s
+	bin/dse bench snapshot --rows 200000
 
 fuzz: ## every fuzzer for FUZZTIME each
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
