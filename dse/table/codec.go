@@ -352,6 +352,9 @@ func (r *reader) scanRows(lim Limits) (rowCounts, error) {
 	if n > r.left() {
 		return c, errShort // every row takes a byte at least
 	}
+	if n > lim.MaxRows {
+		return c, fmt.Errorf("%w: %d rows, limit %d", ErrBadRow, n, lim.MaxRows)
+	}
 	c.rows = n
 	for i := 0; i < n; i++ {
 		m, err := r.arrayLen()

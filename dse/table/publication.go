@@ -22,6 +22,14 @@ type Publication struct {
 
 const pubFields = 8
 
+const (
+	// minPublication is the smallest encoding of a publication: an array
+	// header and eight one-byte fields.
+	minPublication = 9
+	// pubChunk is how many publications DecodeBatch allocates at once.
+	pubChunk = 256
+)
+
 // AppendTo appends p's msgpack encoding (an array of its fields) to b.
 func (p *Publication) AppendTo(b []byte) ([]byte, error) {
 	b = appendArrayLen(b, pubFields)
@@ -124,30 +132,39 @@ func rowSizeHint(r Row) int {
 func AppendBatch(b []byte, n int) []byte { return appendArrayLen(b, n) }
 
 // DecodeBatch decodes a frame of publications. It checks every length
-// against the bytes present before allocating, and bounds rows by
-// DefaultLimits. The rows do not share memory with body.
+// against the bytes present before allocating, and bounds rows, columns and
+// strings by DefaultLimits. The rows do not share memory with body.
 func DecodeBatch(body []byte) ([]*Publication, error) {
 	r := &reader{b: body}
 	n, err := r.arrayLen()
 	if err == nil && n < 0 {
 		err = errors.New("nil batch")
 	}
-	if err == nil && n > r.left() {
+	if err == nil && n > r.left()/minPublication {
 		err = errShort
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadBatch, err)
 	}
 	lim := DefaultLimits
-	out := make([]*Publication, n)
-	pubs := make([]Publication, n)
-	var prev *Publication
-	for i := range out {
-		out[i] = &pubs[i]
-		if err := out[i].decode(r, lim, prev); err != nil {
+	// Allocated as they decode, in chunks: what a hostile count claims is
+	// never allocated up front.
+	out := make([]*Publication, 0, min(n, pubChunk))
+	var (
+		pubs []Publication
+		prev *Publication
+	)
+	for i := 0; i < n; i++ {
+		if len(pubs) == 0 {
+			pubs = make([]Publication, min(n-i, pubChunk))
+		}
+		p := &pubs[0]
+		pubs = pubs[1:]
+		if err := p.decode(r, lim, prev); err != nil {
 			return nil, fmt.Errorf("%w: publication %d: %v", ErrBadBatch, i, err)
 		}
-		prev = out[i]
+		out = append(out, p)
+		prev = p
 	}
 	if r.left() != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after %d publications", ErrBadBatch, r.left(), n)

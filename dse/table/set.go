@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"hash/maphash"
 	"math"
+	"slices"
 )
 
 // seed keys the row hashes of every Set in this process (random per
@@ -237,7 +238,9 @@ func (s *Set) Replace(rows []Row) (added, deleted []Row) {
 		}
 		*s = *next
 		if len(s.rows) == len(rows) {
-			return rows, nil
+			// A copy: callers (watch streams) may sort what they get, and
+			// rows belongs to a publication others read.
+			return slices.Clone(rows), nil
 		}
 		return s.Unsorted(), nil // without the duplicates, in order
 	}

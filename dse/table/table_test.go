@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -172,4 +173,26 @@ func FuzzFromJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeBatchBoundsWhatACountClaims: a header claiming many
+// publications, with little behind it, is refused without allocating for
+// the claim.
+func TestDecodeBatchBoundsWhatACountClaims(t *testing.T) {
+	body := append(AppendBatch(nil, 100_000), make([]byte, 1<<20)...) // then no publication
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := DecodeBatch(body); !errors.Is(err, ErrBadBatch) {
+		t.Fatalf("got %v", err)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Fatalf("a 1 MB batch claiming 100k publications allocated %d bytes", grew)
+	}
+	tooMany := AppendBatch(nil, 1)
+	tooMany = append(tooMany, 0x98, 0xa1, 'p', 0xa1, 't', 1, 0xc3)
+	tooMany = append(tooMany, 0xdd, 0xff, 0xff, 0xff, 0xf0) // 4 billion rows
+	if _, err := DecodeBatch(append(tooMany, make([]byte, 64)...)); !errors.Is(err, ErrBadBatch) {
+		t.Fatalf("rows over the input: %v", err)
+	}
 }
