@@ -2,6 +2,7 @@ package dse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -46,11 +47,19 @@ type batcher struct {
 
 	pipe     chan *inflight // submitted on the leader, for the completer
 	inflight sync.WaitGroup // entries submitted and not yet finished
+
+	// submitMu orders submissions with the completer's retries: an entry
+	// the local Raft refused is forwarded only if none was submitted after
+	// it, and nothing is submitted while it is.
+	submitMu  sync.Mutex
+	submitted uint64
 }
 
 // inflight is a publish entry submitted to Raft on the leader.
 type inflight struct {
 	groups []*group
+	cmd    fsm.Publish
+	seq    uint64 // submission number
 	fut    raft.ApplyFuture
 	start  time.Time
 }
@@ -104,19 +113,48 @@ func (b *batcher) run() {
 func (b *batcher) complete() {
 	for in := range b.pipe {
 		var res applyResult
-		err := in.fut.Error()
+		err := b.n.waitFuture(in.fut)
 		b.n.metrics.applyLatency.Observe(time.Since(in.start).Seconds())
-		if err == nil {
+		switch {
+		case err == nil:
 			res = toApplyResult(in.fut.Response())
-		} else {
-			// Not accepted, or leadership lost after accepting: the entry
-			// may or may not commit; the requests fail and their tables
-			// heal with a snapshot.
+		case notAccepted(err) && b.retry(in, &res, &err):
+			// Forwarded to the leader: res and err are its outcome.
+		default:
+			// Leadership lost after accepting: the entry may or may not
+			// commit; the requests fail and their tables heal with a
+			// snapshot.
 			err = fmt.Errorf("%w: raft apply: %v", ErrUnavailable, err)
 		}
 		b.finish(in.groups, &res, err)
 		b.inflight.Done()
 	}
+}
+
+// retry forwards an entry the local Raft did not accept (leadership moved
+// or is being transferred) to the leader, as leaderDo does for a lone
+// entry; it reports false when an entry submitted after this one could
+// overtake it, and then the entry fails instead.
+func (b *batcher) retry(in *inflight, res *applyResult, err *error) bool {
+	b.submitMu.Lock()
+	defer b.submitMu.Unlock()
+	if b.submitted != in.seq {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(b.n.ctx, b.n.cfg.ApplyTimeout)
+	defer cancel()
+	r, e := b.n.apply(ctx, fsm.CmdPublish, in.cmd)
+	if e == nil {
+		*res = *r
+	}
+	*err = e
+	return true
+}
+
+// notAccepted reports whether raft refused an entry outright (so it can
+// never commit, and may be sent again).
+func notAccepted(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
 }
 
 // fail answers a request with err and makes its table's next publication a
@@ -191,14 +229,18 @@ func (b *batcher) commit(reqs []*pubReq) {
 	for i, g := range groups {
 		cmd.Requests[i] = fsm.PublishRequest{Service: g.svc.id, Incarnation: g.inc, Table: g.t.name, Count: uint64(len(g.reqs))}
 	}
+	b.submitMu.Lock()
 	if n.IsLeader() {
 		data, err := fsm.Encode(fsm.CmdPublish, cmd)
 		if err != nil {
+			b.submitMu.Unlock()
 			b.finish(groups, nil, fmt.Errorf("%w: %v", ErrInvalid, err))
 			return
 		}
-		in := &inflight{groups: groups, start: time.Now()}
+		b.submitted++
+		in := &inflight{groups: groups, cmd: cmd, seq: b.submitted, start: time.Now()}
 		in.fut = n.raft.Apply(data, n.cfg.ApplyTimeout)
+		b.submitMu.Unlock()
 		b.inflight.Add(1)
 		select {
 		case b.pipe <- in:
@@ -208,6 +250,7 @@ func (b *batcher) commit(reqs []*pubReq) {
 		}
 		return
 	}
+	b.submitMu.Unlock()
 	// Forwarded: after every entry submitted as leader is finished.
 	b.inflight.Wait()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)

@@ -172,7 +172,7 @@ func (n *Node) waitIndex(ctx context.Context, index uint64, raftApplied bool) er
 func (n *Node) applyLocal(data []byte) (applyResult, uint64) {
 	start := time.Now()
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	err := f.Error()
+	err := n.waitFuture(f)
 	if n.metrics != nil {
 		n.metrics.applyLatency.Observe(time.Since(start).Seconds())
 	}
@@ -186,6 +186,20 @@ func (n *Node) applyLocal(data []byte) (applyResult, uint64) {
 		return applyResult{Code: "unavailable", Msg: "raft apply: " + err.Error()}, 0
 	}
 	return toApplyResult(f.Response()), f.Index()
+}
+
+// waitFuture waits for a Raft future, or for the node to close:
+// hashicorp/raft may leave a future queued at shutdown unanswered
+// (hashicorp/raft#498), and Close waits for the goroutine waiting here.
+func (n *Node) waitFuture(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.ctx.Done():
+		return ErrClosed
+	}
 }
 
 func toApplyResult(v any) applyResult {
