@@ -37,6 +37,7 @@ type subState struct {
 	ordered    []*DataService  // locals sorted by id; replaced, never mutated, when locals change
 	attaching  map[string]bool // local subscribers the delivery loop will add
 	catchingUp bool
+	restarted  bool // started over during a catch-up: catch up again after it
 }
 
 // services is the node's engine: the services it hosts, its subscriptions,
@@ -253,6 +254,7 @@ func (ss *services) join(st *subState, s *DataService) {
 			// None is current (a subscriber stopping skipped deliveries):
 			// start the node's subscription over from the publisher.
 			st.seq = seq.New(maxBuffered)
+			st.restarted = st.catchingUp
 			ss.n.goFunc(func() { ss.catchup(st) })
 		}
 	}
@@ -397,7 +399,14 @@ func (ss *services) catchup(st *subState) {
 	defer func() {
 		st.mu.Lock()
 		st.catchingUp = false
+		again := st.restarted
+		st.restarted = false
 		st.mu.Unlock()
+		if again {
+			// The subscription started over while this one ran: what it
+			// asked for no longer fits.
+			n.goFunc(func() { ss.catchup(st) })
+		}
 	}()
 	owner, _, ok := n.fsm.Owner(st.id.Publisher)
 	if !ok || owner == "" {
