@@ -61,7 +61,7 @@ func (b *applyBatcher) do(ctx context.Context, cmd []byte, key string) error {
 
 // maxApplyBatches is how many registry batches a node keeps in flight at
 // once: a write that arrives while they all wait joins the next one.
-const maxApplyBatches = 4
+const maxApplyBatches = 8
 
 func (b *applyBatcher) run() {
 	slots := make(chan struct{}, maxApplyBatches)
