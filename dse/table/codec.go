@@ -13,12 +13,13 @@ import (
 // (every delta, every snapshot). The bytes are plain msgpack, the same as
 // msgpack/v5 would write for the same array, so any msgpack tool reads them.
 //
-// Decoding a rows array takes two passes: the first checks its structure and
-// counts values by kind, the second fills a handful of slabs sized exactly
-// (the rows, their values, the int64s, float64s and strings the values box,
-// and one byte arena for every string and []byte). A snapshot of a million
-// rows is then a few allocations instead of several million, which is most
-// of what a snapshot used to cost (allocation and GC). The values share
+// Decoding a publication's rows (its Rows, Add and Del arrays) takes two
+// passes: the first checks their structure and counts values by kind, the
+// second fills five slabs sized exactly (the rows, their values, the int64s
+// and float64s and the string headers the values box, and one byte arena for
+// every string and []byte). A snapshot of a million rows is then a few
+// allocations instead of several million, which is most of what a snapshot
+// used to cost (allocation and GC); a one-row delta is five. The values share
 // their publication's slabs: a row kept alive keeps its publication's slabs
 // alive, at most the size of that publication.
 
@@ -343,35 +344,34 @@ type rowCounts struct {
 // scanRows checks the rows array at r (moving past it) and counts what it
 // holds; a row over the column limit, a value that is not a scalar, or a
 // length beyond the input is an error.
-func (r *reader) scanRows(lim Limits) (rowCounts, error) {
-	var c rowCounts
+func (r *reader) scanRows(c *rowCounts, lim Limits) error {
 	n, err := r.arrayLen()
 	if err != nil || n <= 0 {
-		return c, err
+		return err
 	}
 	if n > r.left() {
-		return c, errShort // every row takes a byte at least
+		return errShort // every row takes a byte at least
 	}
 	if n > lim.MaxRows {
-		return c, fmt.Errorf("%w: %d rows, limit %d", ErrBadRow, n, lim.MaxRows)
+		return fmt.Errorf("%w: %d rows, limit %d", ErrBadRow, n, lim.MaxRows)
 	}
-	c.rows = n
+	c.rows += n
 	for i := 0; i < n; i++ {
 		m, err := r.arrayLen()
 		if err != nil {
-			return c, fmt.Errorf("row %d: %w", i, err)
+			return fmt.Errorf("row %d: %w", i, err)
 		}
 		if m > lim.MaxColumns {
-			return c, fmt.Errorf("%w: row %d has %d columns, limit %d", ErrBadRow, i, m, lim.MaxColumns)
+			return fmt.Errorf("%w: row %d has %d columns, limit %d", ErrBadRow, i, m, lim.MaxColumns)
 		}
 		for j := 0; j < m; j++ {
-			if err := r.scanScalar(&c, lim); err != nil {
-				return c, fmt.Errorf("%w: row %d column %d: %v", ErrBadRow, i, j, err)
+			if err := r.scanScalar(c, lim); err != nil {
+				return fmt.Errorf("%w: row %d column %d: %v", ErrBadRow, i, j, err)
 			}
 		}
 		c.vals += max(m, 0)
 	}
-	return c, nil
+	return nil
 }
 
 func (r *reader) scanScalar(c *rowCounts, lim Limits) error {
@@ -445,20 +445,33 @@ func box(dst *any, typ, p unsafe.Pointer) {
 	e.typ, e.data = typ, p
 }
 
-// readRows decodes the rows array at r, which scanRows counted as c.
-func (r *reader) readRows(c rowCounts) ([]Row, error) {
+// slabs hold the memory the rows of one publication are decoded into.
+type slabs struct {
+	rows  []Row
+	vals  []any
+	nums  []uint64 // int64s and float64s (as bits): the values point here
+	strs  []string
+	arena []byte // every string's and []byte's bytes
+}
+
+func newSlabs(c rowCounts) *slabs {
+	return &slabs{
+		rows:  make([]Row, c.rows),
+		vals:  make([]any, c.vals),
+		nums:  make([]uint64, c.ints+c.floats),
+		strs:  make([]string, c.strs),
+		arena: make([]byte, c.bytes),
+	}
+}
+
+// readRows decodes the rows array at r into sl, which scanRows counted.
+func (r *reader) readRows(sl *slabs) ([]Row, error) {
 	n, err := r.arrayLen()
 	if err != nil || n <= 0 {
 		return nil, err
 	}
-	rows := make([]Row, n)
-	vals := make([]any, c.vals)
-	var (
-		ints   = make([]int64, c.ints)
-		floats = make([]float64, c.floats)
-		strs   = make([]string, c.strs)
-		arena  = make([]byte, c.bytes)
-	)
+	rows := sl.rows[:n:n]
+	sl.rows = sl.rows[n:]
 	for i := range rows {
 		m, err := r.arrayLen()
 		if err != nil {
@@ -468,8 +481,8 @@ func (r *reader) readRows(c rowCounts) ([]Row, error) {
 			rows[i] = Row{} // msgpack nil: no columns
 			continue
 		}
-		row := vals[:m:m]
-		vals = vals[m:]
+		row := sl.vals[:m:m]
+		sl.vals = sl.vals[m:]
 		for j := range row {
 			code := r.b[r.pos]
 			switch {
@@ -482,40 +495,40 @@ func (r *reader) readRows(c rowCounts) ([]Row, error) {
 				r.pos++
 				row[j] = false
 			case code == mpFloat64:
-				floats[0] = math.Float64frombits(binary.BigEndian.Uint64(r.b[r.pos+1:]))
-				box(&row[j], float64Type, unsafe.Pointer(&floats[0]))
-				floats = floats[1:]
+				sl.nums[0] = binary.BigEndian.Uint64(r.b[r.pos+1:])
+				box(&row[j], float64Type, unsafe.Pointer(&sl.nums[0]))
+				sl.nums = sl.nums[1:]
 				r.pos += 9
 			case code == mpFloat32:
-				floats[0] = float64(math.Float32frombits(binary.BigEndian.Uint32(r.b[r.pos+1:])))
-				box(&row[j], float64Type, unsafe.Pointer(&floats[0]))
-				floats = floats[1:]
+				sl.nums[0] = math.Float64bits(float64(math.Float32frombits(binary.BigEndian.Uint32(r.b[r.pos+1:]))))
+				box(&row[j], float64Type, unsafe.Pointer(&sl.nums[0]))
+				sl.nums = sl.nums[1:]
 				r.pos += 5
 			case code <= 0x7f || code >= 0xe0 || (code >= mpUint8 && code <= mpInt64):
 				v, err := r.int()
 				if err != nil {
 					return nil, err
 				}
-				ints[0] = v
-				box(&row[j], int64Type, unsafe.Pointer(&ints[0]))
-				ints = ints[1:]
+				sl.nums[0] = uint64(v)
+				box(&row[j], int64Type, unsafe.Pointer(&sl.nums[0]))
+				sl.nums = sl.nums[1:]
 			default:
 				r.pos++
 				l, err := r.strLen(code, true)
 				if err != nil {
 					return nil, err
 				}
-				b := arena[:l:l]
-				arena = arena[l:]
+				b := sl.arena[:l:l]
+				sl.arena = sl.arena[l:]
 				copy(b, r.b[r.pos:r.pos+l])
 				r.pos += l
 				if code == mpBin8 || code == mpBin16 || code == mpBin32 {
 					row[j] = b
 					continue
 				}
-				strs[0] = unsafe.String(unsafe.SliceData(b), l)
-				box(&row[j], stringType, unsafe.Pointer(&strs[0]))
-				strs = strs[1:]
+				sl.strs[0] = unsafe.String(unsafe.SliceData(b), l)
+				box(&row[j], stringType, unsafe.Pointer(&sl.strs[0]))
+				sl.strs = sl.strs[1:]
 			}
 		}
 		rows[i] = row
@@ -523,18 +536,28 @@ func (r *reader) readRows(c rowCounts) ([]Row, error) {
 	return rows, nil
 }
 
-// decodeRows reads one rows array, checking it first.
-func (r *reader) decodeRows(lim Limits) ([]Row, error) {
+// decodeRowArrays reads k consecutive rows arrays (a publication's Rows,
+// Add and Del), checking them all first, into one set of slabs.
+func (r *reader) decodeRowArrays(lim Limits, out ...*[]Row) error {
 	start := r.pos
-	c, err := r.scanRows(lim)
-	if err != nil {
-		return nil, err
+	var c rowCounts
+	for range out {
+		if err := r.scanRows(&c, lim); err != nil {
+			return err
+		}
 	}
 	end := r.pos
 	r.pos = start
-	rows, err := r.readRows(c)
-	if err == nil && r.pos != end {
-		err = fmt.Errorf("rows array read %d bytes, checked %d", r.pos-start, end-start)
+	sl := newSlabs(c)
+	for _, dst := range out {
+		rows, err := r.readRows(sl)
+		if err != nil {
+			return err
+		}
+		*dst = rows
 	}
-	return rows, err
+	if r.pos != end {
+		return fmt.Errorf("rows arrays read %d bytes, checked %d", r.pos-start, end-start)
+	}
+	return nil
 }

@@ -71,13 +71,7 @@ func (p *Publication) decode(r *reader, lim Limits, prev *Publication) error {
 	if p.Snapshot, err = r.bool(); err != nil {
 		return err
 	}
-	if p.Rows, err = r.decodeRows(lim); err != nil {
-		return err
-	}
-	if p.Add, err = r.decodeRows(lim); err != nil {
-		return err
-	}
-	if p.Del, err = r.decodeRows(lim); err != nil {
+	if err := r.decodeRowArrays(lim, &p.Rows, &p.Add, &p.Del); err != nil {
 		return err
 	}
 	p.SentAt, err = r.int()
