@@ -29,6 +29,7 @@ type Sequencer struct {
 	maxBuf     int
 	gapSince   time.Time
 	staleSince time.Time
+	out        []*table.Publication // Offer's result, reused
 
 	// Counters, for metrics and tests.
 	Duplicates int
@@ -47,9 +48,12 @@ func (s *Sequencer) Last() uint64 { return s.last }
 func (s *Sequencer) Buffered() int { return len(s.buf) }
 
 // Offer takes one arrived publication and returns those now to apply, in
-// order.
+// order. The slice is valid until the next call (its array is reused: one
+// allocation fewer per publication).
 func (s *Sequencer) Offer(p *table.Publication, now time.Time) []*table.Publication {
-	var out []*table.Publication
+	clear(s.out)
+	out := s.out[:0]
+	defer func() { s.out = out }()
 	switch {
 	case p.Seqnum <= s.last:
 		s.Duplicates++

@@ -212,6 +212,9 @@ func (s *Set) Clone() *Set {
 // Apply removes del then adds add, and returns what actually changed: the
 // rows added that were absent, the rows deleted that were present.
 func (s *Set) Apply(add, del []Row) (added, deleted []Row) {
+	// Both results share one array (one allocation, not two).
+	buf := make([]Row, len(del)+len(add))
+	deleted, added = buf[:0:len(del)], buf[len(del):len(del)]
 	for _, r := range del {
 		if s.remove(hashRow(r), r) {
 			deleted = append(deleted, r)
@@ -221,6 +224,12 @@ func (s *Set) Apply(add, del []Row) (added, deleted []Row) {
 		if s.add(hashRow(r), r) {
 			added = append(added, r)
 		}
+	}
+	if len(deleted) == 0 {
+		deleted = nil
+	}
+	if len(added) == 0 {
+		added = nil
 	}
 	return added, deleted
 }
