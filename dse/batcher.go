@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -326,30 +327,23 @@ const maxPushFrame = 1 << 20
 
 // push sends sequenced publications, in order, once to each node that hosts
 // a subscriber of their table; local subscribers get them directly. Each
-// publication is encoded once, whatever the number of nodes.
+// publication is encoded once, whatever the number of nodes, into one
+// buffer; each frame is allocated at its exact size, and nodes that get the
+// same publications (the common case) share the same frames.
 func (ss *services) push(pubs []*table.Publication) {
 	n := ss.n
-	type frame struct {
+	type span struct{ from, to int } // one publication's bytes in enc
+	type dest struct {
 		addr  string
-		buf   []byte
-		count int
+		spans []span
 	}
-	frames := map[string]*frame{}
-	var order []*frame
-	send := func(f *frame) {
-		if f.count == 0 {
-			return
-		}
-		table.PutBatchHeader(f.buf, f.count)
-		if err := n.trans.Send(f.addr, msgPublication, f.buf); err != nil {
-			n.metrics.dropped.Add(float64(f.count))
-			n.logger.Debug("push dropped", "peer", f.addr, "publications", f.count, "error", err)
-		}
-		f.buf, f.count = make([]byte, table.BatchHeaderSize, 4096), 0
-	}
-	targets := map[cache.TableID][]string{}
-	var local []*table.Publication
-	var scratch []byte // one publication's encoding, reused
+	var (
+		enc     = make([]byte, 0, encodedSizeHint(pubs))
+		dests   = map[string]*dest{}
+		order   []*dest
+		local   []*table.Publication
+		targets = map[cache.TableID][]string{}
+	)
 	for _, p := range pubs {
 		id := cache.TableID{Publisher: p.Publisher, Table: p.Table}
 		nodes, ok := targets[id]
@@ -357,41 +351,81 @@ func (ss *services) push(pubs []*table.Publication) {
 			nodes = n.fsm.SubscriberNodes(p.Publisher, p.Table)
 			targets[id] = nodes
 		}
-		var enc []byte
+		var sp span
+		encoded := false
 		for _, node := range nodes {
 			if node == n.id {
 				local = append(local, p)
 				continue
 			}
-			f := frames[node]
-			if f == nil {
+			d := dests[node]
+			if d == nil {
 				rec, ok := n.fsm.Node(node)
 				if !ok || !rec.Up {
 					continue // a down node catches up when it is back
 				}
-				f = &frame{addr: rec.Addr, buf: make([]byte, table.BatchHeaderSize, 4096)}
-				frames[node] = f
-				order = append(order, f)
+				d = &dest{addr: rec.Addr}
+				dests[node] = d
+				order = append(order, d)
 			}
-			if enc == nil {
+			if !encoded {
+				from := len(enc)
 				var err error
-				if scratch, err = p.AppendTo(scratch[:0]); err != nil {
+				if enc, err = p.AppendTo(enc); err != nil {
 					n.logger.Error("cannot encode publication", "publisher", p.Publisher, "table", p.Table, "error", err)
+					enc = enc[:from]
 					break
 				}
-				enc = scratch
+				sp, encoded = span{from, len(enc)}, true
 			}
-			if len(f.buf)+len(enc) > maxPushFrame {
-				send(f)
-			}
-			f.buf = append(f.buf, enc...)
-			f.count++
+			d.spans = append(d.spans, sp)
 		}
 	}
-	for _, f := range order {
-		send(f)
+	// Frames by list of publications: nodes with the same list share them.
+	built := map[*dest][][]byte{}
+	for i, d := range order {
+		var frames [][]byte
+		for _, prev := range order[:i] {
+			if slices.Equal(prev.spans, d.spans) {
+				frames = built[prev]
+				break
+			}
+		}
+		if frames == nil {
+			for rest := d.spans; len(rest) > 0; {
+				k, size := 0, table.BatchHeaderSize
+				for k < len(rest) && (k == 0 || size+rest[k].to-rest[k].from <= maxPushFrame) {
+					size += rest[k].to - rest[k].from
+					k++
+				}
+				buf := make([]byte, table.BatchHeaderSize, size)
+				table.PutBatchHeader(buf, k)
+				for _, sp := range rest[:k] {
+					buf = append(buf, enc[sp.from:sp.to]...)
+				}
+				frames = append(frames, buf)
+				rest = rest[k:]
+			}
+		}
+		built[d] = frames
+		for _, f := range frames {
+			if err := n.trans.Send(d.addr, msgPublication, f); err != nil {
+				count := int(f[1])<<24 | int(f[2])<<16 | int(f[3])<<8 | int(f[4])
+				n.metrics.dropped.Add(float64(count))
+				n.logger.Debug("push dropped", "peer", d.addr, "publications", count, "error", err)
+			}
+		}
 	}
 	if len(local) > 0 {
 		ss.enqueue(delivery{pubs: local, receipt: time.Now()})
 	}
+}
+
+// encodedSizeHint guesses the encoded size of pubs.
+func encodedSizeHint(pubs []*table.Publication) int {
+	size := 0
+	for _, p := range pubs {
+		size += p.SizeHint()
+	}
+	return min(size, 64<<20)
 }

@@ -343,7 +343,8 @@ func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 	}
 }
 
-// handlePublications receives a pushed batch from a peer.
+// handlePublications receives a pushed batch from a peer. body is only lent
+// (the transport reuses it): DecodeBatch copies everything it keeps.
 func (ss *services) handlePublications(from string, body []byte) {
 	pubs, err := table.DecodeBatch(body)
 	if err != nil {

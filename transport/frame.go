@@ -72,12 +72,22 @@ func ReadFrame(r io.Reader, max int) (Frame, error) {
 }
 
 func readBody(r io.Reader, hdr [HeaderSize]byte, max int) (Frame, error) {
+	return readBodyInto(r, hdr, max, nil)
+}
+
+// readBodyInto reads a frame's body into buf when it fits there, else into
+// a new slice.
+func readBodyInto(r io.Reader, hdr [HeaderSize]byte, max int, buf []byte) (Frame, error) {
 	f := Frame{Type: hdr[0], ID: binary.BigEndian.Uint32(hdr[1:5])}
 	n := binary.BigEndian.Uint32(hdr[5:9])
 	if uint64(n) > uint64(max) {
 		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
-	f.Body = make([]byte, n)
+	if uint64(n) <= uint64(cap(buf)) {
+		f.Body = buf[:n]
+	} else {
+		f.Body = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r, f.Body); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

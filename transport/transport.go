@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -96,7 +97,8 @@ func (c *Config) fill() error {
 type Handler interface {
 	// HandleMessage receives a one-way frame. It is called on the
 	// connection's reader goroutine, in arrival order, so it must not block
-	// for long. It owns body.
+	// for long. body is valid only until it returns (the reader reuses it):
+	// copy what must outlive the call.
 	HandleMessage(from string, typ byte, body []byte)
 	// HandleRequest answers a request; it runs on its own goroutine and ctx
 	// ends when the transport closes.
@@ -307,13 +309,23 @@ func (t *Transport) serveDSE(conn net.Conn) {
 	r := bufio.NewReaderSize(conn, 64<<10)
 	from := conn.RemoteAddr().String()
 	var hdr [HeaderSize]byte
+	var msgBuf []byte // one-way frames' bodies, reused (see HandleMessage)
 	for {
 		conn.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return
 		}
 		conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
-		f, err := readBody(r, hdr, t.cfg.MaxFrameSize)
+		var buf []byte
+		if binary.BigEndian.Uint32(hdr[1:5]) == 0 {
+			// One-way: read into the reused buffer, grown up to 1 MiB
+			// (larger bodies get their own slice).
+			if n := int(binary.BigEndian.Uint32(hdr[5:9])); n > cap(msgBuf) && n <= 1<<20 {
+				msgBuf = make([]byte, max(n, 64<<10))
+			}
+			buf = msgBuf
+		}
+		f, err := readBodyInto(r, hdr, t.cfg.MaxFrameSize, buf)
 		if err != nil {
 			t.cfg.Logger.Warn("closing connection", "remote", from, "error", err)
 			return

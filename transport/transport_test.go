@@ -29,7 +29,7 @@ func newRecorder() *recorder { return &recorder{got: make(chan struct{}, 1<<16)}
 
 func (r *recorder) HandleMessage(_ string, _ byte, body []byte) {
 	r.mu.Lock()
-	r.msgs = append(r.msgs, body)
+	r.msgs = append(r.msgs, append([]byte(nil), body...)) // body is only lent
 	r.mu.Unlock()
 	r.got <- struct{}{}
 }

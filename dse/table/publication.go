@@ -84,12 +84,12 @@ var ErrBadBatch = errors.New("malformed publication batch")
 // Encode returns p's msgpack encoding, to be sent once to every node that
 // wants it (AppendBatch joins encodings into one frame).
 func (p *Publication) Encode() ([]byte, error) {
-	return p.AppendTo(make([]byte, 0, p.sizeHint()))
+	return p.AppendTo(make([]byte, 0, p.SizeHint()))
 }
 
-// sizeHint guesses p's encoded size from a sample of its rows, so that a big
-// snapshot is encoded without growing its buffer many times.
-func (p *Publication) sizeHint() int {
+// SizeHint guesses p's encoded size from a sample of its rows, so that a
+// big snapshot is encoded without growing its buffer many times.
+func (p *Publication) SizeHint() int {
 	size := 64 + len(p.Publisher) + len(p.Table)
 	for _, rows := range [][]Row{p.Rows, p.Add, p.Del} {
 		if len(rows) == 0 {
