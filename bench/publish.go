@@ -84,7 +84,8 @@ type subscriber struct {
 	last       map[string]uint64
 	violations uint64
 	deliveries uint64
-	lat        []time.Duration
+	lat        []time.Duration   // the latest chunk
+	chunks     [][]time.Duration // full ones before it
 }
 
 func (s *subscriber) hooks() dse.Hooks {
@@ -97,6 +98,11 @@ func (s *subscriber) hooks() dse.Hooks {
 		s.last[tbl] = seq
 		s.deliveries++
 		if !d.Published.IsZero() {
+			if len(s.lat) == cap(s.lat) {
+				// Chunks, not one growing slice: no copy of what is there.
+				s.chunks = append(s.chunks, s.lat)
+				s.lat = make([]time.Duration, 0, 1<<16)
+			}
 			s.lat = append(s.lat, now.Sub(d.Published))
 		}
 		s.mu.Unlock()
@@ -253,6 +259,9 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
 		s.mu.Lock()
 		res.Deliveries += s.deliveries
 		res.OrderViolations += s.violations
+		for _, c := range s.chunks {
+			lat = append(lat, c...)
+		}
 		lat = append(lat, s.lat...)
 		s.mu.Unlock()
 	}
