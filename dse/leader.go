@@ -190,7 +190,8 @@ func (n *Node) applyLocal(data []byte) (applyResult, uint64) {
 
 // waitFuture waits for a Raft future, or for the node to close:
 // hashicorp/raft may leave a future queued at shutdown unanswered
-// (hashicorp/raft#498), and Close waits for the goroutine waiting here.
+// (hashicorp/raft#498; seen here as a Barrier that hung Close), and Close
+// waits for the goroutines that wait on futures.
 func (n *Node) waitFuture(f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()

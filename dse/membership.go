@@ -165,7 +165,7 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 			return n.upsertNodeLocal(req)
 		}
 		n.logger.Info("replacing member", "id", s.ID, "address", s.Address, "new-id", req.ID, "new-address", req.Addr)
-		if err := n.raft.RemoveServer(s.ID, 0, timeout).Error(); err != nil {
+		if err := n.waitFuture(n.raft.RemoveServer(s.ID, 0, timeout)); err != nil {
 			return 0, fmt.Errorf("%w: remove old member %s: %v", ErrUnavailable, s.ID, err)
 		}
 	}
@@ -200,7 +200,7 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 	} else {
 		f = n.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, timeout)
 	}
-	if err := f.Error(); err != nil {
+	if err := n.waitFuture(f); err != nil {
 		return 0, fmt.Errorf("%w: add member %s: %v", ErrUnavailable, req.ID, err)
 	}
 	n.logger.Info("member added", "id", req.ID, "address", req.Addr, "voter", req.Voter)
@@ -255,7 +255,7 @@ func (n *Node) removeLocal(id string, force bool) (uint64, error) {
 			return 0, fmt.Errorf("%w: removing %q leaves %d live of %d voters, %d needed (use --force to remove anyway)", ErrQuorum, id, liveAfter, after, need)
 		}
 	}
-	if err := n.raft.RemoveServer(target.ID, 0, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := n.waitFuture(n.raft.RemoveServer(target.ID, 0, n.cfg.ApplyTimeout)); err != nil {
 		return 0, fmt.Errorf("%w: remove %s: %v", ErrUnavailable, id, err)
 	}
 	n.logger.Info("member removed", "id", id, "forced", force)
@@ -290,7 +290,7 @@ func (n *Node) promoteLocal(id string) (uint64, error) {
 			return 0, fmt.Errorf("%w: %q is already a voter", ErrInvalid, id)
 		}
 		f := n.raft.AddVoter(s.ID, s.Address, 0, n.cfg.ApplyTimeout)
-		if err := f.Error(); err != nil {
+		if err := n.waitFuture(f); err != nil {
 			return 0, fmt.Errorf("%w: promote %s: %v", ErrUnavailable, id, err)
 		}
 		n.logger.Info("member promoted", "id", id)
@@ -351,7 +351,7 @@ func (n *Node) transferLocal(ctx context.Context, to string) (string, error) {
 		}
 		f = n.raft.LeadershipTransferToServer(target.ID, target.Address)
 	}
-	if err := f.Error(); err != nil {
+	if err := n.waitFuture(f); err != nil {
 		return "", fmt.Errorf("%w: leadership transfer: %v", ErrUnavailable, err)
 	}
 	for {

@@ -63,7 +63,12 @@ func (t *pubTable) publishedNow() bool {
 // recordLocked appends sequenced publications to the history.
 func (t *pubTable) recordLocked(p *table.Publication) {
 	if p.Snapshot {
+		// A snapshot is not kept: whoever is behind it catches up with a
+		// snapshot of the current content anyway, and a big table's rows
+		// would be held twice.
+		clear(t.history)
 		t.history = t.history[:0]
+		return
 	}
 	if len(t.history) >= 2*t.maxHist {
 		// Drop the oldest half at once rather than one per publication (a

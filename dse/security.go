@@ -113,7 +113,7 @@ func (n *Node) catchUp() error {
 		return err
 	}
 	if n.IsLeader() {
-		return n.raft.Barrier(5 * time.Second).Error()
+		return n.waitFuture(n.raft.Barrier(5 * time.Second))
 	}
 	_, addr := n.Leader()
 	st, err := n.peerStatus(ctx, addr)
