@@ -369,14 +369,13 @@ func (ss *services) push(pubs []*table.Publication) {
 				order = append(order, d)
 			}
 			if !encoded {
-				from := len(enc)
-				var err error
-				if enc, err = p.AppendTo(enc); err != nil {
+				out, err := p.AppendTo(enc)
+				if err != nil {
 					n.logger.Error("cannot encode publication", "publisher", p.Publisher, "table", p.Table, "error", err)
-					enc = enc[:from]
 					break
 				}
-				sp, encoded = span{from, len(enc)}, true
+				sp, encoded = span{len(enc), len(out)}, true
+				enc = out
 			}
 			d.spans = append(d.spans, sp)
 		}

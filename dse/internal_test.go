@@ -3,6 +3,7 @@ package dse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,5 +67,50 @@ func TestLeaderRefusesUndecodableCommands(t *testing.T) {
 	}
 	if n.FSM().Index() > n.raft.LastIndex() {
 		t.Fatal("index moved")
+	}
+}
+
+// TestPushSkipsAPublicationThatDoesNotEncode: a bad publication after a good
+// one in the same push is logged and left out; the good one still goes.
+func TestPushSkipsAPublicationThatDoesNotEncode(t *testing.T) {
+	ctx := context.Background()
+	var nodes []*Node
+	for i := range 2 {
+		cfg := DefaultConfig()
+		cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = fmt.Sprintf("n%d", i+1), t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", i == 0
+		n, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		nodes = append(nodes, n)
+	}
+	if _, err := nodes[0].WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].Join(ctx, JoinRequest{ID: "n2", Addr: nodes[1].Addr(), HTTPAddr: nodes[1].HTTPAddr(), Voter: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Data, 4)
+	sub := NewDataService("sub", Hooks{ReceiveData: func(_, _ string, d Data) { got <- d }})
+	if err := nodes[1].Register(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Subscribe(ctx, "p", "t"); err != nil {
+		t.Fatal(err)
+	}
+	for len(nodes[0].fsm.SubscriberNodes("p", "t")) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	good := &table.Publication{Publisher: "p", Table: "t", Seqnum: 1, Snapshot: true, Rows: []table.Row{{int64(1)}}}
+	bad := &table.Publication{Publisher: "p", Table: "t", Seqnum: 2, Add: []table.Row{{int(2)}}} // int is not canonical
+	nodes[0].svcs.push([]*table.Publication{good, bad})
+	select {
+	case d := <-got:
+		if !d.Snapshot || len(d.Rows) != 1 {
+			t.Fatalf("got %+v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the good publication never arrived")
 	}
 }
