@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -389,4 +391,83 @@ func seqRange(n int64) []int64 {
 		out[i] = int64(i + 1)
 	}
 	return out
+}
+
+// TestPublishAcrossLeadershipTransfers: a publisher on the leader keeps
+// publishing while leadership moves away and back; its entries in flight
+// are forwarded or fail cleanly, and the subscriber ends with exactly the
+// publisher's table, in seqnum order.
+func TestPublishAcrossLeadershipTransfers(t *testing.T) {
+	c := dsetest.New(t, 3)
+	ctx := context.Background()
+	li := c.WaitLeader()
+	leader := c.Nodes[li]
+	pub := register(t, leader, "pub", dse.Hooks{})
+	if _, _, err := pub.Publish(ctx, "t", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	var r recorder
+	sub := register(t, c.Nodes[(li+1)%3], "sub", r.hooks())
+	if err := sub.Subscribe(ctx, "pub", "t"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan int)
+	var mu sync.Mutex
+	var ok []int64
+	for w := range 8 {
+		go func() {
+			failed := 0
+			for i := int64(w); ; i += 8 {
+				select {
+				case <-stop:
+					done <- failed
+					return
+				default:
+				}
+				pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				_, _, err := pub.PublishDelta(pctx, "t", rows(i), nil)
+				cancel()
+				if err != nil {
+					failed++
+					continue
+				}
+				mu.Lock()
+				ok = append(ok, i)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, to := range []string{c.Nodes[(li+2)%3].ID(), leader.ID()} {
+		if _, err := leader.TransferLeadership(ctx, to); err != nil {
+			t.Fatalf("transfer to %s: %v", to, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	close(stop)
+	failed := 0
+	for range 8 {
+		select {
+		case f := <-done:
+			failed += f
+		case <-time.After(30 * time.Second):
+			pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+			t.Fatal("a publisher is still stuck 30 s after the transfers (goroutines above)")
+		}
+	}
+	// What the publisher holds now is what the subscriber must converge to.
+	_, want, err := pub.GetLastPublishedDataWithSeqnum("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table.Sort(want)
+	waitRows(t, sub, "pub", "t", want)
+	r.increasing(t)
+	mu.Lock()
+	t.Logf("%d publications acknowledged, %d failed, %d rows", len(ok), failed, len(want))
+	mu.Unlock()
+	if len(want) < len(ok) {
+		t.Fatalf("the publisher holds %d rows but %d publications were acknowledged", len(want), len(ok))
+	}
 }
