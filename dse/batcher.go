@@ -110,7 +110,7 @@ func (b *batcher) run() {
 }
 
 // complete finishes the entries submitted on the leader, in order, until
-// run closes the pipe (after Raft has shut down, every future resolves).
+// run closes the pipe; a wait on a future also ends when the node closes.
 func (b *batcher) complete() {
 	for in := range b.pipe {
 		var res applyResult
