@@ -103,13 +103,9 @@ func (c *Cache) Remove(id TableID) {
 
 // Rows returns a table's rows, sorted, and the seqnum they reflect.
 func (c *Cache) Rows(id TableID) ([]table.Row, uint64, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e, ok := c.tables[id]
-	if !ok {
-		return nil, 0, false
-	}
-	return e.set.Rows(), e.seqnum, true
+	rows, seqnum, ok := c.Unsorted(id)
+	table.Sort(rows) // outside the lock
+	return rows, seqnum, ok
 }
 
 // Unsorted returns a table's rows in no particular order (cheaper than
