@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -30,11 +31,44 @@ type Set struct {
 // NewSet returns a set holding rows (duplicates collapse).
 func NewSet(rows []Row) *Set {
 	s := &Set{}
-	s.reserve(len(rows))
-	for _, r := range rows {
-		s.add(hashRow(r), r)
-	}
+	s.load(rows)
 	return s
+}
+
+// load adds rows to an empty set. A big load inserts them in the order of
+// their index slots (a counting sort on the slots' top bits), so that the
+// probes, and the rows and hashes they compare, stay in cache instead of
+// jumping across the whole index for every row.
+func (s *Set) load(rows []Row) {
+	s.reserve(len(rows))
+	if len(rows) < 1<<14 {
+		for _, r := range rows {
+			s.add(hashRow(r), r)
+		}
+		return
+	}
+	hashes := make([]uint64, len(rows))
+	for i, r := range rows {
+		hashes[i] = hashRow(r)
+	}
+	mask := uint64(len(s.slots) - 1)
+	shift := max(0, bits.Len64(mask)-10) // at most 1024 buckets
+	starts := make([]int, (mask>>shift)+2)
+	for _, h := range hashes {
+		starts[(h&mask)>>shift+1]++
+	}
+	for b := 1; b < len(starts); b++ {
+		starts[b] += starts[b-1]
+	}
+	order := make([]int32, len(rows))
+	for i, h := range hashes {
+		b := (h & mask) >> shift
+		order[starts[b]] = int32(i)
+		starts[b]++
+	}
+	for _, i := range order {
+		s.add(hashes[i], rows[i])
+	}
 }
 
 // hashRow hashes a row's canonical key (a variable so that tests can force
@@ -242,16 +276,14 @@ func (s *Set) Replace(rows []Row) (added, deleted []Row) {
 	next.reserve(len(rows))
 	if len(s.rows) == 0 {
 		// Into an empty set (a first snapshot): everything is added.
-		for _, r := range rows {
-			next.add(hashRow(r), r)
-		}
+		next.load(rows)
 		*s = *next
 		if len(s.rows) == len(rows) {
 			// A copy: callers (watch streams) may sort what they get, and
 			// rows belongs to a publication others read.
 			return slices.Clone(rows), nil
 		}
-		return s.Unsorted(), nil // without the duplicates, in order
+		return s.Unsorted(), nil // without the duplicates
 	}
 	for _, r := range rows {
 		h := hashRow(r)
