@@ -456,10 +456,23 @@ func TestPublishAcrossLeadershipTransfers(t *testing.T) {
 			t.Fatal("a publisher is still stuck 30 s after the transfers (goroutines above)")
 		}
 	}
-	// What the publisher holds now is what the subscriber must converge to.
-	_, want, err := pub.GetLastPublishedDataWithSeqnum("t")
-	if err != nil {
-		t.Fatal(err)
+	// What the publisher holds now is what the subscriber must converge to
+	// (once every publication in flight is settled).
+	var want []dse.Row
+	got := make(chan error, 1)
+	go func() {
+		var err error
+		_, want, err = pub.GetLastPublishedDataWithSeqnum("t")
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+		t.Fatal("the publisher's table never settled (goroutines above)")
 	}
 	table.Sort(want)
 	waitRows(t, sub, "pub", "t", want)
