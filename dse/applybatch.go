@@ -43,10 +43,7 @@ func (b *applyBatcher) do(ctx context.Context, cmd []byte, key string) error {
 	b.mu.Lock()
 	b.q = append(b.q, r)
 	b.mu.Unlock()
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
+	wake(b.kick)
 	select {
 	case err := <-r.done:
 		return err

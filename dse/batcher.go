@@ -73,8 +73,14 @@ func (b *batcher) enqueue(r *pubReq) {
 	b.mu.Lock()
 	b.q = append(b.q, r)
 	b.mu.Unlock()
+	wake(b.kick)
+}
+
+// wake signals a loop's one-slot channel without blocking: a signal already
+// pending covers this one too.
+func wake(ch chan struct{}) {
 	select {
-	case b.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }

@@ -96,10 +96,7 @@ func (ss *services) enqueue(d delivery) {
 	ss.dq = append(ss.dq, d)
 	ss.dqPubs += len(d.pubs)
 	ss.dqMu.Unlock()
-	select {
-	case ss.dqSignal <- struct{}{}:
-	default:
-	}
+	wake(ss.dqSignal)
 }
 
 func (ss *services) deliverLoop() {
