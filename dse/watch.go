@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"dse.dev/dse/dse/cache"
@@ -54,7 +55,9 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 			if ch.Empty() {
 				return
 			}
-			ev = WatchEvent{Seqnum: ch.Seqnum, Add: ch.Added, Del: ch.Deleted}
+			// Copies: the reader may sort them, and a snapshot's Added is
+			// the publication's own rows.
+			ev = WatchEvent{Seqnum: ch.Seqnum, Add: slices.Clone(ch.Added), Del: slices.Clone(ch.Deleted)}
 		}
 		select {
 		case events <- ev:

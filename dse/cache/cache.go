@@ -24,8 +24,10 @@ type Change struct {
 	Seqnum uint64
 	// Snapshot is true when the change came from a snapshot (as a diff).
 	Snapshot bool
-	Added    []table.Row
-	Deleted  []table.Row
+	// Added and Deleted may share their array with the publication, which
+	// other subscribers read: a handler copies them before it reorders.
+	Added   []table.Row
+	Deleted []table.Row
 	// Removed is true when the table left the cache (unsubscribed): Deleted
 	// holds its last rows.
 	Removed bool
