@@ -49,3 +49,16 @@ func BenchmarkEncodeDecodeSnapshot10k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNewSet1M indexes a million rows (a publisher's first publish, a
+// subscriber's first snapshot), then lists them as a snapshot reply does:
+// the listing walks the rows' values in the set's order.
+func BenchmarkNewSet1M(b *testing.B) {
+	rows := rowsN(1_000_000)
+	for b.Loop() {
+		s := NewSet(rows)
+		if _, err := (&Publication{Publisher: "p", Table: "t", Snapshot: true, Rows: s.Unsorted()}).Encode(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

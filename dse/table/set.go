@@ -25,6 +25,9 @@ type Set struct {
 	rows   []Row
 	hashes []uint64 // hashes[i] is rows[i]'s
 	slots  []uint32 // 0: empty; else 1 + an index into rows; len a power of 2
+	// shared: Shared handed rows' array out; it is copied before any of
+	// its first len(rows) elements changes.
+	shared bool
 }
 
 // NewSet returns a set holding rows (duplicates collapse).
@@ -34,39 +37,91 @@ func NewSet(rows []Row) *Set {
 	return s
 }
 
-// load adds rows to an empty set. A big load inserts them in the order of
-// their index slots (a counting sort on the slots' top bits), so that the
-// probes, and the rows and hashes they compare, stay in cache instead of
-// jumping across the whole index for every row.
+// load adds rows to an empty set. A big load inserts them into the index in
+// the order of their slots (a counting sort on the slots' top bits), so that
+// the probes stay in cache instead of jumping across the whole index for
+// every row. The set keeps rows' own array (shared, so copied before it is
+// changed in place): the rows stay in the order given, which is the order
+// their values lie in memory, and a million-row snapshot is not copied.
 func (s *Set) load(rows []Row) {
-	s.reserve(len(rows))
 	if len(rows) < 1<<14 {
+		s.reserve(len(rows))
 		for _, r := range rows {
 			s.add(hashRow(r), r)
 		}
 		return
 	}
-	hashes := make([]uint64, len(rows))
+	if len(rows) >= math.MaxUint32-1 {
+		panic("table: set over 4 billion rows")
+	}
+	s.slots = make([]uint32, slotsFor(len(rows)))
+	s.rows, s.shared = rows[:len(rows):len(rows)], true
+	s.hashes = make([]uint64, len(rows))
 	for i, r := range rows {
-		hashes[i] = hashRow(r)
+		s.hashes[i] = hashRow(r)
 	}
 	mask := uint64(len(s.slots) - 1)
 	shift := max(0, bits.Len64(mask)-10) // at most 1024 buckets
 	starts := make([]int, (mask>>shift)+2)
-	for _, h := range hashes {
+	for _, h := range s.hashes {
 		starts[(h&mask)>>shift+1]++
 	}
 	for b := 1; b < len(starts); b++ {
 		starts[b] += starts[b-1]
 	}
-	order := make([]int32, len(rows))
-	for i, h := range hashes {
+	order := make([]uint32, len(rows))
+	for i, h := range s.hashes {
 		b := (h & mask) >> shift
-		order[starts[b]] = int32(i)
+		order[starts[b]] = uint32(i)
 		starts[b]++
 	}
+	var dup []bool // dup[i]: rows[i] repeats an earlier row
 	for _, i := range order {
-		s.add(hashes[i], rows[i])
+		h := s.hashes[i]
+		j := h & mask
+		for {
+			o := s.slots[j]
+			if o == 0 {
+				s.slots[j] = i + 1
+				break
+			}
+			// The occupants met here went in moments ago: their hashes
+			// are still in cache.
+			if s.hashes[o-1] == h && Equal(s.rows[o-1], s.rows[i]) {
+				if dup == nil {
+					dup = make([]bool, len(rows))
+				}
+				dup[i] = true
+				break
+			}
+			j = (j + 1) & mask
+		}
+	}
+	if dup != nil {
+		s.dropLoaded(dup)
+	}
+}
+
+// dropLoaded removes the rows load marked as repeats, keeping the order of
+// the others, and renumbers the index.
+func (s *Set) dropLoaded(dup []bool) {
+	s.rows, s.shared = append([]Row(nil), s.rows...), false
+	renum := make([]uint32, len(s.rows)) // old index -> 1 + new index
+	k := 0
+	for i := range s.rows {
+		if dup[i] {
+			continue
+		}
+		s.rows[k], s.hashes[k] = s.rows[i], s.hashes[i]
+		k++
+		renum[i] = uint32(k)
+	}
+	clear(s.rows[k:])
+	s.rows, s.hashes = s.rows[:k], s.hashes[:k]
+	for j, v := range s.slots {
+		if v != 0 {
+			s.slots[j] = renum[v-1]
+		}
 	}
 }
 
@@ -120,16 +175,14 @@ func Equal(a, b Row) bool {
 
 // reserve makes room for n rows without growing the index.
 func (s *Set) reserve(n int) {
-	size := 8
-	for size < 2*n {
-		size *= 2
-	}
+	size := slotsFor(n)
 	if size <= len(s.slots) {
 		return
 	}
 	if cap(s.rows) < n {
 		s.rows = append(make([]Row, 0, n), s.rows...)
 		s.hashes = append(make([]uint64, 0, n), s.hashes...)
+		s.shared = false
 	}
 	s.slots = make([]uint32, size)
 	mask := uint64(size - 1)
@@ -140,6 +193,15 @@ func (s *Set) reserve(n int) {
 		}
 		s.slots[j] = uint32(i + 1)
 	}
+}
+
+// slotsFor is the index size for n rows: a power of 2, at most half full.
+func slotsFor(n int) int {
+	size := 8
+	for size < 2*n {
+		size *= 2
+	}
+	return size
 }
 
 // find returns r's slot (hash h) and whether it holds r; when it does not,
@@ -173,6 +235,9 @@ func (s *Set) add(h uint64, r Row) bool {
 		panic("table: set over 4 billion rows")
 	}
 	s.slots[j] = uint32(len(s.rows) + 1)
+	if len(s.rows) == cap(s.rows) {
+		s.shared = false // append moves the rows to a new array
+	}
 	s.rows = append(s.rows, r)
 	s.hashes = append(s.hashes, h)
 	return true
@@ -199,6 +264,10 @@ func (s *Set) remove(h uint64, r Row) bool {
 		j = k
 	}
 	// Keep the rows dense: the last one moves into the hole.
+	if s.shared {
+		s.rows = append(make([]Row, 0, cap(s.rows)), s.rows...)
+		s.shared = false
+	}
 	last := uint32(len(s.rows) - 1)
 	if i != last {
 		for k := s.hashes[last] & mask; ; k = (k + 1) & mask {
@@ -232,6 +301,15 @@ func (s *Set) Rows() []Row {
 
 // Unsorted returns the rows in no particular order (cheaper than Rows).
 func (s *Set) Unsorted() []Row { return append([]Row(nil), s.rows...) }
+
+// Shared returns the rows in no particular order without copying them, for
+// a reader outside the owner's lock (a snapshot being encoded): the set
+// copies its rows before it next changes one in place, so what Shared
+// returned stays as it was. The caller must not modify it.
+func (s *Set) Shared() []Row {
+	s.shared = true
+	return s.rows[:len(s.rows):len(s.rows)]
+}
 
 // Clone returns an independent copy (rows are shared: they are immutable).
 func (s *Set) Clone() *Set {
@@ -269,29 +347,23 @@ func (s *Set) Apply(add, del []Row) (added, deleted []Row) {
 
 // Replace sets the content to rows and returns the difference from the old
 // content, as a delta (a snapshot handed on as a diff, like client-go's
-// DeltaFIFO on relist). Into an empty set, added may be rows itself: the
-// results are the caller's to read, not to modify.
+// DeltaFIFO on relist). The set keeps rows' array (see load); into an empty
+// set, added may be rows itself. The caller must modify none of them.
 func (s *Set) Replace(rows []Row) (added, deleted []Row) {
-	next := NewSet(nil)
-	next.reserve(len(rows))
+	next := NewSet(rows)
 	if len(s.rows) == 0 {
 		// Into an empty set (a first snapshot): everything is added.
-		next.load(rows)
 		*s = *next
 		if len(s.rows) == len(rows) {
 			// rows itself, not a copy: a copy of a million rows under a
-			// running GC's write barrier took a third of a second. The
-			// caller must not modify what Replace returns.
+			// running GC's write barrier took a third of a second.
 			return rows, nil
 		}
 		return s.Unsorted(), nil // without the duplicates
 	}
-	for _, r := range rows {
-		h := hashRow(r)
-		if next.add(h, r) {
-			if _, had := s.find(h, r); !had {
-				added = append(added, r)
-			}
+	for i, r := range next.rows {
+		if _, had := s.find(next.hashes[i], r); !had {
+			added = append(added, r)
 		}
 	}
 	for i, r := range s.rows {

@@ -3,6 +3,7 @@ package table
 import (
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -135,7 +136,7 @@ func TestEqualMatchesKey(t *testing.T) {
 
 // TestSetLoadBig: a load big enough to take the slot-ordered path, with
 // duplicates, with the real hash and with one whose low bits collide, holds
-// exactly the distinct rows and stays usable.
+// exactly the distinct rows, in the order given, and stays usable.
 func TestSetLoadBig(t *testing.T) {
 	real := hashRow
 	defer func() { hashRow = real }()
@@ -164,6 +165,12 @@ func TestSetLoadBig(t *testing.T) {
 		if s.Has(Row{int64(40_000), "r"}) {
 			t.Fatalf("%s: holds a row never added", name)
 		}
+		// The rows stay in the order given, the repeats left out.
+		for i, r := range s.Unsorted() {
+			if r[0] != int64(i) {
+				t.Fatalf("%s: row %d listed is %v", name, i, r)
+			}
+		}
 		var del []Row
 		for i := 0; i < 40_000; i += 3 {
 			del = append(del, Row{int64(i), "r"})
@@ -180,5 +187,62 @@ func TestSetLoadBig(t *testing.T) {
 		if len(added) != 40_000 || deleted != nil {
 			t.Fatalf("%s: Replace into empty added %d", name, len(added))
 		}
+	}
+}
+
+// TestSetSharedStaysAsItWas: what Shared returned does not change when the
+// set changes afterwards, by deletes (which move rows in place), adds or a
+// Replace.
+func TestSetSharedStaysAsItWas(t *testing.T) {
+	var rows []Row
+	for i := range 100 {
+		rows = append(rows, Row{int64(i)})
+	}
+	s := NewSet(rows)
+	shared := s.Shared()
+	want := slices.Clone(shared)
+	s.Apply([]Row{{int64(100)}, {int64(101)}}, []Row{{int64(0)}, {int64(50)}, {int64(99)}})
+	if !reflect.DeepEqual(shared, want) {
+		t.Fatal("a delete changed what Shared returned")
+	}
+	if s.Len() != 99 || s.Has(Row{int64(50)}) || !s.Has(Row{int64(101)}) || !s.Has(Row{int64(98)}) {
+		t.Fatalf("set after the change: %d rows", s.Len())
+	}
+	again := s.Shared()
+	want = slices.Clone(again)
+	s.Replace([]Row{{int64(7)}})
+	s.Apply(nil, []Row{{int64(7)}})
+	if !reflect.DeepEqual(again, want) {
+		t.Fatal("a Replace and a delete changed what Shared returned")
+	}
+}
+
+// TestSetKeepsBigLoadsIntact: a big load keeps the caller's array rather
+// than copying it, and changes to the set never reach that array.
+func TestSetKeepsBigLoadsIntact(t *testing.T) {
+	var rows []Row
+	for i := range 40_000 {
+		rows = append(rows, Row{int64(i)})
+	}
+	want := slices.Clone(rows)
+	s := NewSet(rows)
+	var del []Row
+	for i := 0; i < 40_000; i += 2 {
+		del = append(del, Row{int64(i)})
+	}
+	s.Apply([]Row{{int64(-1)}}, del)
+	if !reflect.DeepEqual(rows, want) {
+		t.Fatal("changing the set changed the rows it was loaded from")
+	}
+	if s.Len() != 20_001 || !s.Has(Row{int64(-1)}) || !s.Has(Row{int64(39_999)}) || s.Has(Row{int64(0)}) {
+		t.Fatalf("set after the change: %d rows", s.Len())
+	}
+	r := NewSet(nil)
+	if added, _ := r.Replace(rows); &added[0] != &rows[0] {
+		t.Fatal("Replace into an empty set copied the rows")
+	}
+	r.Apply(nil, rows[:100])
+	if !reflect.DeepEqual(rows, want) {
+		t.Fatal("changing a set changed the rows it was replaced with")
 	}
 }
