@@ -142,14 +142,19 @@ func (s *DataService) existingTable(name string) (*pubTable, bool) {
 // Nothing changed means nothing is sent and no seqnum used: it returns
 // (current seqnum, false). Otherwise it returns the publication's seqnum
 // once it is committed in the registry and pushed to subscriber nodes.
+// rows, the slice and its Rows, are the node's from the call on: the caller
+// must not modify them.
 func (s *DataService) Publish(ctx context.Context, tableName string, rows []Row, useSnapshot bool) (uint64, bool, error) {
 	if err := table.CanonicalRows(rows, table.DefaultLimits); err != nil {
 		return 0, false, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return s.publish(ctx, tableName, func(t *pubTable) (add, del []Row) {
-		add, del = t.rows.Diff(rows)
-		t.rows.Apply(add, del)
-		return add, del
+	return s.publish(ctx, tableName, func(t *pubTable) (add, del, content []Row) {
+		// The new content, indexed once; the delta falls out of it.
+		add, del = t.rows.Replace(rows)
+		if t.rows.Len() == len(rows) {
+			content = rows // no duplicates: a snapshot needs no copy
+		}
+		return add, del, content
 	}, useSnapshot)
 }
 
@@ -168,15 +173,17 @@ func (s *DataService) PublishDelta(ctx context.Context, tableName string, add, d
 			return 0, false, fmt.Errorf("%w: %s/%s was published before this instance owned it: publish its full content first", ErrInvalid, s.id, tableName)
 		}
 	}
-	return s.publish(ctx, tableName, func(t *pubTable) ([]Row, []Row) {
+	return s.publish(ctx, tableName, func(t *pubTable) ([]Row, []Row, []Row) {
 		// Set.Apply reports what actually changed: that is the delta.
-		return t.rows.Apply(add, del)
+		added, deleted := t.rows.Apply(add, del)
+		return added, deleted, nil
 	}, false)
 }
 
 // publish runs change on the table's content (under its lock; change returns
-// what it actually added and deleted), then sequences the publication.
-func (s *DataService) publish(ctx context.Context, tableName string, change func(*pubTable) (add, del []Row), useSnapshot bool) (uint64, bool, error) {
+// what it actually added and deleted, and the whole new content when it
+// has it as a slice of its own), then sequences the publication.
+func (s *DataService) publish(ctx context.Context, tableName string, change func(*pubTable) (add, del, content []Row), useSnapshot bool) (uint64, bool, error) {
 	if !validName(tableName) {
 		return 0, false, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, tableName)
 	}
@@ -199,7 +206,7 @@ func (s *DataService) publish(ctx context.Context, tableName string, change func
 		t.cond.Wait()
 	}
 	req.epoch = t.epoch
-	add, del := change(t)
+	add, del, content := change(t)
 	// A new owner's first publication of each table is a snapshot.
 	first := !t.published || (t.inc != 0 && t.inc != inc)
 	if len(add) == 0 && len(del) == 0 && !first && !t.forceSnapshot {
@@ -214,7 +221,10 @@ func (s *DataService) publish(ctx context.Context, tableName string, change func
 		SentAt:    time.Now().UnixNano(),
 	}
 	if p.Snapshot {
-		p.Rows = t.rows.Unsorted()
+		p.Rows = content
+		if p.Rows == nil {
+			p.Rows = t.rows.Shared()
+		}
 	} else {
 		p.Add, p.Del = add, del
 	}
@@ -242,7 +252,7 @@ func (s *DataService) heal(tableName string) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	if _, changed, err := s.publish(ctx, tableName, func(*pubTable) (add, del []Row) { return nil, nil }, true); err == nil && changed {
+	if _, changed, err := s.publish(ctx, tableName, func(*pubTable) (add, del, content []Row) { return nil, nil, nil }, true); err == nil && changed {
 		n.logger.Info("table healed with a snapshot after a failed publication", "service", s.id, "table", tableName)
 	}
 }
@@ -278,7 +288,7 @@ func (s *DataService) GetLastPublishedDataWithSeqnum(tableName string) (uint64, 
 func (t *pubTable) snapshotPublication(publisher string) *table.Publication {
 	var p *table.Publication
 	t.settled(func() {
-		p = &table.Publication{Publisher: publisher, Table: t.name, Seqnum: t.seqnum, Snapshot: true, Rows: t.rows.Unsorted()}
+		p = &table.Publication{Publisher: publisher, Table: t.name, Seqnum: t.seqnum, Snapshot: true, Rows: t.rows.Shared()}
 	})
 	return p
 }

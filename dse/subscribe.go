@@ -468,13 +468,16 @@ func (ss *services) catchupReply(req catchupRequest) ([]byte, error) {
 			pubs = []*table.Publication{t.snapshotPublication(svc.id)}
 		}
 	}
-	out := make([]byte, table.BatchHeaderSize, 4096)
+	size := table.BatchHeaderSize
 	for _, p := range pubs {
-		b, err := p.Encode()
-		if err != nil {
+		size += p.SizeHint()
+	}
+	out := make([]byte, table.BatchHeaderSize, size)
+	for _, p := range pubs {
+		var err error
+		if out, err = p.AppendTo(out); err != nil {
 			return nil, err
 		}
-		out = append(out, b...)
 	}
 	table.PutBatchHeader(out, len(pubs))
 	return out, nil
