@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -30,5 +33,40 @@ func BenchmarkPublishPath(b *testing.B) {
 		}
 		b.ReportMetric(res.PubsPerSec, "pubs/s")
 		b.ReportMetric(res.Latency.P50, "p50-µs")
+	}
+}
+
+// TestMain lets this test binary be a bench node process for the
+// multi-process snapshot test: it re-runs itself with DSE_BENCH_NODE set.
+func TestMain(m *testing.M) {
+	if os.Getenv("DSE_BENCH_NODE") == "1" {
+		if err := RunSnapshotNode(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSnapshotSmoke takes a snapshot big enough for the bulk load, with
+// both nodes in this process and with a process per node.
+func TestSnapshotSmoke(t *testing.T) {
+	self := func(ctx context.Context) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "DSE_BENCH_NODE=1")
+		return cmd
+	}
+	for _, spawn := range []Spawn{nil, self} {
+		res, err := Snapshot(context.Background(), SnapshotConfig{Rows: 20_000, Columns: 4, Spawn: spawn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Rows != 20_000 || res.Bytes == 0 || res.Seconds <= 0 || res.BaselineSeconds <= 0 || res.RSSMB <= 0 {
+			t.Fatalf("%s: got %+v", res.Mode, res)
+		}
+		if (spawn != nil) != (res.Mode == "multi-process") || (spawn != nil) != (len(res.NodeRSSMB) == 2) {
+			t.Fatalf("mode %s with node RSS %v", res.Mode, res.NodeRSSMB)
+		}
 	}
 }

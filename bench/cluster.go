@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -15,9 +14,8 @@ import (
 
 // Cluster is a set of in-process nodes on loopback with real storage.
 type Cluster struct {
-	Nodes []*dse.Node
-	dir   string
-	temp  bool
+	Nodes   []*dse.Node
+	cleanup func()
 }
 
 // StartCluster starts n nodes under dir (a new temporary folder, removed by
@@ -26,26 +24,16 @@ func StartCluster(ctx context.Context, dir string, n int, logStore string, logge
 	if n < 1 {
 		return nil, fmt.Errorf("nodes %d: want at least 1", n)
 	}
-	c := &Cluster{dir: dir}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "dse-bench-")
-		if err != nil {
-			return nil, err
-		}
-		c.dir, c.temp = d, true
+	dir, cleanup, err := benchDir(dir)
+	if err != nil {
+		return nil, err
 	}
+	c := &Cluster{cleanup: cleanup}
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	for i := range n {
-		cfg := dse.DefaultConfig()
-		cfg.ID = fmt.Sprintf("bench%d", i+1)
-		cfg.DataDir = filepath.Join(c.dir, cfg.ID)
-		cfg.Bind, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Bootstrap = i == 0
-		cfg.Logger = logger
-		cfg.LogStore = logStore
-		node, err := dse.New(cfg)
+		node, err := dse.New(nodeConfig(dir, fmt.Sprintf("bench%d", i+1), logStore, i == 0, logger))
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -84,9 +72,20 @@ func (c *Cluster) Close() {
 	for i := len(c.Nodes) - 1; i >= 0; i-- {
 		c.Nodes[i].Close()
 	}
-	if c.temp {
-		os.RemoveAll(c.dir)
+	c.cleanup()
+}
+
+// benchDir returns dir, or a new temporary folder when dir is empty, and
+// what removes it afterwards (nothing for a dir the user named).
+func benchDir(dir string) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, nil
 	}
+	d, err := os.MkdirTemp("", "dse-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	return d, func() { os.RemoveAll(d) }, nil
 }
 
 // Latency summarizes durations in microseconds.

@@ -5,16 +5,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"dse.dev/dse/dse"
-	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/table"
 )
 
@@ -24,6 +21,9 @@ type SnapshotConfig struct {
 	LogStore string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
 	Rows     int
 	Columns  int
+	// Spawn, when set, runs each node in a process of its own (see
+	// RunSnapshotNode); without it both nodes run in this process.
+	Spawn Spawn
 }
 
 // SnapshotResult is what `dse bench snapshot --json` prints.
@@ -38,8 +38,17 @@ type SnapshotResult struct {
 	BaselineSeconds float64 `json:"baseline_seconds"`
 	// CodecSeconds is dse's publication codec alone on the same rows.
 	CodecSeconds float64 `json:"codec_seconds"`
-	RSSMB        float64 `json:"rss_mb"`
+	// RSSMB is the peak resident set of the nodes: the larger of
+	// NodeRSSMB's with a process per node, the one process's otherwise.
+	RSSMB     float64            `json:"rss_mb"`
+	NodeRSSMB map[string]float64 `json:"node_rss_mb,omitempty"`
 }
+
+// The big table's publisher and name.
+const (
+	bigPublisher = "bench-big"
+	bigTable     = "big"
+)
 
 func makeRows(n, cols int) []dse.Row {
 	rows := make([]dse.Row, n)
@@ -60,7 +69,7 @@ func makeRows(n, cols int) []dse.Row {
 	return rows
 }
 
-// peakRSSMB reads the process's peak resident set (all nodes run here).
+// peakRSSMB reads this process's peak resident set.
 func peakRSSMB() float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
@@ -83,58 +92,46 @@ func Snapshot(ctx context.Context, cfg SnapshotConfig) (*SnapshotResult, error) 
 	if cfg.Rows < 1 || cfg.Columns < 1 {
 		return nil, fmt.Errorf("--rows and --columns must be positive")
 	}
-	rows := makeRows(cfg.Rows, cfg.Columns)
 	res := &SnapshotResult{Mode: "in-process", Rows: cfg.Rows, Columns: cfg.Columns}
-	c, err := StartCluster(ctx, cfg.Dir, 2, cfg.LogStore, nil)
+	var err error
+	if cfg.Spawn != nil {
+		res.Mode = "multi-process"
+		err = snapshotProcesses(ctx, cfg, res)
+	} else {
+		err = snapshotInProcess(ctx, cfg, res)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	res.LogStore = c.Nodes[0].LogStore()
-	pub := dse.NewDataService("bench-big", dse.Hooks{})
-	if err := c.Nodes[0].Register(ctx, pub); err != nil {
-		return nil, err
-	}
-	if _, _, err := pub.Publish(ctx, "big", rows, true); err != nil {
-		return nil, err
-	}
-	rows = nil
-	var once sync.Once
-	got := make(chan struct{})
-	sub := dse.NewDataService("bench-snap-sub", dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
-		if d.Snapshot && len(d.Rows) == cfg.Rows {
-			once.Do(func() { close(got) })
-		}
-	}})
-	if err := c.Nodes[1].Register(ctx, sub); err != nil {
-		return nil, err
-	}
-	// As testing.B does before a benchmark: start from a collected heap, so
-	// the setup's garbage is not charged to the measurement.
-	runtime.GC()
-	start := time.Now()
-	if err := sub.Subscribe(ctx, "bench-big", "big"); err != nil {
-		return nil, err
-	}
-	select {
-	case <-got:
-	case <-time.After(5 * time.Minute):
-		return nil, fmt.Errorf("the snapshot did not arrive in 5 minutes")
-	}
-	res.Seconds = time.Since(start).Seconds()
-	if n := sub.Cache().Len(cache.TableID{Publisher: "bench-big", Table: "big"}); n != cfg.Rows {
-		return nil, fmt.Errorf("subscriber holds %d rows, want %d", n, cfg.Rows)
-	}
-	// Peak RSS of the process so far: both nodes, and the generated rows
-	// (which the publisher's table holds), before the floors below add
-	// garbage of their own.
-	res.RSSMB = peakRSSMB()
-	c.Close()
 	if err := snapshotFloors(res, makeRows(cfg.Rows, cfg.Columns)); err != nil {
 		return nil, err
 	}
 	res.MBPerSec = float64(res.Bytes) / 1e6 / res.Seconds
 	return res, nil
+}
+
+func snapshotInProcess(ctx context.Context, cfg SnapshotConfig, res *SnapshotResult) error {
+	c, err := StartCluster(ctx, cfg.Dir, 2, cfg.LogStore, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res.LogStore = c.Nodes[0].LogStore()
+	pub := dse.NewDataService(bigPublisher, dse.Hooks{})
+	if err := c.Nodes[0].Register(ctx, pub); err != nil {
+		return err
+	}
+	if _, _, err := pub.Publish(ctx, bigTable, makeRows(cfg.Rows, cfg.Columns), true); err != nil {
+		return err
+	}
+	if res.Seconds, err = timeSnapshot(ctx, c.Nodes[1], cfg.Rows); err != nil {
+		return err
+	}
+	// Peak RSS of the process so far: both nodes, and the generated rows
+	// (which the publisher's table holds), before the floors add garbage
+	// of their own.
+	res.RSSMB = peakRSSMB()
+	return nil
 }
 
 // snapshotFloors measures what the snapshot is compared with, on the same

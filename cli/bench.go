@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -21,7 +23,7 @@ func benchCommand() *ucli.Command {
 	}
 	return &ucli.Command{
 		Name:  "bench",
-		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync), in this process",
+		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync)",
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "publish",
@@ -49,8 +51,15 @@ func benchCommand() *ucli.Command {
 					logStore(),
 					&ucli.IntFlag{Name: "rows", Value: 1_000_000},
 					&ucli.IntFlag{Name: "columns", Value: 3},
+					&ucli.BoolFlag{Name: "in-process", Usage: "run both nodes in this process (default: a dse process per node, so that each node's RSS is its own)"},
 				},
 				Action: benchSnapshot,
+			},
+			{
+				// One node of a multi-process snapshot bench, run by it.
+				Name:   "snapshot-node",
+				Hidden: true,
+				Action: func(c *ucli.Context) error { return bench.RunSnapshotNode(c.Context, os.Stdin, c.App.Writer) },
 			},
 			{
 				Name:  "registry",
@@ -140,15 +149,32 @@ func benchSnapshot(c *ucli.Context) error {
 	if ls := c.String("log-store"); !validLogStore(ls, false) {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
-	res, err := bench.Snapshot(c.Context, bench.SnapshotConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Rows: c.Int("rows"), Columns: c.Int("columns")})
+	if c.Int("rows") < 1 || c.Int("columns") < 1 {
+		return usagef("--rows %d and --columns %d: want at least 1 of each", c.Int("rows"), c.Int("columns"))
+	}
+	cfg := bench.SnapshotConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Rows: c.Int("rows"), Columns: c.Int("columns")}
+	if !c.Bool("in-process") {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("cannot find the dse binary to start the nodes with: %w (or use --in-process)", err)
+		}
+		cfg.Spawn = func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, exe, "bench", "snapshot-node") }
+	}
+	res, err := bench.Snapshot(c.Context, cfg)
 	if err != nil {
 		return err
 	}
 	if jsonOut(c) {
 		return printJSON(c, res)
 	}
-	fmt.Fprintf(c.App.Writer, "snapshot: 2 nodes (%s, %s log), %d rows of %d columns, %.1f MB\n  %.3fs, %.0f MB/s; bare encode+decode %.3fs (%.1fx); peak RSS %.0f MB\n",
-		res.Mode, res.LogStore, res.Rows, res.Columns, float64(res.Bytes)/1e6, res.Seconds, res.MBPerSec, res.BaselineSeconds, res.Seconds/res.BaselineSeconds, res.RSSMB)
+	w := c.App.Writer
+	fmt.Fprintf(w, "snapshot: 2 nodes (%s, %s log), %d rows of %d columns, %.1f MB\n  %.3fs, %.0f MB/s; bare encode+decode %.3fs (%.1fx)\n",
+		res.Mode, res.LogStore, res.Rows, res.Columns, float64(res.Bytes)/1e6, res.Seconds, res.MBPerSec, res.BaselineSeconds, res.Seconds/res.BaselineSeconds)
+	if res.NodeRSSMB != nil {
+		fmt.Fprintf(w, "  peak RSS: publisher node %.0f MB, subscriber node %.0f MB\n", res.NodeRSSMB["publisher"], res.NodeRSSMB["subscriber"])
+	} else {
+		fmt.Fprintf(w, "  peak RSS of the process (both nodes): %.0f MB\n", res.RSSMB)
+	}
 	return nil
 }
 

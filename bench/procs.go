@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/api"
+	"dse.dev/dse/dse/cache"
+)
+
+// Spawn returns a command that runs this program as one bench node: a
+// process that calls RunSnapshotNode with its stdin and stdout. The CLI
+// passes one that runs `dse bench snapshot-node`; tests re-run their own
+// binary.
+type Spawn func(ctx context.Context) *exec.Cmd
+
+// Snapshot node roles.
+const (
+	rolePublisher  = "publisher"
+	roleSubscriber = "subscriber"
+)
+
+// nodeSpec is the one line a bench node process reads first on stdin.
+type nodeSpec struct {
+	Role     string `json:"role"`
+	ID       string `json:"id"`
+	Dir      string `json:"dir"`
+	LogStore string `json:"log_store,omitempty"`
+	Rows     int    `json:"rows"`
+	Columns  int    `json:"columns"`
+	// Join is the publisher node's HTTP address, for the subscriber.
+	Join string `json:"join,omitempty"`
+}
+
+// nodeReport is a line a bench node process writes on stdout: the
+// publisher's once its table is published and once stdin closes, the
+// subscriber's once it has the snapshot.
+type nodeReport struct {
+	HTTPAddr string  `json:"http_addr,omitempty"`
+	LogStore string  `json:"log_store,omitempty"`
+	Seconds  float64 `json:"seconds,omitempty"`
+	RSSMB    float64 `json:"rss_mb,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
+// nodeConfig is the configuration of bench node id under dir: real TCP on
+// 127.0.0.1, a Raft log with fsync.
+func nodeConfig(dir, id, logStore string, bootstrap bool, logger hclog.Logger) dse.Config {
+	cfg := dse.DefaultConfig()
+	cfg.ID = id
+	cfg.DataDir = filepath.Join(dir, id)
+	cfg.Bind, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Bootstrap = bootstrap
+	cfg.Logger = logger
+	cfg.LogStore = logStore
+	return cfg
+}
+
+// RunSnapshotNode is one node of a multi-process `dse bench snapshot`: it
+// reads its nodeSpec from in, reports on out, and stops when in closes
+// (when the bench, its parent, is done or gone).
+func RunSnapshotNode(ctx context.Context, in io.Reader, out io.Writer) error {
+	lines := bufio.NewScanner(in)
+	if !lines.Scan() {
+		return errors.New("bench node: no spec on stdin")
+	}
+	var spec nodeSpec
+	if err := json.Unmarshal(lines.Bytes(), &spec); err != nil {
+		return fmt.Errorf("bench node: spec: %w", err)
+	}
+	enc := json.NewEncoder(out)
+	rep, stop, err := startSnapshotNode(ctx, spec)
+	if err != nil {
+		enc.Encode(nodeReport{Error: err.Error()})
+		return err
+	}
+	defer stop()
+	if err := enc.Encode(rep); err != nil {
+		return err
+	}
+	for lines.Scan() { // until the parent closes stdin
+	}
+	if spec.Role == rolePublisher {
+		return enc.Encode(nodeReport{RSSMB: peakRSSMB()})
+	}
+	return nil
+}
+
+// startSnapshotNode starts spec's node and does its part: the publisher
+// publishes the big table, the subscriber joins and times its snapshot.
+func startSnapshotNode(ctx context.Context, spec nodeSpec) (nodeReport, func(), error) {
+	bootstrap := spec.Role == rolePublisher
+	if !bootstrap && spec.Role != roleSubscriber {
+		return nodeReport{}, nil, fmt.Errorf("bench node: unknown role %q", spec.Role)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nodeReport{}, nil, err
+	}
+	cfg := nodeConfig(spec.Dir, spec.ID, spec.LogStore, bootstrap, hclog.NewNullLogger())
+	cfg.HTTPAddr = ln.Addr().String()
+	node, err := dse.New(cfg)
+	if err != nil {
+		ln.Close()
+		return nodeReport{}, nil, err
+	}
+	srv := api.NewServer(node, api.ServerConfig{})
+	go srv.Serve(ln)
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		node.Close()
+	}
+	rep := nodeReport{HTTPAddr: node.HTTPAddr(), LogStore: node.LogStore()}
+	if bootstrap {
+		err = publishBigTable(ctx, node, spec)
+	} else {
+		rep.Seconds, err = takeSnapshot(ctx, node, spec)
+		rep.RSSMB = peakRSSMB()
+	}
+	if err != nil {
+		stop()
+		return nodeReport{}, nil, err
+	}
+	return rep, stop, nil
+}
+
+func publishBigTable(ctx context.Context, node *dse.Node, spec nodeSpec) error {
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := node.WaitLeader(wctx); err != nil {
+		return err
+	}
+	pub := dse.NewDataService(bigPublisher, dse.Hooks{})
+	if err := node.Register(ctx, pub); err != nil {
+		return err
+	}
+	if _, _, err := pub.Publish(ctx, bigTable, makeRows(spec.Rows, spec.Columns), true); err != nil {
+		return err
+	}
+	runtime.GC() // the generator's garbage is not the node's
+	return nil
+}
+
+// takeSnapshot joins the publisher's cluster and times a new subscriber's
+// snapshot of the big table, from the subscribe call until the subscriber's
+// cache holds every row.
+func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) (float64, error) {
+	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	err := api.JoinCluster(jctx, []string{spec.Join}, nil, "", dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: true})
+	if err != nil {
+		return 0, err
+	}
+	for {
+		if _, _, ok := node.FSM().Owner(bigPublisher); ok && len(node.FSM().Nodes()) == 2 {
+			break
+		}
+		select {
+		case <-jctx.Done():
+			return 0, fmt.Errorf("the publisher is not in this node's registry after joining: %w", jctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return timeSnapshot(ctx, node, spec.Rows)
+}
+
+// timeSnapshot registers a subscriber on node and times its snapshot of the
+// big table, from the subscribe call until its cache holds all rows.
+func timeSnapshot(ctx context.Context, node *dse.Node, rows int) (float64, error) {
+	var once sync.Once
+	got := make(chan struct{})
+	sub := dse.NewDataService("bench-snap-sub", dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
+		if d.Snapshot && len(d.Rows) == rows {
+			once.Do(func() { close(got) })
+		}
+	}})
+	if err := node.Register(ctx, sub); err != nil {
+		return 0, err
+	}
+	// As testing.B does before a benchmark: start from a collected heap, so
+	// the setup's garbage is not charged to the measurement.
+	runtime.GC()
+	start := time.Now()
+	if err := sub.Subscribe(ctx, bigPublisher, bigTable); err != nil {
+		return 0, err
+	}
+	select {
+	case <-got:
+	case <-time.After(5 * time.Minute):
+		return 0, fmt.Errorf("the snapshot did not arrive in 5 minutes")
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	seconds := time.Since(start).Seconds()
+	if n := sub.Cache().Len(cache.TableID{Publisher: bigPublisher, Table: bigTable}); n != rows {
+		return 0, fmt.Errorf("subscriber holds %d rows, want %d", n, rows)
+	}
+	return seconds, nil
+}
+
+// nodeProc is a running bench node process.
+type nodeProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *json.Decoder
+}
+
+func startNodeProc(ctx context.Context, spawn Spawn, spec nodeSpec) (*nodeProc, error) {
+	cmd := spawn(ctx)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start bench node %s: %w", spec.ID, err)
+	}
+	p := &nodeProc{cmd: cmd, stdin: stdin, out: json.NewDecoder(stdout)}
+	line, _ := json.Marshal(spec)
+	if _, err := stdin.Write(append(line, '\n')); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("bench node %s: %w", spec.ID, err)
+	}
+	return p, nil
+}
+
+// report reads the node's next report.
+func (p *nodeProc) report() (nodeReport, error) {
+	var r nodeReport
+	if err := p.out.Decode(&r); err != nil {
+		return r, fmt.Errorf("bench node %s: no report: %w", p.cmd.Path, err)
+	}
+	if r.Error != "" {
+		return r, errors.New(r.Error)
+	}
+	return r, nil
+}
+
+// stop closes the node's stdin, which ends it, and waits for it (killing
+// it if it does not end in 30 seconds).
+func (p *nodeProc) stop() error {
+	p.stdin.Close()
+	t := time.AfterFunc(30*time.Second, func() { p.cmd.Process.Kill() })
+	defer t.Stop()
+	return p.cmd.Wait()
+}
+
+// snapshotProcesses runs the snapshot benchmark with each node in its own
+// process, so that each node's peak RSS is its own.
+func snapshotProcesses(ctx context.Context, cfg SnapshotConfig, res *SnapshotResult) error {
+	ctx, cancel := context.WithCancel(ctx) // kills the nodes on the way out
+	defer cancel()
+	dir, cleanup, err := benchDir(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	pub, err := startNodeProc(ctx, cfg.Spawn, nodeSpec{Role: rolePublisher, ID: "bench1", Dir: dir, LogStore: cfg.LogStore, Rows: cfg.Rows, Columns: cfg.Columns})
+	if err != nil {
+		return err
+	}
+	defer pub.stop()
+	ready, err := pub.report()
+	if err != nil {
+		return err
+	}
+	res.LogStore = ready.LogStore
+	sub, err := startNodeProc(ctx, cfg.Spawn, nodeSpec{Role: roleSubscriber, ID: "bench2", Dir: dir, LogStore: cfg.LogStore, Rows: cfg.Rows, Columns: cfg.Columns, Join: ready.HTTPAddr})
+	if err != nil {
+		return err
+	}
+	defer sub.stop()
+	got, err := sub.report()
+	if err != nil {
+		return err
+	}
+	res.Seconds = got.Seconds
+	res.NodeRSSMB = map[string]float64{rolePublisher: 0, roleSubscriber: got.RSSMB}
+	pub.stdin.Close()
+	last, err := pub.report()
+	if err != nil {
+		return err
+	}
+	res.NodeRSSMB[rolePublisher] = last.RSSMB
+	res.RSSMB = max(last.RSSMB, got.RSSMB)
+	return nil
+}
