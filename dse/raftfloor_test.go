@@ -1,0 +1,77 @@
+package dse
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// nopFSM applies nothing: the floor measures Raft alone.
+type nopFSM struct{}
+
+func (nopFSM) Apply(*raft.Log) any                 { return nil }
+func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, errors.New("no snapshots") }
+func (nopFSM) Restore(io.ReadCloser) error         { return nil }
+
+// BenchmarkRaftFloor is hashicorp/raft alone, under dse's own log store and
+// settings: 3 nodes over TCP on loopback, one 100-byte Apply at a time on
+// the leader. Its p50 is the floor under `dse bench publish --rate 1000`,
+// whose every publication waits for one such commit.
+func BenchmarkRaftFloor(b *testing.B) {
+	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
+		b.Run(kind, func(b *testing.B) {
+			var nodes []*raft.Raft
+			var servers []raft.Server
+			for i := range 3 {
+				store, _, err := openLogStore(b.TempDir(), kind)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer store.Close()
+				tr, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 2*time.Second, io.Discard)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tr.Close()
+				rc := raft.DefaultConfig()
+				rc.LocalID = raft.ServerID(fmt.Sprint(i))
+				rc.CommitTimeout, rc.BatchApplyCh, rc.MaxAppendEntries = 5*time.Millisecond, true, 256 // as startRaft
+				rc.LogOutput = io.Discard
+				r, err := raft.NewRaft(rc, nopFSM{}, store, store, raft.NewInmemSnapshotStore(), tr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer func() { r.Shutdown().Error() }()
+				nodes = append(nodes, r)
+				servers = append(servers, raft.Server{ID: rc.LocalID, Address: tr.LocalAddr()})
+			}
+			if err := nodes[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+				b.Fatal(err)
+			}
+			for nodes[0].State() != raft.Leader {
+				time.Sleep(10 * time.Millisecond)
+			}
+			// Every follower has caught up before timing starts.
+			if err := nodes[0].Barrier(10 * time.Second).Error(); err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, 100)
+			var lat []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				if err := nodes[0].Apply(data, 10*time.Second).Error(); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
