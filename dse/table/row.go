@@ -76,7 +76,8 @@ func Canonical(v any) (any, error) {
 	return nil, fmt.Errorf("%T is not a scalar", v)
 }
 
-// CanonicalRow canonicalizes every value of r in place.
+// CanonicalRow canonicalizes every value of r in place; values already
+// canonical are left unwritten.
 func CanonicalRow(r Row, lim Limits) error {
 	if len(r) > lim.MaxColumns {
 		return fmt.Errorf("%d columns, limit %d", len(r), lim.MaxColumns)
@@ -96,7 +97,15 @@ func CanonicalRow(r Row, lim Limits) error {
 				return fmt.Errorf("column %d: bytes of %d, limit %d", i, len(s), lim.MaxString)
 			}
 		}
-		r[i] = c
+		switch v.(type) {
+		case nil, bool, string, int64, float64, []byte:
+			// Already canonical: no write, so that rows the node already
+			// holds (a delta's deleted rows, often the rows a previous
+			// publication added) can be checked again while others read
+			// them.
+		default:
+			r[i] = c
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package table
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"runtime"
@@ -42,6 +43,30 @@ func TestCanonical(t *testing.T) {
 		if _, err := Canonical(bad); err == nil {
 			t.Errorf("Canonical(%#v) accepted", bad)
 		}
+	}
+}
+
+// TestCanonicalRowLeavesCanonicalValues: a row already canonical is not
+// written, so that rows the node holds can be checked again while others
+// read them (the race detector, which make test runs, would see a write).
+func TestCanonicalRowLeavesCanonicalValues(t *testing.T) {
+	held := Row{int64(1), "s", 2.5, true, nil, []byte("b")}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			_ = fmt.Sprint(held)
+		}
+	}()
+	for range 100 {
+		if err := CanonicalRow(held, DefaultLimits); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	mixed := Row{int(1), float32(0.5), "s"}
+	if err := CanonicalRow(mixed, DefaultLimits); err != nil || !reflect.DeepEqual(mixed, Row{int64(1), 0.5, "s"}) {
+		t.Fatalf("got %#v, %v", mixed, err)
 	}
 }
 
