@@ -26,8 +26,16 @@ type pubReq struct {
 }
 
 type pubResult struct {
-	seqnum uint64
-	err    error
+	seqnum  uint64
+	changed bool
+	err     error
+}
+
+// answer hands the request its outcome; its service is no longer busy
+// with it.
+func (r *pubReq) answer(res pubResult) {
+	r.done <- res
+	r.svc.leave()
 }
 
 // batcher is the node's group commit: publications of every table of every
@@ -178,9 +186,7 @@ func (b *batcher) fail(r *pubReq, err error) {
 	t.pending--
 	t.cond.Broadcast()
 	t.mu.Unlock()
-	if r.done != nil {
-		r.done <- pubResult{err: err}
-	}
+	r.answer(pubResult{err: err})
 	// When the outcome is unknown (the entry may yet commit, its seqnums
 	// then unused), heal the table: a snapshot of its content under a new
 	// seqnum, without waiting for the caller to publish again.
@@ -324,7 +330,7 @@ func (b *batcher) finish(groups []*group, res *applyResult, err error) {
 	n.metrics.publications.Add(float64(len(pubs)))
 	n.svcs.push(pubs)
 	for _, r := range done {
-		r.done <- pubResult{seqnum: r.pub.Seqnum}
+		r.answer(pubResult{seqnum: r.pub.Seqnum, changed: true})
 	}
 }
 

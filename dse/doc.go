@@ -30,6 +30,7 @@
 //	stop(), wait()                          DataService.Stop, DataService.Wait
 //	publish(table, data, use_snapshot)      DataService.Publish
 //	(delta publish, new)                    DataService.PublishDelta
+//	(many deltas in flight, new)            DataService.PublishDeltaAsync, Publishing.Wait
 //	subscribe / unsubscribe                 DataService.Subscribe, Unsubscribe
 //	receive_data                            Hooks.ReceiveData
 //	receive_data_sequenced                  Hooks.ReceiveDataSequenced

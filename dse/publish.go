@@ -162,57 +162,126 @@ func (s *DataService) Publish(ctx context.Context, tableName string, rows []Row,
 // deleted), without diffing a big table. Rows already present (added) or
 // absent (deleted) are no change.
 func (s *DataService) PublishDelta(ctx context.Context, tableName string, add, del []Row) (uint64, bool, error) {
+	if err := s.checkDelta(tableName, add, del); err != nil {
+		return 0, false, err
+	}
+	return s.publish(ctx, tableName, deltaChange(add, del), false)
+}
+
+// checkDelta refuses a delta with bad rows, or one for a table this instance
+// has not published in full since it took the service over.
+func (s *DataService) checkDelta(tableName string, add, del []Row) error {
 	if err := table.CanonicalRows(add, table.DefaultLimits); err != nil {
-		return 0, false, fmt.Errorf("%w: add: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: add: %v", ErrInvalid, err)
 	}
 	if err := table.CanonicalRows(del, table.DefaultLimits); err != nil {
-		return 0, false, fmt.Errorf("%w: del: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: del: %v", ErrInvalid, err)
 	}
 	if n := s.nodeOf(); n != nil {
 		if t, ok := s.existingTable(tableName); (!ok || !t.publishedNow()) && n.fsm.Seqnum(s.id, tableName) > 0 {
-			return 0, false, fmt.Errorf("%w: %s/%s was published before this instance owned it: publish its full content first", ErrInvalid, s.id, tableName)
+			return fmt.Errorf("%w: %s/%s was published before this instance owned it: publish its full content first", ErrInvalid, s.id, tableName)
 		}
 	}
-	return s.publish(ctx, tableName, func(t *pubTable) ([]Row, []Row, []Row) {
-		// Set.Apply reports what actually changed: that is the delta.
-		added, deleted := t.rows.Apply(add, del)
-		return added, deleted, nil
-	}, false)
+	return nil
 }
 
-// publish runs change on the table's content (under its lock; change returns
-// what it actually added and deleted, and the whole new content when it
-// has it as a slice of its own), then sequences the publication.
+// deltaChange applies a known delta; Set.Apply reports what actually
+// changed, and that is the publication.
+func deltaChange(add, del []Row) func(*pubTable) (added, deleted, content []Row) {
+	return func(t *pubTable) ([]Row, []Row, []Row) {
+		added, deleted := t.rows.Apply(add, del)
+		return added, deleted, nil
+	}
+}
+
+// PublishDeltaAsync is PublishDelta without the wait, for a publisher that
+// keeps many publications in flight (as NATS's PublishAsync): it returns
+// once the change is applied to the table and queued for its seqnum, and
+// the Publishing says what it came to. Publications of one table are
+// sequenced in the order their calls returned; when one fails, those queued
+// behind it fail too, and the table's next publication is a snapshot.
+func (s *DataService) PublishDeltaAsync(tableName string, add, del []Row) (*Publishing, error) {
+	if err := s.checkDelta(tableName, add, del); err != nil {
+		return nil, err
+	}
+	return s.startPublish(tableName, deltaChange(add, del), false)
+}
+
+// Publishing is a publication on its way to its seqnum.
+type Publishing struct {
+	svc, table string
+	n          *Node
+	done       chan pubResult // nil once res holds the outcome
+	res        pubResult
+}
+
+// Wait returns the publication's seqnum once it is committed in the
+// registry and pushed to subscriber nodes, and whether it changed anything
+// (a change that changed nothing is no publication: the table's current
+// seqnum, false). When ctx ends first it returns ErrUnavailable and the
+// publication goes on; Wait can be called again. Not for concurrent use.
+func (p *Publishing) Wait(ctx context.Context) (uint64, bool, error) {
+	if p.done != nil {
+		select {
+		case r := <-p.done:
+			p.res, p.done = r, nil
+		case <-ctx.Done():
+			return 0, false, fmt.Errorf("%w: publication of %s/%s not yet sequenced: %v", ErrUnavailable, p.svc, p.table, ctx.Err())
+		case <-p.n.ctx.Done():
+			return 0, false, ErrClosed
+		}
+	}
+	return p.res.seqnum, p.res.changed, p.res.err
+}
+
+// publish runs change on the table's content and waits for the seqnum.
 func (s *DataService) publish(ctx context.Context, tableName string, change func(*pubTable) (add, del, content []Row), useSnapshot bool) (uint64, bool, error) {
+	p, err := s.startPublish(tableName, change, useSnapshot)
+	if err != nil {
+		return 0, false, err
+	}
+	return p.Wait(ctx)
+}
+
+// startPublish runs change on the table's content (under its lock; change
+// returns what it actually added and deleted, and the whole new content when
+// it has it as a slice of its own), then queues the publication for its
+// seqnum. The service counts as busy (Wait) until the batcher answers.
+func (s *DataService) startPublish(tableName string, change func(*pubTable) (add, del, content []Row), useSnapshot bool) (*Publishing, error) {
 	if !validName(tableName) {
-		return 0, false, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, tableName)
+		return nil, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, tableName)
 	}
 	n, ok := s.enter()
 	if !ok {
-		return 0, false, s.errNotRunning()
+		return nil, s.errNotRunning()
 	}
-	defer s.leave()
+	queued := false
+	defer func() {
+		if !queued {
+			s.leave()
+		}
+	}()
 	owner, inc, ok := n.fsm.Owner(s.id)
 	switch {
 	case !ok:
-		return 0, false, fmt.Errorf("%w: %q", ErrServiceNotFound, s.id)
+		return nil, fmt.Errorf("%w: %q", ErrServiceNotFound, s.id)
 	case owner != n.id:
-		return 0, false, fmt.Errorf("%w: service %q is standing by on node %q; node %q owns it", ErrFenced, s.id, n.id, owner)
+		return nil, fmt.Errorf("%w: service %q is standing by on node %q; node %q owns it", ErrFenced, s.id, n.id, owner)
 	}
 	t := s.pubTable(tableName)
-	req := &pubReq{svc: s, t: t, inc: inc, done: make(chan pubResult, 1)}
+	pending := &Publishing{svc: s.id, table: tableName, n: n}
 	t.mu.Lock()
 	for t.readers > 0 {
 		t.cond.Wait()
 	}
-	req.epoch = t.epoch
+	epoch := t.epoch
 	add, del, content := change(t)
 	// A new owner's first publication of each table is a snapshot.
 	first := !t.published || (t.inc != 0 && t.inc != inc)
 	if len(add) == 0 && len(del) == 0 && !first && !t.forceSnapshot {
-		seq := t.seqnum
+		pending.res = pubResult{seqnum: t.seqnum}
 		t.mu.Unlock()
-		return seq, false, nil
+		return pending, nil
 	}
 	p := &table.Publication{
 		Publisher: s.id,
@@ -228,19 +297,14 @@ func (s *DataService) publish(ctx context.Context, tableName string, change func
 	} else {
 		p.Add, p.Del = add, del
 	}
-	req.pub = p
+	pending.done = make(chan pubResult, 1)
 	t.published, t.forceSnapshot = true, false
 	t.pending++
-	n.svcs.batcher.enqueue(req) // under t.mu: queue order is table order
+	queued = true
+	// Under t.mu: queue order is table order.
+	n.svcs.batcher.enqueue(&pubReq{svc: s, t: t, pub: p, inc: inc, epoch: epoch, done: pending.done})
 	t.mu.Unlock()
-	select {
-	case r := <-req.done:
-		return r.seqnum, r.err == nil, r.err
-	case <-ctx.Done():
-		return 0, false, fmt.Errorf("%w: publication of %s/%s not yet sequenced: %v", ErrUnavailable, s.id, tableName, ctx.Err())
-	case <-n.ctx.Done():
-		return 0, false, ErrClosed
-	}
+	return pending, nil
 }
 
 // heal republishes a table as a snapshot after a failed publication, unless
