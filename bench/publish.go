@@ -25,8 +25,14 @@ type PublishConfig struct {
 	RowBytes     int
 	Duration     time.Duration
 	Rate         int // publications per second; 0: as fast as possible
-	Writers      int // concurrent publishers per table when Rate is 0
-	Progress     func(elapsed time.Duration, pubs uint64)
+	// Window is how many publications of a table one goroutine keeps in
+	// flight with PublishDeltaAsync (NATS's PublishAsync pattern), unless
+	// Writers is set.
+	Window int
+	// Writers, when set, replaces the async publisher with that many
+	// goroutines per table, each calling PublishDelta and waiting.
+	Writers  int
+	Progress func(elapsed time.Duration, pubs uint64)
 }
 
 // PublishResult is what `dse bench publish --json` prints.
@@ -39,6 +45,8 @@ type PublishResult struct {
 	RowsPerDelta     int     `json:"rows_per_delta"`
 	RowBytes         int     `json:"row_bytes"`
 	Rate             int     `json:"rate"`
+	Window           int     `json:"window,omitempty"`
+	Writers          int     `json:"writers,omitempty"`
 	Seconds          float64 `json:"seconds"`
 	Publications     uint64  `json:"publications"`
 	PubsPerSec       float64 `json:"pubs_per_sec"`
@@ -71,9 +79,13 @@ func (c *PublishConfig) validate() error {
 		return fmt.Errorf("--duration %s: want a positive duration", c.Duration)
 	case c.Rate < 0:
 		return fmt.Errorf("--rate %d: want 0 (as fast as possible) or more", c.Rate)
+	case c.Window < 0 || c.Writers < 0:
+		return fmt.Errorf("--window %d, --writers %d: want 0 (the default) or more", c.Window, c.Writers)
+	case c.Window > 0 && c.Writers > 0:
+		return fmt.Errorf("--window and --writers are exclusive: one async publisher per table, or that many waiting ones")
 	}
-	if c.Writers <= 0 {
-		c.Writers = 1024
+	if c.Window == 0 && c.Writers == 0 {
+		c.Window = 4096
 	}
 	return nil
 }
@@ -181,41 +193,89 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
 			}
 		}
 	}()
-	var wg sync.WaitGroup
-	writers := cfg.Writers
 	var lim *rate.Limiter
 	if cfg.Rate > 0 {
 		lim = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
-		writers = max(1, min(64, cfg.Rate/100))
 	}
-	for ti, t := range tables {
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var prev []dse.Row
-				for n := int64(0); runCtx.Err() == nil; n++ {
-					if lim != nil && lim.Wait(runCtx) != nil {
-						return
-					}
-					add := make([]dse.Row, cfg.RowsPerDelta)
-					for r := range add {
-						// An 8-digit counter then padding: row-bytes in all.
-						b := make([]byte, 0, cfg.RowBytes)
-						b = strconv.AppendInt(b, 100_000_000+n%100_000_000, 10)[1:]
-						add[r] = dse.Row{int64(ti*1_000_000 + w*1000 + r), string(append(b, pad...))}
-					}
-					if _, _, err := pub.PublishDelta(runCtx, t, add, prev); err != nil {
-						if runCtx.Err() == nil {
-							firstErr.CompareAndSwap(nil, err)
-						}
-						return
-					}
-					published.Add(1)
-					prev = add
-				}
-			}()
+	// row is what slot k of table ti holds at its n-th publication: an
+	// 8-digit counter then padding, row-bytes in all.
+	row := func(ti, k int, n int64) dse.Row {
+		b := make([]byte, 0, cfg.RowBytes)
+		b = strconv.AppendInt(b, 100_000_000+n%100_000_000, 10)[1:]
+		return dse.Row{int64(ti*100_000_000 + k), string(append(b, pad...))}
+	}
+	fail := func(err error) {
+		if runCtx.Err() == nil {
+			firstErr.CompareAndSwap(nil, err)
 		}
+	}
+	var wg sync.WaitGroup
+	for ti, t := range tables {
+		if cfg.Writers > 0 {
+			// Writers goroutines, each replacing its own rows and waiting.
+			for w := range cfg.Writers {
+				wg.Go(func() {
+					var prev []dse.Row
+					for n := int64(0); runCtx.Err() == nil; n++ {
+						if lim != nil && lim.Wait(runCtx) != nil {
+							return
+						}
+						add := make([]dse.Row, cfg.RowsPerDelta)
+						for r := range add {
+							add[r] = row(ti, w*cfg.RowsPerDelta+r, n)
+						}
+						// ctx, not runCtx: a publication started is waited for
+						// and counted, as the async publisher's are.
+						if _, _, err := pub.PublishDelta(ctx, t, add, prev); err != nil {
+							fail(err)
+							return
+						}
+						published.Add(1)
+						prev = add
+					}
+				})
+			}
+			continue
+		}
+		// One goroutine keeps Window publications in flight, each replacing
+		// the rows of one of Window slots; another collects their outcomes
+		// in order.
+		inFlight := make(chan *dse.Publishing, cfg.Window)
+		wg.Go(func() {
+			for p := range inFlight {
+				if _, _, err := p.Wait(ctx); err != nil {
+					fail(err)
+					continue
+				}
+				published.Add(1)
+			}
+		})
+		wg.Go(func() {
+			defer close(inFlight)
+			prev := make([][]dse.Row, cfg.Window)
+			for n := int64(0); runCtx.Err() == nil && firstErr.Load() == nil; n++ {
+				if lim != nil && lim.Wait(runCtx) != nil {
+					return
+				}
+				slot := int(n % int64(cfg.Window))
+				add := make([]dse.Row, cfg.RowsPerDelta)
+				for r := range add {
+					add[r] = row(ti, slot*cfg.RowsPerDelta+r, n)
+				}
+				p, err := pub.PublishDeltaAsync(t, add, prev[slot])
+				if err != nil {
+					fail(err)
+					return
+				}
+				prev[slot] = add
+				select {
+				case inFlight <- p:
+				case <-runCtx.Done():
+					inFlight <- p // room comes as the collector goes on
+					return
+				}
+			}
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -247,7 +307,7 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
 	after := pubNode.Stats()
 	res := &PublishResult{
 		Mode: "in-process", LogStore: c.Nodes[0].LogStore(), Nodes: cfg.Nodes, Subscribers: cfg.Subscribers, Tables: cfg.Tables,
-		RowsPerDelta: cfg.RowsPerDelta, RowBytes: cfg.RowBytes, Rate: cfg.Rate,
+		RowsPerDelta: cfg.RowsPerDelta, RowBytes: cfg.RowBytes, Rate: cfg.Rate, Window: cfg.Window, Writers: cfg.Writers,
 		Seconds: elapsed.Seconds(), Publications: total, Series: series,
 		RaftCommits: after.SeqCommits - before.SeqCommits,
 	}
