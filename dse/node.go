@@ -184,6 +184,10 @@ func saveIdentity(dir string, id identity) error {
 	return nil
 }
 
+// logCacheSize is how many recent Raft entries a node keeps in memory (as
+// Consul does, 512).
+const logCacheSize = 512
+
 func (n *Node) startRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.id)
@@ -218,7 +222,14 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("dse: read raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.netTran)
+	// Recent entries stay in memory: the leader reads every entry it
+	// replicates back from the log store, and raft-wal serves each read
+	// with a pread.
+	logs, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		return fmt.Errorf("dse: raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.netTran)
 	if err != nil {
 		n.netTran.Close()
 		return fmt.Errorf("dse: start raft: %w", err)
