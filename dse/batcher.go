@@ -49,10 +49,11 @@ func (r *pubReq) answer(res pubResult) {
 // replication overlap the previous one's. A follower forwards one entry at a
 // time (forwarded calls could overtake each other).
 type batcher struct {
-	n    *Node
-	mu   sync.Mutex
-	q    []*pubReq
-	kick chan struct{}
+	n      *Node
+	mu     sync.Mutex
+	q      []*pubReq
+	closed bool // run has ended: nothing queued now would be answered
+	kick   chan struct{}
 
 	pipe     chan *inflight // submitted on the leader, for the completer
 	inflight sync.WaitGroup // entries submitted and not yet finished
@@ -77,11 +78,18 @@ func newBatcher(n *Node) *batcher {
 	return &batcher{n: n, kick: make(chan struct{}, 1), pipe: make(chan *inflight)}
 }
 
-func (b *batcher) enqueue(r *pubReq) {
+// enqueue queues r for its seqnum; false once the node has closed (r was
+// not queued and will not be answered).
+func (b *batcher) enqueue(r *pubReq) bool {
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return false
+	}
 	b.q = append(b.q, r)
 	b.mu.Unlock()
 	wake(b.kick)
+	return true
 }
 
 // wake signals a loop's one-slot channel without blocking: a signal already
@@ -107,7 +115,11 @@ func (b *batcher) run() {
 	for {
 		select {
 		case <-b.n.ctx.Done():
-			for _, r := range b.take() {
+			b.mu.Lock()
+			q := b.q
+			b.q, b.closed = nil, true
+			b.mu.Unlock()
+			for _, r := range q {
 				b.fail(r, ErrClosed)
 			}
 			return

@@ -298,11 +298,18 @@ func (s *DataService) startPublish(tableName string, change func(*pubTable) (add
 		p.Add, p.Del = add, del
 	}
 	pending.done = make(chan pubResult, 1)
+	// Under t.mu: queue order is table order.
+	if !n.svcs.batcher.enqueue(&pubReq{svc: s, t: t, pub: p, inc: inc, epoch: epoch, done: pending.done}) {
+		// The node closed: the change is in the content but was never
+		// sequenced, so whatever comes next must be a snapshot.
+		t.epoch++
+		t.forceSnapshot = true
+		t.mu.Unlock()
+		return nil, ErrClosed
+	}
 	t.published, t.forceSnapshot = true, false
 	t.pending++
 	queued = true
-	// Under t.mu: queue order is table order.
-	n.svcs.batcher.enqueue(&pubReq{svc: s, t: t, pub: p, inc: inc, epoch: epoch, done: pending.done})
 	t.mu.Unlock()
 	return pending, nil
 }

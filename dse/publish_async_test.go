@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/dsetest"
+	"dse.dev/dse/dse/table"
 )
 
 // TestPublishDeltaAsync keeps many publications in flight from one
@@ -69,5 +72,65 @@ func TestPublishDeltaAsync(t *testing.T) {
 	}
 	if _, err := pub.PublishDeltaAsync("t", rows(1), nil); !errors.Is(err, dse.ErrUnavailable) {
 		t.Fatalf("after Stop: %v", err)
+	}
+}
+
+// TestPublishAfterCloseIsAnswered: a publication started after its node
+// closed is refused at once, and the service is not left busy with it.
+func TestPublishAfterCloseIsAnswered(t *testing.T) {
+	c := dsetest.New(t, 1)
+	ctx := context.Background()
+	pub := register(t, c.Nodes[0], "pub", dse.Hooks{})
+	if _, _, err := pub.Publish(ctx, "t", rows(1), false); err != nil {
+		t.Fatal(err)
+	}
+	c.Nodes[0].Close()
+	if _, _, err := pub.PublishDelta(ctx, "t", rows(2), nil); !errors.Is(err, dse.ErrClosed) {
+		t.Fatalf("publish after close: %v", err)
+	}
+	if _, err := pub.PublishDeltaAsync("t", rows(3), nil); !errors.Is(err, dse.ErrClosed) {
+		t.Fatalf("async publish after close: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pub.Wait(wctx); err != nil {
+		t.Fatalf("the service is still busy with publications nobody will answer: %v", err)
+	}
+}
+
+// TestHookMaySortASnapshot: a hook that sorts the snapshot it is handed (big
+// enough for the subscriber's cache to index the publication's own array)
+// leaves the cache intact.
+func TestHookMaySortASnapshot(t *testing.T) {
+	c := dsetest.New(t, 2)
+	ctx := context.Background()
+	pub := register(t, c.Nodes[0], "pub", dse.Hooks{})
+	var big []dse.Row
+	for i := range int64(20_000) {
+		big = append(big, dse.Row{20_000 - i})
+	}
+	if _, _, err := pub.Publish(ctx, "t", big, false); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{}, 1)
+	sub := register(t, c.Nodes[1], "sub", dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
+		if d.Snapshot {
+			table.Sort(d.Rows)
+			got <- struct{}{}
+		}
+	}})
+	if err := sub.Subscribe(ctx, "pub", "t"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no snapshot")
+	}
+	id := cache.TableID{Publisher: "pub", Table: "t"}
+	for i := range int64(20_000) {
+		if !sub.Cache().Has(id, dse.Row{i + 1}) {
+			t.Fatalf("the cache lost row %d after a hook sorted its snapshot", i+1)
+		}
 	}
 }
