@@ -329,6 +329,11 @@ func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 		return
 	}
 	d := Data{Snapshot: p.Snapshot, Rows: p.Rows, Add: p.Add, Del: p.Del}
+	if len(p.Rows) > 0 {
+		// The subscriber's cache may index p.Rows' own array (Set.load):
+		// a hook that sorted it would break the index.
+		d.Rows = slices.Clone(p.Rows)
+	}
 	if p.SentAt != 0 {
 		d.Published = time.Unix(0, p.SentAt)
 	}
