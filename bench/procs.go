@@ -244,8 +244,15 @@ func startNodeProc(ctx context.Context, spawn Spawn, spec nodeSpec) (*nodeProc, 
 	return p, nil
 }
 
-// report reads the node's next report.
+// reportTimeout bounds the wait for a node's report: the longest step, a
+// snapshot, gives up after 5 minutes on its own.
+const reportTimeout = 10 * time.Minute
+
+// report reads the node's next report; a node silent for reportTimeout is
+// killed.
 func (p *nodeProc) report() (nodeReport, error) {
+	t := time.AfterFunc(reportTimeout, func() { p.cmd.Process.Kill() })
+	defer t.Stop()
 	var r nodeReport
 	if err := p.out.Decode(&r); err != nil {
 		return r, fmt.Errorf("bench node %s: no report: %w", p.cmd.Path, err)
