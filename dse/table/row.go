@@ -77,35 +77,34 @@ func Canonical(v any) (any, error) {
 }
 
 // CanonicalRow canonicalizes every value of r in place; values already
-// canonical are left unwritten.
+// canonical are left unwritten, so that rows the node already holds (a
+// delta's deleted rows, often the rows a previous publication added) can be
+// checked again while others read them.
 func CanonicalRow(r Row, lim Limits) error {
 	if len(r) > lim.MaxColumns {
 		return fmt.Errorf("%d columns, limit %d", len(r), lim.MaxColumns)
 	}
 	for i, v := range r {
+		switch x := v.(type) {
+		case nil, bool, int64, float64:
+			continue
+		case string:
+			if len(x) > lim.MaxString {
+				return fmt.Errorf("column %d: string of %d bytes, limit %d", i, len(x), lim.MaxString)
+			}
+			continue
+		case []byte:
+			if len(x) > lim.MaxString {
+				return fmt.Errorf("column %d: bytes of %d, limit %d", i, len(x), lim.MaxString)
+			}
+			continue
+		}
+		// Other numbers become int64 or float64 (never a string or bytes).
 		c, err := Canonical(v)
 		if err != nil {
 			return fmt.Errorf("column %d: %v", i, err)
 		}
-		switch s := c.(type) {
-		case string:
-			if len(s) > lim.MaxString {
-				return fmt.Errorf("column %d: string of %d bytes, limit %d", i, len(s), lim.MaxString)
-			}
-		case []byte:
-			if len(s) > lim.MaxString {
-				return fmt.Errorf("column %d: bytes of %d, limit %d", i, len(s), lim.MaxString)
-			}
-		}
-		switch v.(type) {
-		case nil, bool, string, int64, float64, []byte:
-			// Already canonical: no write, so that rows the node already
-			// holds (a delta's deleted rows, often the rows a previous
-			// publication added) can be checked again while others read
-			// them.
-		default:
-			r[i] = c
-		}
+		r[i] = c
 	}
 	return nil
 }
