@@ -25,46 +25,12 @@ func (nopFSM) Restore(io.ReadCloser) error         { return nil }
 func BenchmarkRaftFloor(b *testing.B) {
 	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
 		b.Run(kind, func(b *testing.B) {
-			var nodes []*raft.Raft
-			var servers []raft.Server
-			for i := range 3 {
-				store, _, err := openLogStore(b.TempDir(), kind)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer store.Close()
-				tr, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 2*time.Second, io.Discard)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer tr.Close()
-				rc := raft.DefaultConfig()
-				rc.LocalID = raft.ServerID(fmt.Sprint(i))
-				rc.CommitTimeout, rc.BatchApplyCh, rc.MaxAppendEntries = 5*time.Millisecond, true, 256 // as startRaft
-				rc.LogOutput = io.Discard
-				r, err := raft.NewRaft(rc, nopFSM{}, store, store, raft.NewInmemSnapshotStore(), tr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer func() { r.Shutdown().Error() }()
-				nodes = append(nodes, r)
-				servers = append(servers, raft.Server{ID: rc.LocalID, Address: tr.LocalAddr()})
-			}
-			if err := nodes[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
-				b.Fatal(err)
-			}
-			for nodes[0].State() != raft.Leader {
-				time.Sleep(10 * time.Millisecond)
-			}
-			// Every follower has caught up before timing starts.
-			if err := nodes[0].Barrier(10 * time.Second).Error(); err != nil {
-				b.Fatal(err)
-			}
+			leader := raftAlone(b, kind)
 			data := make([]byte, 100)
 			var lat []time.Duration
 			for b.Loop() {
 				start := time.Now()
-				if err := nodes[0].Apply(data, 10*time.Second).Error(); err != nil {
+				if err := leader.Apply(data, 10*time.Second).Error(); err != nil {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(start))
@@ -74,4 +40,68 @@ func BenchmarkRaftFloor(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 		})
 	}
+}
+
+// BenchmarkRaftFloor64 is the same with 64 concurrent writers on the
+// leader: the ceiling over `dse bench registry`'s 64 clients, which also
+// pay for forwarding from followers and for the followers' own apply.
+func BenchmarkRaftFloor64(b *testing.B) {
+	leader := raftAlone(b, LogStoreWAL)
+	data := make([]byte, 100)
+	b.SetParallelism(32) // 64 writers on 2 cores
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := leader.Apply(data, 10*time.Second).Error(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "applies/s")
+}
+
+// raftAlone starts 3 hashicorp/raft nodes as startRaft configures them,
+// with an FSM that does nothing, and returns the leader once every follower
+// has caught up.
+func raftAlone(b *testing.B, kind string) *raft.Raft {
+	var nodes []*raft.Raft
+	var servers []raft.Server
+	for i := range 3 {
+		store, _, err := openLogStore(b.TempDir(), kind)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { store.Close() })
+		logs, err := raft.NewLogCache(logCacheSize, store)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 2*time.Second, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { tr.Close() })
+		rc := raft.DefaultConfig()
+		rc.LocalID = raft.ServerID(fmt.Sprint(i))
+		rc.CommitTimeout, rc.BatchApplyCh, rc.MaxAppendEntries = 5*time.Millisecond, true, 256 // as startRaft
+		rc.LogOutput = io.Discard
+		r, err := raft.NewRaft(rc, nopFSM{}, logs, store, raft.NewInmemSnapshotStore(), tr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { r.Shutdown().Error() })
+		nodes = append(nodes, r)
+		servers = append(servers, raft.Server{ID: rc.LocalID, Address: tr.LocalAddr()})
+	}
+	if err := nodes[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		b.Fatal(err)
+	}
+	for nodes[0].State() != raft.Leader {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := nodes[0].Barrier(10 * time.Second).Error(); err != nil {
+		b.Fatal(err)
+	}
+	return nodes[0]
 }
