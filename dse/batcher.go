@@ -265,11 +265,11 @@ func (b *batcher) finish(groups []*group, res *applyResult, err error) {
 		t := g.t
 		t.mu.Lock()
 		if stale := g.reqs[0].epoch != t.epoch; stale {
-			// The table's epoch moved while this entry was in flight (a
-			// publication of it failed, or was refused as the node
-			// closed): these deltas may build on content subscribers never
-			// got. Their seqnums stay unused; the table heals with a
-			// snapshot.
+			// The table's epoch moved after this group was formed (a later
+			// request of the same table failed while the entry was built,
+			// its owner having changed): these deltas may build on content
+			// subscribers never got. Their seqnums stay unused; the table
+			// heals with a snapshot.
 			t.mu.Unlock()
 			for _, r := range g.reqs {
 				b.fail(r, fmt.Errorf("%w: an earlier publication of %s/%s failed; publish again", ErrUnavailable, g.svc.id, t.name))
