@@ -12,6 +12,7 @@ import (
 	"dse.dev/dse/dse/seq"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
+	"dse.dev/dse/internal/bigmem"
 )
 
 // maxBuffered bounds the early deltas a subscriber holds per table.
@@ -332,7 +333,8 @@ func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 	if len(p.Rows) > 0 {
 		// The subscriber's cache may index p.Rows' own array (Set.load):
 		// a hook that sorted it would break the index.
-		d.Rows = slices.Clone(p.Rows)
+		d.Rows = bigmem.Make[table.Row](len(p.Rows))
+		copy(d.Rows, p.Rows)
 	}
 	if p.SentAt != 0 {
 		d.Published = time.Unix(0, p.SentAt)
@@ -477,7 +479,7 @@ func (ss *services) catchupReply(req catchupRequest) ([]byte, error) {
 	for _, p := range pubs {
 		size += p.SizeHint()
 	}
-	out := make([]byte, table.BatchHeaderSize, size)
+	out := bigmem.Make[byte](size)[:table.BatchHeaderSize]
 	for _, p := range pubs {
 		var err error
 		if out, err = p.AppendTo(out); err != nil {

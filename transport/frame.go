@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"dse.dev/dse/internal/bigmem"
 )
 
 // Connection protocols, the first byte of every inbound connection.
@@ -86,7 +88,7 @@ func readBodyInto(r io.Reader, hdr [HeaderSize]byte, max int, buf []byte) (Frame
 	if uint64(n) <= uint64(cap(buf)) {
 		f.Body = buf[:n]
 	} else {
-		f.Body = make([]byte, n)
+		f.Body = bigmem.Make[byte](int(n))
 	}
 	if _, err := io.ReadFull(r, f.Body); err != nil {
 		if errors.Is(err, io.EOF) {

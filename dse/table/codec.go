@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"unsafe"
+
+	"dse.dev/dse/internal/bigmem"
 )
 
 // The publication codec writes and reads msgpack directly on byte slices,
@@ -456,11 +458,11 @@ type slabs struct {
 
 func newSlabs(c rowCounts) *slabs {
 	return &slabs{
-		rows:  make([]Row, c.rows),
-		vals:  make([]any, c.vals),
-		nums:  make([]uint64, c.ints+c.floats),
-		strs:  make([]string, c.strs),
-		arena: make([]byte, c.bytes),
+		rows:  bigmem.Make[Row](c.rows),
+		vals:  bigmem.Make[any](c.vals),
+		nums:  bigmem.Make[uint64](c.ints + c.floats),
+		strs:  bigmem.Make[string](c.strs),
+		arena: bigmem.Make[byte](c.bytes),
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
+
+	"dse.dev/dse/internal/bigmem"
 )
 
 // seed keys the row hashes of every Set in this process (random per
@@ -54,9 +56,9 @@ func (s *Set) load(rows []Row) {
 	if len(rows) >= math.MaxUint32-1 {
 		panic("table: set over 4 billion rows")
 	}
-	s.slots = make([]uint32, slotsFor(len(rows)))
+	s.slots = bigmem.Make[uint32](slotsFor(len(rows)))
 	s.rows, s.shared = rows[:len(rows):len(rows)], true
-	s.hashes = make([]uint64, len(rows))
+	s.hashes = bigmem.Make[uint64](len(rows))
 	for i, r := range rows {
 		s.hashes[i] = hashRow(r)
 	}
@@ -69,7 +71,7 @@ func (s *Set) load(rows []Row) {
 	for b := 1; b < len(starts); b++ {
 		starts[b] += starts[b-1]
 	}
-	order := make([]uint32, len(rows))
+	order := bigmem.Make[uint32](len(rows))
 	for i, h := range s.hashes {
 		b := (h & mask) >> shift
 		order[starts[b]] = uint32(i)
