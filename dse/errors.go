@@ -73,6 +73,7 @@ var fsmErrors = []struct{ from, to error }{
 	{fsm.ErrDatasourceExists, ErrExists},
 	{fsm.ErrInvalid, ErrInvalid},
 	{fsm.ErrTokenNotFound, ErrNotFound},
+	{fsm.ErrAnswered, ErrUnavailable},
 	{transport.ErrUnavailable, ErrUnavailable},
 	{transport.ErrQueueFull, ErrUnavailable},
 }

@@ -88,6 +88,16 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 		defer cancel()
 	}
+	if op.Op == "apply" {
+		// Under an id, the command may be sent again whenever its outcome
+		// is unknown: the FSM applies it once (fsm.Once).
+		cmd, done, err := n.once.wrap(op.Cmd)
+		if err != nil {
+			return opReply{}, err
+		}
+		defer done()
+		op.Cmd = cmd
+	}
 	body, err := encode(op)
 	if err != nil {
 		return opReply{}, err
@@ -107,7 +117,11 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 				callErr = decode(raw, &rep, "leader reply")
 			}
 		}
-		if callErr == nil && rep.Code != "not_leader" {
+		if callErr == nil && rep.Apply != nil && rep.Apply.Unknown {
+			// The leader accepted the entry and lost track of it; it may
+			// still commit. Send it again: the FSM answers once.
+			callErr = rep.Apply.err()
+		} else if callErr == nil && rep.Code != "not_leader" {
 			if err := FromCode(rep.Code, rep.Msg); err != nil {
 				return rep, err
 			}
@@ -183,7 +197,7 @@ func (n *Node) applyLocal(data []byte) (applyResult, uint64) {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return applyResult{Code: "not_leader", Msg: err.Error()}, 0
 		}
-		return applyResult{Code: "unavailable", Msg: "raft apply: " + err.Error()}, 0
+		return applyResult{Code: "unavailable", Msg: "raft apply: " + err.Error(), Unknown: true}, 0
 	}
 	return toApplyResult(f.Response()), f.Index()
 }

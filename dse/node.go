@@ -38,6 +38,7 @@ type Node struct {
 	reg     *prometheus.Registry
 	svcs    *services     // the engine: hosted services, subscriptions, group commit
 	applies *applyBatcher // the registry's group commit
+	once    *onceIDs      // ids of the commands sent through leaderDo
 	store   *tableStore
 
 	extMu    sync.Mutex
@@ -116,6 +117,7 @@ func New(cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.svcs = newServices(n)
 	n.applies = newApplyBatcher(n)
+	n.once = newOnceIDs(n.id)
 	n.goFunc(n.applies.run) // before Raft: its first writes may come at once
 	if n.store, err = openTableStore(cfg.DataDir); err != nil {
 		n.cancel()

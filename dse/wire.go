@@ -45,6 +45,9 @@ type applyResult struct {
 	Msg    string        `msgpack:"msg,omitempty"`
 	Grants []wireGrant   `msgpack:"grants,omitempty"`
 	Items  []applyResult `msgpack:"items,omitempty"`
+	// Unknown: the leader accepted the entry and then lost track of it
+	// (leadership lost, or the apply timed out), so it may yet commit.
+	Unknown bool `msgpack:"unknown,omitempty"`
 }
 
 type wireGrant struct {

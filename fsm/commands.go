@@ -30,6 +30,7 @@ const (
 	CmdBatch             CommandType = 13
 	CmdTokenCreate       CommandType = 14
 	CmdTokenRevoke       CommandType = 15
+	CmdOnce              CommandType = 16
 )
 
 // String returns the command's name, for logs and metrics.
@@ -56,6 +57,7 @@ var commandNames = [...]string{
 	CmdBatch:             "batch",
 	CmdTokenCreate:       "token-create",
 	CmdTokenRevoke:       "token-revoke",
+	CmdOnce:              "once",
 }
 
 // NodeUpsert adds a node to the registry or updates its addresses, and marks
@@ -232,6 +234,7 @@ var decoders = map[CommandType]func() command{
 	CmdBatch:             func() command { return new(Batch) },
 	CmdTokenCreate:       func() command { return new(TokenCreate) },
 	CmdTokenRevoke:       func() command { return new(TokenRevoke) },
+	CmdOnce:              func() command { return new(Once) },
 }
 
 // Decode parses a log entry. It never panics: the caller decides what an
@@ -255,18 +258,31 @@ func Decode(data []byte) (CommandType, command, error) {
 	if err := dec.Decode(c); err != nil {
 		return t, nil, fmt.Errorf("%w: %s: %v", ErrBadCommand, t, err)
 	}
-	if b, ok := c.(*Batch); ok {
-		b.decoded = make([]command, len(b.Commands))
-		for i, raw := range b.Commands {
-			if len(raw) > 0 && CommandType(raw[0]) == CmdBatch {
-				return t, nil, fmt.Errorf("%w: nested batch at item %d", ErrBadCommand, i)
+	switch c := c.(type) {
+	case *Batch:
+		c.decoded = make([]command, len(c.Commands))
+		for i, raw := range c.Commands {
+			if len(raw) > 0 && (CommandType(raw[0]) == CmdBatch || CommandType(raw[0]) == CmdOnce) {
+				return t, nil, fmt.Errorf("%w: %s nested in a batch at item %d", ErrBadCommand, CommandType(raw[0]), i)
 			}
 			_, sub, err := Decode(raw)
 			if err != nil {
 				return t, nil, fmt.Errorf("batch item %d: %w", i, err)
 			}
-			b.decoded[i] = sub
+			c.decoded[i] = sub
 		}
+	case *Once:
+		if len(c.Cmd) > 0 && CommandType(c.Cmd[0]) == CmdOnce {
+			return t, nil, fmt.Errorf("%w: once nested in once", ErrBadCommand)
+		}
+		if c.Origin == "" {
+			return t, nil, fmt.Errorf("%w: once without an origin", ErrBadCommand)
+		}
+		_, sub, err := Decode(c.Cmd)
+		if err != nil {
+			return t, nil, fmt.Errorf("once: %w", err)
+		}
+		c.decoded = sub
 	}
 	return t, c, nil
 }

@@ -266,7 +266,7 @@ func randomLog(rng *rand.Rand, n int) [][]byte {
 	var out [][]byte
 	for range n {
 		var e []byte
-		switch rng.IntN(12) {
+		switch rng.IntN(13) {
 		case 0:
 			e = MustEncode(CmdNodeUpsert, NodeUpsert{ID: pick("n", 4), Addr: pick("a", 8)})
 		case 1:
@@ -289,8 +289,14 @@ func randomLog(rng *rand.Rand, n int) [][]byte {
 			e = MustEncode(CmdDatasourcePlace, DatasourcePlace{ID: pick("d", 3), Node: pick("n", 4)})
 		case 10:
 			e = MustEncode(CmdTokenCreate, TokenCreate{Token: Token{ID: pick("tok", 4), Name: "x", Role: []string{"read", "write", "admin", "bad"}[rng.IntN(4)], Hash: fmt.Sprintf("%064d", rng.IntN(9))}})
-		default:
+		case 11:
 			e = MustEncode(CmdTokenRevoke, TokenRevoke{ID: pick("tok", 4)})
+		default:
+			// A command sent under an id, or resent: ids repeat often.
+			if len(out) == 0 || out[len(out)-1][0] == byte(CmdOnce) {
+				continue
+			}
+			e = MustEncode(CmdOnce, Once{Origin: pick("o", 3), Seq: uint64(rng.IntN(8)), Low: uint64(rng.IntN(4)), Cmd: out[len(out)-1]})
 		}
 		out = append(out, e)
 	}

@@ -23,6 +23,7 @@ type snapshotData struct {
 	Seqnums       []TableSeq     `msgpack:"seqnums"`
 	Datasources   []Datasource   `msgpack:"datasources"`
 	Tokens        []Token        `msgpack:"tokens"`
+	Origins       []OriginState  `msgpack:"origins"`
 }
 
 type snapshot struct{ s *state }
@@ -65,6 +66,9 @@ func (s *state) encode(w io.Writer) error {
 	}
 	for _, id := range sortedKeys(s.tokens) {
 		d.Tokens = append(d.Tokens, *s.tokens[id])
+	}
+	for _, name := range sortedKeys(s.origins) {
+		d.Origins = append(d.Origins, s.origins[name].persist(name))
 	}
 	enc := msgpack.NewEncoder(w)
 	enc.SetSortMapKeys(true)
@@ -110,6 +114,9 @@ func readSnapshot(r io.Reader) (*state, error) {
 	for i := range d.Tokens {
 		t := d.Tokens[i]
 		s.tokens[t.ID] = &t
+	}
+	for _, o := range d.Origins {
+		s.origins[o.Origin] = restoreOrigin(o)
 	}
 	return s, nil
 }

@@ -95,6 +95,7 @@ type state struct {
 	seqnums     map[string]map[string]uint64              // publisher → table → seqnum
 	datasources map[string]*Datasource
 	tokens      map[string]*Token
+	origins     map[string]*origin // Once's senders (once.go)
 }
 
 func newState() *state {
@@ -105,6 +106,7 @@ func newState() *state {
 		seqnums:     map[string]map[string]uint64{},
 		datasources: map[string]*Datasource{},
 		tokens:      map[string]*Token{},
+		origins:     map[string]*origin{},
 	}
 }
 
@@ -135,6 +137,9 @@ func (s *state) clone() *state {
 	for k, t := range s.tokens {
 		cp := *t
 		c.tokens[k] = &cp
+	}
+	for k, o := range s.origins {
+		c.origins[k] = o.clone()
 	}
 	return c
 }

@@ -9,13 +9,19 @@ import (
 // Faults injects network faults into one-way frames (Send), for tests and
 // chaos runs: each frame is dropped, duplicated, or delayed (which reorders
 // it behind later frames) with the given probabilities, drawn from a seeded
-// source so a failing run can be replayed. Requests (Call) and Raft traffic
-// are left alone.
+// source so a failing run can be replayed. Requests (Call) are left alone,
+// except that a reply can be lost with its connection (SetLoseReply); Raft
+// traffic always is.
 type Faults struct {
 	Drop     float64       // probability a frame is lost
 	Dup      float64       // probability a frame is sent twice
 	Delay    float64       // probability a frame is held back
 	MaxDelay time.Duration // how long at most
+	// loseReply is the probability that a request this node answers
+	// loses its reply: the node handles the request, then closes the
+	// connection instead of replying, as when a connection breaks
+	// between the two. The caller cannot know whether it was handled.
+	loseReply float64
 
 	mu  sync.Mutex
 	rng *rand.Rand
@@ -42,4 +48,19 @@ func (f *Faults) decide() (copies int, delay time.Duration) {
 		delay = time.Duration(f.rng.Int64N(int64(f.MaxDelay)))
 	}
 	return copies, delay
+}
+
+// SetLoseReply sets the probability that a handled request's reply is lost
+// with its connection. It may be changed while the transport runs.
+func (f *Faults) SetLoseReply(p float64) {
+	f.mu.Lock()
+	f.loseReply = p
+	f.mu.Unlock()
+}
+
+// replyLost decides whether to lose a reply.
+func (f *Faults) replyLost() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loseReply > 0 && f.rng.Float64() < f.loseReply
 }

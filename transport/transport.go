@@ -362,6 +362,10 @@ func (sc *serverConn) answer(f Frame) {
 	if len(out.Body) > sc.t.cfg.MaxFrameSize {
 		out = Frame{Type: typeError, ID: f.ID, Body: fmt.Appendf(nil, "reply of %d bytes exceeds the frame limit %d", len(out.Body), sc.t.cfg.MaxFrameSize)}
 	}
+	if f := sc.t.cfg.Faults; f != nil && f.replyLost() {
+		sc.conn.Close()
+		return
+	}
 	if sc.reply(out) != nil {
 		sc.conn.Close()
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -390,4 +391,38 @@ func TestSlowPeerIsCutOff(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("cut off after %s", d)
 	}
+}
+
+// TestLostReply: with SetLoseReply, a request is handled and its caller gets
+// an error (the connection closed) instead of the reply; the next call on a
+// new connection works.
+func TestLostReply(t *testing.T) {
+	var handled atomic.Int32
+	faults := NewFaults(1, 0, 0, 0, 0)
+	srv := newTransport(t, Config{Faults: faults})
+	srv.SetHandler(countingHandler{&handled})
+	cli := newTransport(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	faults.SetLoseReply(1)
+	if _, err := cli.Call(ctx, srv.Addr(), 1, []byte("a")); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the connection's error at once", err)
+	}
+	if handled.Load() != 1 {
+		t.Fatalf("handled %d requests, want 1", handled.Load())
+	}
+	faults.SetLoseReply(0)
+	waitFor(t, 5*time.Second, "a call on a new connection", func() bool {
+		got, err := cli.Call(ctx, srv.Addr(), 1, []byte("b"))
+		return err == nil && string(got) == "b"
+	})
+}
+
+type countingHandler struct{ n *atomic.Int32 }
+
+func (countingHandler) HandleMessage(string, byte, []byte) {}
+
+func (h countingHandler) HandleRequest(_ context.Context, _ byte, body []byte) ([]byte, error) {
+	h.n.Add(1)
+	return body, nil
 }
