@@ -237,11 +237,11 @@ func (b *batcher) commit(reqs []*pubReq) {
 // and pushes the publications granted, in order, and fails the rest.
 func (b *batcher) finish(groups []*group, res *applyResult, err error) {
 	n := b.n
+	if err == nil && res.Code != "" {
+		err = res.err() // the entry as a whole failed (fsm.ErrAnswered)
+	}
 	if err == nil && len(res.Grants) != len(groups) {
 		err = fmt.Errorf("%w: %d grants for %d requests", ErrUnavailable, len(res.Grants), len(groups))
-	}
-	if err == nil {
-		err = res.err()
 	}
 	if err != nil {
 		for _, g := range groups {

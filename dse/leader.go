@@ -103,6 +103,7 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 		return opReply{}, err
 	}
 	backoff := 5 * time.Millisecond
+	maybeDone := false // an earlier attempt may have been carried out
 	for {
 		var rep opReply
 		var callErr error
@@ -115,7 +116,14 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 			raw, callErr = n.trans.Call(ctx, addr, msgLeaderOp, body)
 			if callErr == nil {
 				callErr = decode(raw, &rep, "leader reply")
+			} else {
+				maybeDone = true
 			}
+		}
+		if maybeDone && callErr == nil && rep.Code != "" && rep.Code != "not_leader" && n.membershipDone(op) {
+			// A resent membership change that an earlier attempt made:
+			// "not a member" or "already a voter" is the goal reached.
+			return opReply{}, nil
 		}
 		if callErr == nil && rep.Apply != nil && rep.Apply.Unknown {
 			// The leader accepted the entry and lost track of it; it may
@@ -146,6 +154,24 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
 	}
+}
+
+// membershipDone reports whether the configuration already is what a
+// remove or promote op asks for.
+func (n *Node) membershipDone(op leaderOp) bool {
+	if op.Op != "remove" && op.Op != "promote" {
+		return false
+	}
+	servers, _, err := n.configuration()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if string(s.ID) == op.ID {
+			return op.Op == "promote" && s.Suffrage == raft.Voter
+		}
+	}
+	return op.Op == "remove"
 }
 
 // waitApplied blocks until this node has applied the log through index.

@@ -215,7 +215,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("dse: snapshot store: %w", err)
 	}
 	n.netTran = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.trans.RaftLayer(),
+		Stream:  n.trans.RaftLayer(n.ctx),
 		MaxPool: 3,
 		Timeout: 2 * time.Second,
 		Logger:  n.logger.Named("raft-net"),

@@ -31,9 +31,10 @@ type Once struct {
 	decoded command // filled by Decode
 }
 
-// ErrAnswered is the result of a repeated Once whose first result the FSM no
-// longer holds (it was below its origin's Low, or this node restored a
-// snapshot since): the command was applied, or given up, before.
+// ErrAnswered is the result of a Once the FSM will not apply: its Seq is
+// below its origin's Low (the origin had its answer, or gave up on it, or
+// held more than maxOnceHeld results at once), or it was applied and this
+// node has restored a snapshot since, which keeps the ids, not the results.
 var ErrAnswered = errors.New("fsm: command already answered; its result is no longer held")
 
 // Bounds on what the FSM remembers of origins. Both are far above what a

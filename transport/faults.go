@@ -10,18 +10,18 @@ import (
 // chaos runs: each frame is dropped, duplicated, or delayed (which reorders
 // it behind later frames) with the given probabilities, drawn from a seeded
 // source so a failing run can be replayed. Requests (Call) are left alone,
-// except that a reply can be lost with its connection (SetLoseReply); Raft
-// traffic always is.
+// except that replies can be lost with their connections (LoseReplies);
+// Raft traffic always is.
 type Faults struct {
 	Drop     float64       // probability a frame is lost
 	Dup      float64       // probability a frame is sent twice
 	Delay    float64       // probability a frame is held back
 	MaxDelay time.Duration // how long at most
-	// loseReply is the probability that a request this node answers
-	// loses its reply: the node handles the request, then closes the
+	// loseReplies is how many of the next requests this node answers
+	// lose their replies: the node handles the request, then closes the
 	// connection instead of replying, as when a connection breaks
 	// between the two. The caller cannot know whether it was handled.
-	loseReply float64
+	loseReplies int
 
 	mu  sync.Mutex
 	rng *rand.Rand
@@ -50,11 +50,11 @@ func (f *Faults) decide() (copies int, delay time.Duration) {
 	return copies, delay
 }
 
-// SetLoseReply sets the probability that a handled request's reply is lost
-// with its connection. It may be changed while the transport runs.
-func (f *Faults) SetLoseReply(p float64) {
+// LoseReplies makes the next n replies this node sends be lost with their
+// connections (n = 0 stops it). It may be called while the transport runs.
+func (f *Faults) LoseReplies(n int) {
 	f.mu.Lock()
-	f.loseReply = p
+	f.loseReplies = n
 	f.mu.Unlock()
 }
 
@@ -62,5 +62,9 @@ func (f *Faults) SetLoseReply(p float64) {
 func (f *Faults) replyLost() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.loseReply > 0 && f.rng.Float64() < f.loseReply
+	if f.loseReplies > 0 {
+		f.loseReplies--
+		return true
+	}
+	return false
 }

@@ -255,7 +255,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 func TestRaftLayerHandsOverConnections(t *testing.T) {
 	srv := newTransport(t, Config{})
 	cli := newTransport(t, Config{})
-	layer := srv.RaftLayer()
+	layer := srv.RaftLayer(context.Background())
 	if layer.Addr().String() != srv.Addr() {
 		t.Fatalf("Addr got %s, want %s", layer.Addr(), srv.Addr())
 	}
@@ -271,12 +271,12 @@ func TestRaftLayerHandsOverConnections(t *testing.T) {
 		c.Close()
 		done <- b
 	}()
-	c, err := cli.RaftLayer().Dial("127.0.0.1:1", 100*time.Millisecond)
+	c, err := cli.RaftLayer(context.Background()).Dial("127.0.0.1:1", 100*time.Millisecond)
 	if err == nil {
 		c.Close()
 		t.Fatal("dial to a closed port succeeded")
 	}
-	c, err = cli.RaftLayer().Dial(raftAddr(srv), time.Second)
+	c, err = cli.RaftLayer(context.Background()).Dial(raftAddr(srv), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestSlowPeerIsCutOff(t *testing.T) {
 	}
 }
 
-// TestLostReply: with SetLoseReply, a request is handled and its caller gets
+// TestLostReply: with LoseReplies, a request is handled and its caller gets
 // an error (the connection closed) instead of the reply; the next call on a
 // new connection works.
 func TestLostReply(t *testing.T) {
@@ -404,14 +404,13 @@ func TestLostReply(t *testing.T) {
 	cli := newTransport(t, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	faults.SetLoseReply(1)
+	faults.LoseReplies(1)
 	if _, err := cli.Call(ctx, srv.Addr(), 1, []byte("a")); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the connection's error at once", err)
 	}
 	if handled.Load() != 1 {
 		t.Fatalf("handled %d requests, want 1", handled.Load())
 	}
-	faults.SetLoseReply(0)
 	waitFor(t, 5*time.Second, "a call on a new connection", func() bool {
 		got, err := cli.Call(ctx, srv.Addr(), 1, []byte("b"))
 		return err == nil && string(got) == "b"
@@ -425,4 +424,47 @@ func (countingHandler) HandleMessage(string, byte, []byte) {}
 func (h countingHandler) HandleRequest(_ context.Context, _ byte, body []byte) ([]byte, error) {
 	h.n.Add(1)
 	return body, nil
+}
+
+// TestRaftDialWaitsForARestartingPeer: a Raft dial that the peer refuses is
+// tried again until the timeout, so a peer that starts listening meanwhile
+// is reached; once the layer's context ends, a refused dial fails at once.
+func TestRaftDialWaitsForARestartingPeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused until the peer below starts
+	cli := newTransport(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	layer := cli.RaftLayer(ctx)
+	got := make(chan error, 1)
+	go func() {
+		c, err := layer.Dial(raft.ServerAddress(addr), 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	srv := newTransport(t, Config{Bind: addr})
+	srv.SetHandler(newRecorder())
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("dial to a peer that came back: %v", err)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the dial did not reach the peer that came back")
+	}
+	srv.Close()
+	cancel()
+	start := time.Now()
+	if _, err := layer.Dial(raft.ServerAddress(addr), 5*time.Second); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a refused dial after the context ended took %v", d)
+	}
 }

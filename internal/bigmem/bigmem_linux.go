@@ -1,7 +1,10 @@
 package bigmem
 
 import (
+	"bytes"
+	"math/bits"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -9,32 +12,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const hugePage = 2 << 20
-
-// advise says whether huge pages must be asked for: THP in madvise mode,
-// and not turned off for this program's heap.
-var advise = sync.OnceValue(func() bool {
+// hugePage is the size of a transparent huge page, 0 when huge pages must
+// not be asked for: THP not in madvise mode (in always mode the kernel
+// gives them unasked), or turned off for this program's heap with
+// GODEBUG=disablethp=1.
+var hugePage = sync.OnceValue(func() uintptr {
 	for _, kv := range strings.Split(os.Getenv("GODEBUG"), ",") {
 		if kv == "disablethp=1" {
-			return false
+			return 0
 		}
 	}
 	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
-	return err == nil && strings.Contains(string(mode), "[madvise]")
+	if err != nil || !bytes.Contains(mode, []byte("[madvise]")) {
+		return 0
+	}
+	size, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(size)), 10, 64)
+	if err != nil || n == 0 || n&(n-1) != 0 || n < uint64(os.Getpagesize()) {
+		return 0
+	}
+	return uintptr(n)
 })
 
 // populate maps the whole huge pages inside b (fresh, zero memory) as
 // huge pages. Any failure leaves b as it is, to fault in page by page.
 func populate(b []byte) {
-	if !advise() {
+	huge := hugePage()
+	if huge == 0 {
 		return
 	}
-	off := (hugePage - uintptr(unsafe.Pointer(unsafe.SliceData(b)))%hugePage) % hugePage
+	off := (huge - uintptr(unsafe.Pointer(unsafe.SliceData(b)))%huge) % huge
 	if off >= uintptr(len(b)) {
 		return
 	}
-	whole := (uintptr(len(b)) - off) &^ (hugePage - 1)
-	if whole == 0 {
+	whole := (uintptr(len(b)) - off) &^ (huge - 1)
+	if whole == 0 || !freeHugePages(int(whole/huge), huge) {
 		return
 	}
 	r := b[off : off+whole]
@@ -44,9 +59,51 @@ func populate(b []byte) {
 	if unix.Madvise(r, unix.MADV_POPULATE_WRITE) != nil {
 		// Before Linux 5.14: a write per huge page faults it in. The
 		// memory is zero, and stays zero.
-		for i := 0; i < len(r); i += hugePage {
+		for i := 0; i < len(r); i += int(huge) {
 			r[i] = 0
 		}
 	}
 	unix.Madvise(r, unix.MADV_NOHUGEPAGE)
+}
+
+// freeHugePages reports whether the kernel has n huge pages' worth of free
+// blocks at least that big (twice over), read from /proc/buddyinfo. A fault
+// in memory that asked for huge pages compacts memory to make one when
+// none is free (THP defrag, "madvise" by default), which can stall for far
+// longer than the faults saved (golang/go#61718): without free blocks, the
+// buffer is left to ordinary pages.
+func freeHugePages(n int, huge uintptr) bool {
+	info, err := os.ReadFile("/proc/buddyinfo")
+	if err != nil {
+		return false
+	}
+	order := bits.TrailingZeros64(uint64(huge) / uint64(os.Getpagesize()))
+	return freeBlocks(string(info), order) >= 2*n
+}
+
+// freeBlocks counts, in blocks of 2^order pages, the free memory in blocks
+// at least that big in a /proc/buddyinfo (zone DMA aside: user memory does
+// not come from it); -1 if it does not parse.
+func freeBlocks(info string, order int) int {
+	free := 0
+	for line := range strings.Lines(info) {
+		// "Node 0, zone   Normal  <free blocks of order 0> <order 1> ..."
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] != "Node" || f[2] != "zone" {
+			return -1
+		}
+		if f[3] == "DMA" {
+			continue
+		}
+		for o, s := range f[4:] {
+			c, err := strconv.Atoi(s)
+			if err != nil {
+				return -1
+			}
+			if o >= order {
+				free += c << (o - order)
+			}
+		}
+	}
+	return free
 }

@@ -31,8 +31,11 @@ func anonHugeKB(t *testing.T) int {
 }
 
 func TestMakeMapsHugePages(t *testing.T) {
-	if !advise() {
+	if hugePage() == 0 {
 		t.Skip("transparent huge pages are not in madvise mode here")
+	}
+	if !freeHugePages(64, hugePage()) {
+		t.Skip("too few free huge pages here")
 	}
 	before := anonHugeKB(t)
 	const n = 64 << 20
@@ -67,5 +70,31 @@ func TestMakeSmallAndEmpty(t *testing.T) {
 	ps[len(ps)-1] = pair{&x, "last"}
 	if *ps[len(ps)-1].p != 7 || ps[0].p != nil || ps[0].s != "" {
 		t.Fatal("a pointerful buffer is not zero, or not usable")
+	}
+}
+
+func TestFreeHugePagesReadsBuddyinfo(t *testing.T) {
+	if _, err := os.Stat("/proc/buddyinfo"); err != nil {
+		t.Skip("no /proc/buddyinfo")
+	}
+	if freeHugePages(1<<40, 2<<20) {
+		t.Fatal("a terabyte of free huge pages reported")
+	}
+}
+
+func TestFreeBlocks(t *testing.T) {
+	info := `Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3
+Node 0, zone    DMA32      2      3      0      2      3      2      1      4      4      2    752
+Node 0, zone   Normal  13181   5166   3466   1624   1245    576    296    222    277    166   1138
+`
+	// Order 9 (2 MiB of 4 KiB pages): DMA32 2 + 752*2, Normal 166 + 1138*2.
+	if got, want := freeBlocks(info, 9), 2+752*2+166+1138*2; got != want {
+		t.Fatalf("freeBlocks = %d, want %d", got, want)
+	}
+	if got := freeBlocks("Node 0, zone Normal 1 x\n", 0); got != -1 {
+		t.Fatalf("garbage counted as %d blocks", got)
+	}
+	if got := freeBlocks("", 9); got != 0 {
+		t.Fatalf("no zones counted as %d blocks", got)
 	}
 }

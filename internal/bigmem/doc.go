@@ -14,7 +14,10 @@
 // So Make asks for huge pages, populates the buffer at once, then takes the
 // request back (MADV_NOHUGEPAGE): the pages it got stay huge, and nothing
 // the Go heap later puts at those addresses is collapsed behind the
-// scavenger's back, which was #63334's trouble. Buffers under 4 MiB, other
-// systems, THP set to never or always, and GODEBUG=disablethp=1 all get a
-// plain make.
+// scavenger's back, which was #63334's trouble. It asks only when the kernel
+// has free blocks of huge-page size to spare (/proc/buddyinfo): otherwise a
+// fault would compact memory first, which can stall far longer than the
+// faults it saves (golang/go#61718). Buffers under 4 MiB, other systems,
+// THP set to never or always, and GODEBUG=disablethp=1 in the environment
+// all get a plain make.
 package bigmem
