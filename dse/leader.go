@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"dse.dev/dse/fsm"
+	"dse.dev/dse/transport"
 )
 
 // HandleRequest answers a dse request from a peer (transport.Handler).
@@ -24,10 +25,20 @@ func (n *Node) HandleRequest(ctx context.Context, typ byte, body []byte) ([]byte
 		return encode(n.Status())
 	case msgRPC:
 		return n.svcs.handleRPC(ctx, body)
-	case msgCatchup:
-		return n.svcs.handleCatchup(body)
 	}
 	return nil, fmt.Errorf("%w: unknown request type %d", ErrInvalid, typ)
+}
+
+var _ transport.StreamHandler = (*Node)(nil)
+
+// StreamRequest answers the requests whose replies are encoded as they are
+// sent (transport.StreamHandler): catch-ups, which may carry a big table.
+func (n *Node) StreamRequest(_ context.Context, typ byte, body []byte) (transport.StreamBody, bool, error) {
+	if typ != msgCatchup {
+		return nil, false, nil
+	}
+	s, err := n.svcs.streamCatchup(body)
+	return s, true, err
 }
 
 // HandleMessage receives a one-way dse frame from a peer (transport.Handler).

@@ -3,6 +3,7 @@ package dse
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 	"dse.dev/dse/internal/bigmem"
+	"dse.dev/dse/transport"
 )
 
 // maxBuffered bounds the early deltas a subscriber holds per table.
@@ -450,30 +452,26 @@ func (ss *services) catchup(st *subState) {
 	ss.enqueue(delivery{pubs: pubs, receipt: time.Now()})
 }
 
-// handleCatchup answers a subscriber node's catch-up request.
-func (ss *services) handleCatchup(body []byte) ([]byte, error) {
+// streamCatchup answers a subscriber node's catch-up request with a reply
+// the transport encodes as it sends it (transport.StreamHandler): a big
+// table's snapshot is never held encoded in full on the publisher's node.
+func (ss *services) streamCatchup(body []byte) (transport.StreamBody, error) {
 	var req catchupRequest
 	if err := decode(body, &req, "catch-up request"); err != nil {
 		return nil, err
 	}
-	return ss.catchupReply(req)
+	pubs, err := ss.catchupPubs(req)
+	if err != nil {
+		return nil, err
+	}
+	return newPubStream(pubs)
 }
 
+// catchupReply is the reply to a catch-up request from this node itself.
 func (ss *services) catchupReply(req catchupRequest) ([]byte, error) {
-	svc, ok := ss.get(req.Publisher)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q does not run on node %q", ErrServiceNotFound, req.Publisher, ss.n.id)
-	}
-	var pubs []*table.Publication
-	if t, ok := svc.existingTable(req.Table); ok {
-		t.mu.Lock()
-		hist, ok := t.sinceLocked(req.After)
-		t.mu.Unlock()
-		if ok {
-			pubs = hist
-		} else {
-			pubs = []*table.Publication{t.snapshotPublication(svc.id)}
-		}
+	pubs, err := ss.catchupPubs(req)
+	if err != nil {
+		return nil, err
 	}
 	size := table.BatchHeaderSize
 	for _, p := range pubs {
@@ -481,13 +479,68 @@ func (ss *services) catchupReply(req catchupRequest) ([]byte, error) {
 	}
 	out := bigmem.Make[byte](size)[:table.BatchHeaderSize]
 	for _, p := range pubs {
-		var err error
 		if out, err = p.AppendTo(out); err != nil {
 			return nil, err
 		}
 	}
 	table.PutBatchHeader(out, len(pubs))
 	return out, nil
+}
+
+// catchupPubs is what answers a catch-up request: the deltas after
+// req.After when the history holds them all, else a snapshot.
+func (ss *services) catchupPubs(req catchupRequest) ([]*table.Publication, error) {
+	svc, ok := ss.get(req.Publisher)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q does not run on node %q", ErrServiceNotFound, req.Publisher, ss.n.id)
+	}
+	t, ok := svc.existingTable(req.Table)
+	if !ok {
+		return nil, nil
+	}
+	t.mu.Lock()
+	hist, ok := t.sinceLocked(req.After)
+	t.mu.Unlock()
+	if ok {
+		return hist, nil
+	}
+	return []*table.Publication{t.snapshotPublication(svc.id)}, nil
+}
+
+// pubStream is a batch of publications encoded as it is written.
+type pubStream struct {
+	pubs []*table.Publication
+	n    int
+}
+
+func newPubStream(pubs []*table.Publication) (*pubStream, error) {
+	s := &pubStream{pubs: pubs, n: table.BatchHeaderSize}
+	for _, p := range pubs {
+		m, err := p.EncodedLen()
+		if err != nil {
+			return nil, err
+		}
+		s.n += m
+	}
+	return s, nil
+}
+
+func (s *pubStream) Len() int { return s.n }
+
+func (s *pubStream) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, table.BatchHeaderSize, 256<<10)
+	table.PutBatchHeader(buf, len(s.pubs))
+	m, err := w.Write(buf)
+	total := int64(m)
+	for _, p := range s.pubs {
+		if err != nil {
+			break
+		}
+		var k int64
+		k, err = p.StreamTo(w, buf)
+		total += k
+	}
+	return total, err
 }
 
 // resubLoop is check_resub_all for the whole node: it catches up every

@@ -106,6 +106,23 @@ type Handler interface {
 	HandleRequest(ctx context.Context, typ byte, body []byte) ([]byte, error)
 }
 
+// A StreamBody is a reply that the transport writes straight to the
+// connection as it is encoded (a big snapshot), rather than one built in
+// memory first.
+type StreamBody interface {
+	// Len is the exact number of bytes WriteTo writes.
+	Len() int
+	WriteTo(w io.Writer) (int64, error)
+}
+
+// A StreamHandler is a Handler that answers some requests with a
+// StreamBody. The transport asks StreamRequest first; when it returns ok
+// false, HandleRequest answers.
+type StreamHandler interface {
+	Handler
+	StreamRequest(ctx context.Context, typ byte, body []byte) (reply StreamBody, ok bool, err error)
+}
+
 // Transport is a node's cluster port: a listener, a Raft stream layer, and a
 // pool of outbound dse connections.
 type Transport struct {
@@ -353,6 +370,15 @@ func (sc *serverConn) answer(f Frame) {
 	h := sc.t.getHandler()
 	var body []byte
 	err := errors.New("node is starting")
+	if sh, ok := h.(StreamHandler); ok {
+		var stream StreamBody
+		if stream, ok, err = sh.StreamRequest(sc.t.ctx, f.Type, f.Body); ok && err == nil {
+			sc.answerStream(f.ID, stream)
+			return
+		} else if ok {
+			h = nil // answer with err
+		}
+	}
 	if h != nil {
 		body, err = h.HandleRequest(sc.t.ctx, f.Type, f.Body)
 	}
@@ -368,6 +394,44 @@ func (sc *serverConn) answer(f Frame) {
 		return
 	}
 	if sc.reply(out) != nil {
+		sc.conn.Close()
+	}
+}
+
+// answerStream writes a streamed reply. A stream that fails or writes
+// other than its declared length leaves a broken frame behind: the
+// connection closes, and the caller's request fails with it.
+func (sc *serverConn) answerStream(id uint32, body StreamBody) {
+	n := body.Len()
+	if n > sc.t.cfg.MaxFrameSize {
+		if sc.reply(Frame{Type: typeError, ID: id, Body: fmt.Appendf(nil, "reply of %d bytes exceeds the frame limit %d", n, sc.t.cfg.MaxFrameSize)}) != nil {
+			sc.conn.Close()
+		}
+		return
+	}
+	if f := sc.t.cfg.Faults; f != nil && f.replyLost() {
+		sc.conn.Close()
+		return
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	// The deadline is per flush of WriteTimeout, over a body that may be
+	// large: give it one for each 8 MiB as well.
+	sc.conn.SetWriteDeadline(time.Now().Add(sc.t.cfg.WriteTimeout * time.Duration(1+n/(8<<20))))
+	var hdr [HeaderSize]byte
+	_, err := sc.w.Write(appendHeader(hdr[:0], typeReply, id, n))
+	var wrote int64
+	if err == nil {
+		wrote, err = body.WriteTo(sc.w)
+	}
+	if err == nil && wrote != int64(n) {
+		err = fmt.Errorf("streamed reply of %d bytes declared %d", wrote, n)
+	}
+	if err == nil {
+		err = sc.w.Flush()
+	}
+	if err != nil {
+		sc.t.cfg.Logger.Warn("closing connection after a failed streamed reply", "error", err)
 		sc.conn.Close()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -467,4 +468,92 @@ func TestRaftDialWaitsForARestartingPeer(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("a refused dial after the context ended took %v", d)
 	}
+}
+
+// streamer answers type 7 with a streamed body of n bytes (short ones
+// declare one byte more than they write), type 8 with an error, and leaves
+// the rest to HandleRequest.
+type streamer struct {
+	countingHandler
+	n     int
+	short bool
+}
+
+type patternBody struct {
+	n     int
+	short bool
+}
+
+func (b patternBody) Len() int { return b.n }
+
+func (b patternBody) WriteTo(w io.Writer) (int64, error) {
+	n := b.n
+	if b.short {
+		n--
+	}
+	var total int64
+	for chunk := make([]byte, 4096); n > 0; {
+		k := min(n, len(chunk))
+		for i := range chunk[:k] {
+			chunk[i] = byte(total + int64(i))
+		}
+		m, err := w.Write(chunk[:k])
+		total += int64(m)
+		n -= m
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (s *streamer) StreamRequest(_ context.Context, typ byte, _ []byte) (StreamBody, bool, error) {
+	switch typ {
+	case 7:
+		return patternBody{s.n, s.short}, true, nil
+	case 8:
+		return nil, true, errors.New("no stream for you")
+	}
+	return nil, false, nil
+}
+
+func TestStreamedReplies(t *testing.T) {
+	var handled atomic.Int32
+	h := &streamer{countingHandler: countingHandler{&handled}, n: 3<<20 + 5}
+	srv := newTransport(t, Config{MaxFrameSize: 4 << 20})
+	srv.SetHandler(h)
+	cli := newTransport(t, Config{MaxFrameSize: 4 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := cli.Call(ctx, srv.Addr(), 7, nil)
+	if err != nil || len(got) != h.n {
+		t.Fatalf("streamed reply: %d bytes, %v; want %d", len(got), err, h.n)
+	}
+	for i, c := range got {
+		if c != byte(i%4096) {
+			t.Fatalf("byte %d is %d, want %d", i, c, byte(i%4096))
+		}
+	}
+	if got, err := cli.Call(ctx, srv.Addr(), 1, []byte("plain")); err != nil || string(got) != "plain" {
+		t.Fatalf("a request not streamed: %q, %v", got, err)
+	}
+	var re *RemoteError
+	if _, err := cli.Call(ctx, srv.Addr(), 8, nil); !errors.As(err, &re) || re.Msg != "no stream for you" {
+		t.Fatalf("a stream's error: %v", err)
+	}
+	h.n = 5 << 20
+	if _, err := cli.Call(ctx, srv.Addr(), 7, nil); !errors.As(err, &re) || !strings.Contains(re.Msg, "exceeds the frame limit") {
+		t.Fatalf("a stream over the frame limit: %v", err)
+	}
+	// A stream shorter than it said breaks its connection, not the next
+	// call.
+	h.n, h.short = 1<<20, true
+	if _, err := cli.Call(ctx, srv.Addr(), 7, nil); err == nil {
+		t.Fatal("a short stream was taken as a reply")
+	}
+	h.short = false
+	waitFor(t, 5*time.Second, "a streamed reply on a new connection", func() bool {
+		got, err := cli.Call(ctx, srv.Addr(), 7, nil)
+		return err == nil && len(got) == 1<<20
+	})
 }

@@ -128,24 +128,32 @@ func appendBool(b []byte, v bool) []byte {
 func appendRows(b []byte, rows []Row) ([]byte, error) {
 	b = appendArrayLen(b, len(rows))
 	for _, r := range rows {
-		b = appendArrayLen(b, len(r))
-		for _, v := range r {
-			switch x := v.(type) {
-			case nil:
-				b = append(b, mpNil)
-			case bool:
-				b = appendBool(b, x)
-			case int64:
-				b = appendInt(b, x)
-			case float64:
-				b = binary.BigEndian.AppendUint64(append(b, mpFloat64), math.Float64bits(x))
-			case string:
-				b = appendString(b, x)
-			case []byte:
-				b = appendBytes(b, x)
-			default:
-				return nil, fmt.Errorf("%w: %T is not canonical", ErrBadRow, v)
-			}
+		var err error
+		if b, err = appendRow(b, r); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func appendRow(b []byte, r Row) ([]byte, error) {
+	b = appendArrayLen(b, len(r))
+	for _, v := range r {
+		switch x := v.(type) {
+		case nil:
+			b = append(b, mpNil)
+		case bool:
+			b = appendBool(b, x)
+		case int64:
+			b = appendInt(b, x)
+		case float64:
+			b = binary.BigEndian.AppendUint64(append(b, mpFloat64), math.Float64bits(x))
+		case string:
+			b = appendString(b, x)
+		case []byte:
+			b = appendBytes(b, x)
+		default:
+			return nil, fmt.Errorf("%w: %T is not canonical", ErrBadRow, v)
 		}
 	}
 	return b, nil

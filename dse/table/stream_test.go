@@ -1,0 +1,93 @@
+package table
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// randomValue draws values of every kind and every encoded width.
+func randomValue(rng *rand.Rand, long bool) any {
+	ints := []int64{0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64,
+		-1, -32, -33, math.MinInt8, math.MinInt8 - 1, math.MinInt16, math.MinInt16 - 1, math.MinInt32, math.MinInt32 - 1, math.MinInt64}
+	lens := []int{0, 1, 31, 32, 255, 256}
+	if long {
+		lens = append(lens, 65535, 65536)
+	}
+	switch rng.IntN(6) {
+	case 0:
+		return nil
+	case 1:
+		return rng.IntN(2) == 0
+	case 2:
+		return ints[rng.IntN(len(ints))] + int64(rng.IntN(3)) - 1
+	case 3:
+		return rng.NormFloat64()
+	case 4:
+		return strings.Repeat("s", lens[rng.IntN(len(lens))])
+	}
+	return bytes.Repeat([]byte{7}, lens[rng.IntN(len(lens))])
+}
+
+// TestStreamMatchesEncode: EncodedLen is the exact length of Encode's
+// bytes, and StreamTo writes those same bytes, whatever the chunk buffer.
+func TestStreamMatchesEncode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	counts := []int{0, 1, 15, 16, 300}
+	for i := range 40 {
+		p := &Publication{Publisher: strings.Repeat("p", 1+rng.IntN(40)), Table: "t", Seqnum: rng.Uint64() >> rng.IntN(64), Snapshot: i%2 == 0, SentAt: rng.Int64() - rng.Int64()}
+		for _, rows := range []*[]Row{&p.Rows, &p.Add, &p.Del} {
+			n := counts[rng.IntN(len(counts))]
+			if i == 0 && rows == &p.Rows {
+				n = 70000 // an array32 header
+			}
+			for range n {
+				r := make(Row, rng.IntN(18)>>(n/1000))
+				for c := range r {
+					r[c] = randomValue(rng, n < 100)
+				}
+				*rows = append(*rows, r)
+			}
+		}
+		want, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := p.EncodedLen()
+		if err != nil || n != len(want) {
+			t.Fatalf("publication %d: EncodedLen %d, %v; Encode wrote %d bytes", i, n, err, len(want))
+		}
+		var out bytes.Buffer
+		written, err := p.StreamTo(&out, make([]byte, 0, rng.IntN(1024)))
+		if err != nil || written != int64(len(want)) || !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("publication %d: StreamTo wrote %d bytes (%v), differing from Encode's %d", i, written, err, len(want))
+		}
+	}
+	bad := &Publication{Rows: []Row{{int64(1)}, {struct{}{}}}}
+	if _, err := bad.EncodedLen(); !errors.Is(err, ErrBadRow) {
+		t.Fatalf("EncodedLen of a bad row: %v", err)
+	}
+	if _, err := bad.StreamTo(&bytes.Buffer{}, nil); !errors.Is(err, ErrBadRow) {
+		t.Fatalf("StreamTo of a bad row: %v", err)
+	}
+}
+
+type failWriter struct{ after int }
+
+func (w *failWriter) Write(b []byte) (int, error) {
+	if w.after <= 0 {
+		return 0, errors.New("connection gone")
+	}
+	w.after--
+	return len(b), nil
+}
+
+func TestStreamStopsAtAWriteError(t *testing.T) {
+	p := &Publication{Rows: rowsN(100_000)}
+	if _, err := p.StreamTo(&failWriter{after: 2}, nil); err == nil || err.Error() != "connection gone" {
+		t.Fatalf("got %v, want the writer's error", err)
+	}
+}
