@@ -80,3 +80,19 @@ func BenchmarkNewSet1M(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeSnapshot1M decodes a million-row snapshot as a new
+// subscriber does (in two halves at once when GOMAXPROCS allows).
+func BenchmarkDecodeSnapshot1M(b *testing.B) {
+	enc, err := (&Publication{Publisher: "p", Table: "t", Snapshot: true, Rows: rowsN(1_000_000)}).Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := append(AppendBatch(nil, 1), enc...)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeBatch(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

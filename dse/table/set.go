@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
+	"runtime"
 
 	"dse.dev/dse/internal/bigmem"
 )
@@ -59,9 +60,7 @@ func (s *Set) load(rows []Row) {
 	s.slots = bigmem.Make[uint32](slotsFor(len(rows)))
 	s.rows, s.shared = rows[:len(rows):len(rows)], true
 	s.hashes = bigmem.Make[uint64](len(rows))
-	for i, r := range rows {
-		s.hashes[i] = hashRow(r)
-	}
+	hashRows(s.hashes, rows)
 	mask := uint64(len(s.slots) - 1)
 	shift := max(0, bits.Len64(mask)-10) // at most 1024 buckets
 	starts := make([]int, (mask>>shift)+2)
@@ -125,6 +124,26 @@ func (s *Set) dropLoaded(dup []bool) {
 			s.slots[j] = renum[v-1]
 		}
 	}
+}
+
+// hashRows fills hashes with the rows' hashes, in two goroutines when the
+// program may run two at once: hashing is most of indexing a big set.
+func hashRows(hashes []uint64, rows []Row) {
+	half := len(rows) / 2
+	if runtime.GOMAXPROCS(0) < 2 || half < 1<<15 {
+		half = len(rows)
+	}
+	done := make(chan struct{})
+	go func() {
+		for i, r := range rows[half:] {
+			hashes[half+i] = hashRow(r)
+		}
+		close(done)
+	}()
+	for i, r := range rows[:half] {
+		hashes[i] = hashRow(r)
+	}
+	<-done
 }
 
 // hashRow hashes a row's canonical key (a variable so that tests can force

@@ -147,22 +147,22 @@ func TestSetLoadBig(t *testing.T) {
 			hashRow = func(r Row) uint64 { return real(r) &^ 0xff }
 		}
 		var rows []Row
-		for i := range 40_000 {
+		for i := range 80_000 {
 			rows = append(rows, Row{int64(i), "r"})
 			if i%7 == 0 {
 				rows = append(rows, Row{int64(i), "r"}) // a duplicate
 			}
 		}
 		s := NewSet(rows)
-		if s.Len() != 40_000 {
-			t.Fatalf("%s: %d rows, want 40000", name, s.Len())
+		if s.Len() != 80_000 {
+			t.Fatalf("%s: %d rows, want 80000", name, s.Len())
 		}
-		for i := range 40_000 {
+		for i := range 80_000 {
 			if !s.Has(Row{int64(i), "r"}) {
 				t.Fatalf("%s: row %d missing", name, i)
 			}
 		}
-		if s.Has(Row{int64(40_000), "r"}) {
+		if s.Has(Row{int64(80_000), "r"}) {
 			t.Fatalf("%s: holds a row never added", name)
 		}
 		// The rows stay in the order given, the repeats left out.
@@ -172,19 +172,19 @@ func TestSetLoadBig(t *testing.T) {
 			}
 		}
 		var del []Row
-		for i := 0; i < 40_000; i += 3 {
+		for i := 0; i < 80_000; i += 3 {
 			del = append(del, Row{int64(i), "r"})
 		}
-		if _, deleted := s.Apply(nil, del); len(deleted) != len(del) || s.Len() != 40_000-len(del) {
+		if _, deleted := s.Apply(nil, del); len(deleted) != len(del) || s.Len() != 80_000-len(del) {
 			t.Fatalf("%s: deleted %d of %d, %d left", name, len(deleted), len(del), s.Len())
 		}
-		for i := range 40_000 {
+		for i := range 80_000 {
 			if s.Has(Row{int64(i), "r"}) != (i%3 != 0) {
 				t.Fatalf("%s: after deletes, row %d present = %v", name, i, !(i%3 != 0))
 			}
 		}
 		added, deleted := NewSet(nil).Replace(rows)
-		if len(added) != 40_000 || deleted != nil {
+		if len(added) != 80_000 || deleted != nil {
 			t.Fatalf("%s: Replace into empty added %d", name, len(added))
 		}
 	}

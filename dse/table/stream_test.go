@@ -91,3 +91,41 @@ func TestStreamStopsAtAWriteError(t *testing.T) {
 		t.Fatalf("got %v, want the writer's error", err)
 	}
 }
+
+// TestBigRowsDecodeInHalves: a rows array big enough to be decoded in two
+// halves at once decodes to the rows encoded, and the arrays after it too.
+func TestBigRowsDecodeInHalves(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	rnd := func(n int) []Row {
+		rows := make([]Row, n)
+		for i := range rows {
+			rows[i] = make(Row, rng.IntN(5))
+			for c := range rows[i] {
+				rows[i][c] = randomValue(rng, false)
+			}
+		}
+		return rows
+	}
+	for _, n := range []int{parallelRows, parallelRows + 1, 3*parallelRows + 7} {
+		p := &Publication{Publisher: "p", Table: "t", Seqnum: 9, Rows: rnd(n), Add: rnd(100), Del: rnd(3)}
+		enc, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeBatch(append(AppendBatch(nil, 1), enc...))
+		if err != nil {
+			t.Fatalf("%d rows: %v", n, err)
+		}
+		for name, pair := range map[string][2][]Row{"rows": {p.Rows, got[0].Rows}, "add": {p.Add, got[0].Add}, "del": {p.Del, got[0].Del}} {
+			want, have := pair[0], pair[1]
+			if len(want) != len(have) {
+				t.Fatalf("%d rows: %s has %d rows, want %d", n, name, len(have), len(want))
+			}
+			for i := range want {
+				if Key(want[i]) != Key(have[i]) {
+					t.Fatalf("%d rows: %s row %d is %v, want %v", n, name, i, have[i], want[i])
+				}
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/bits"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,14 +57,35 @@ func populate(b []byte) {
 	if unix.Madvise(r, unix.MADV_HUGEPAGE) != nil {
 		return
 	}
-	if unix.Madvise(r, unix.MADV_POPULATE_WRITE) != nil {
-		// Before Linux 5.14: a write per huge page faults it in. The
-		// memory is zero, and stays zero.
-		for i := 0; i < len(r); i += int(huge) {
-			r[i] = 0
-		}
+	// Two threads fault pages in at once where the program may run two:
+	// the kernel zeroes each page as it maps it.
+	half := len(r) / 2 &^ (int(huge) - 1)
+	if runtime.GOMAXPROCS(0) < 2 || len(r) < parallelSize {
+		half = len(r)
 	}
+	done := make(chan struct{})
+	go func() {
+		fault(r[half:], huge)
+		close(done)
+	}()
+	fault(r[:half], huge)
+	<-done
 	unix.Madvise(r, unix.MADV_NOHUGEPAGE)
+}
+
+// parallelSize is the size from which two threads populate a buffer.
+const parallelSize = 16 << 20
+
+// fault populates r, whole huge pages asking to be huge.
+func fault(r []byte, huge uintptr) {
+	if len(r) == 0 || unix.Madvise(r, unix.MADV_POPULATE_WRITE) == nil {
+		return
+	}
+	// Before Linux 5.14: a write per huge page faults it in. The memory is
+	// zero, and stays zero.
+	for i := 0; i < len(r); i += int(huge) {
+		r[i] = 0
+	}
 }
 
 // freeHugePages reports whether the kernel has n huge pages' worth of free
