@@ -105,9 +105,12 @@ func TestHookMaySortASnapshot(t *testing.T) {
 	c := dsetest.New(t, 2)
 	ctx := context.Background()
 	pub := register(t, c.Nodes[0], "pub", dse.Hooks{})
+	// Big enough, too, for the hook's copy to be made while the cache
+	// indexes.
+	const n = 70_000
 	var big []dse.Row
-	for i := range int64(20_000) {
-		big = append(big, dse.Row{20_000 - i})
+	for i := range int64(n) {
+		big = append(big, dse.Row{n - i})
 	}
 	if _, _, err := pub.Publish(ctx, "t", big, false); err != nil {
 		t.Fatal(err)
@@ -128,7 +131,7 @@ func TestHookMaySortASnapshot(t *testing.T) {
 		t.Fatal("no snapshot")
 	}
 	id := cache.TableID{Publisher: "pub", Table: "t"}
-	for i := range int64(20_000) {
+	for i := range int64(n) {
 		if !sub.Cache().Has(id, dse.Row{i + 1}) {
 			t.Fatalf("the cache lost row %d after a hook sorted its snapshot", i+1)
 		}

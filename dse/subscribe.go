@@ -327,16 +327,30 @@ func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 		return
 	}
 	defer s.leave()
-	s.cache.Apply(p)
 	if s.hooks.ReceiveData == nil && s.hooks.ReceiveDataSequenced == nil {
+		s.cache.Apply(p)
 		return
 	}
 	d := Data{Snapshot: p.Snapshot, Rows: p.Rows, Add: p.Add, Del: p.Del}
 	if len(p.Rows) > 0 {
 		// The subscriber's cache may index p.Rows' own array (Set.load):
-		// a hook that sorted it would break the index.
-		d.Rows = bigmem.Make[table.Row](len(p.Rows))
-		copy(d.Rows, p.Rows)
+		// a hook that sorted it would break the index. Both only read
+		// p.Rows, so a big copy is made while the cache indexes.
+		copied := make(chan struct{})
+		copyRows := func() {
+			d.Rows = bigmem.Make[table.Row](len(p.Rows))
+			copy(d.Rows, p.Rows)
+			close(copied)
+		}
+		if len(p.Rows) >= 1<<16 {
+			go copyRows()
+		} else {
+			copyRows()
+		}
+		s.cache.Apply(p)
+		<-copied
+	} else {
+		s.cache.Apply(p)
 	}
 	if p.SentAt != 0 {
 		d.Published = time.Unix(0, p.SentAt)
