@@ -36,6 +36,7 @@ func agentCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "nonvoter", Usage: "join as a non-voting member"},
 			&ucli.DurationFlag{Name: "resub-timeout", Usage: "gap or stale-table time before a subscriber catches up", Value: d.ResubTimeout},
 			&ucli.DurationFlag{Name: "liveness-grace", Usage: "heartbeat failure time before the leader records a node down", Value: d.LivenessGrace},
+			&ucli.IntFlag{Name: "max-watches", Usage: "watches open on this node at once, at most", Value: d.MaxWatches},
 			&ucli.StringFlag{Name: "log-store", Usage: "Raft log store for a new --data-dir: wal (one fsync per append) or boltdb (default: what --data-dir holds, wal if new)"},
 			&ucli.DurationFlag{Name: "join-timeout", Usage: "how long to keep trying to join", Value: time.Minute},
 			&ucli.StringFlag{Name: "log-level", Usage: "trace, debug, info, warn or error", Value: "info"},
@@ -154,6 +155,9 @@ func runAgent(c *ucli.Context) error {
 		return usagef("--log-store %q: want wal or boltdb", cfg.LogStore)
 	}
 	cfg.LivenessGrace = c.Duration("liveness-grace")
+	if cfg.MaxWatches = c.Int("max-watches"); cfg.MaxWatches < 1 {
+		return usagef("--max-watches %d: must be at least 1", cfg.MaxWatches)
+	}
 	cfg.Logger = logger
 	// A restart on a data dir resumes the addresses it had, unless told
 	// otherwise.

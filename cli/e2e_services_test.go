@@ -215,3 +215,26 @@ func writeFile(t *testing.T, content string) string {
 	}
 	return p
 }
+
+// TestE2EWatchLimit: an agent holds at most --max-watches watches open; one
+// more is refused with a one-line error naming the limit, and a watch that
+// ends frees its place.
+func TestE2EWatchLimit(t *testing.T) {
+	wantFail(t, 2, []string{"--max-watches 0"}, "agent", "--data-dir", t.TempDir(), "--max-watches", "0")
+	a := startAgent(t, t.TempDir(), "--id", "w1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap", "--max-watches", "1")
+	eventually(t, 20*time.Second, "a leader", func() bool {
+		var st map[string]any
+		return tryJSON(a.http, &st, "status") && st["leader"] != ""
+	})
+	run(t, "--addr", a.http, "services", "create", "lim")
+	publish(t, a.http, "lim", "t", `[[1]]`)
+	w := startWatch(t, a.http, "lim", "t")
+	eventually(t, 20*time.Second, "the first watch's snapshot", func() bool { return len(w.snapshot()) >= 1 })
+	wantFail(t, 1, []string{"watches open", "max-watches"}, "--addr", a.http, "watch", "lim", "t", "--timeout", "5s")
+	w.cmd.Process.Signal(syscall.SIGKILL)
+	w.cmd.Wait()
+	eventually(t, 20*time.Second, "a watch after the first ended", func() bool {
+		r := run(t, "--addr", a.http, "watch", "lim", "t", "--count", "1", "--timeout", "5s")
+		return r.code == 0 && strings.Contains(r.stdout, `"snapshot":true`)
+	})
+}

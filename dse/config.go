@@ -56,6 +56,10 @@ type Config struct {
 	SnapshotThreshold uint64
 	// MaxFrameSize bounds one cluster-port frame.
 	MaxFrameSize int
+	// MaxWatches bounds the watches (`dse watch`, Node.Watch) open on the
+	// node at once: each holds a subscriber in the registry, and a read
+	// token may open them.
+	MaxWatches int
 	// Logger receives the node's structured logs.
 	Logger hclog.Logger
 	// ClusterTLS, when set, is the cluster port's mutual-TLS config (package
@@ -86,6 +90,7 @@ func DefaultConfig() Config {
 		SnapshotRetain:    3,
 		SnapshotThreshold: 8192,
 		MaxFrameSize:      64 << 20,
+		MaxWatches:        1024,
 	}
 }
 
@@ -112,6 +117,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("SnapshotRetain (%d) must be at least 1", c.SnapshotRetain)
 	case c.MaxFrameSize < 1<<16:
 		return fmt.Errorf("MaxFrameSize (%d) must be at least 65536", c.MaxFrameSize)
+	case c.MaxWatches < 1:
+		return fmt.Errorf("MaxWatches (%d) must be at least 1", c.MaxWatches)
 	}
 	for name, a := range map[string]string{"Bind": c.Bind, "HTTPAddr": c.HTTPAddr} {
 		if _, _, err := net.SplitHostPort(a); err != nil {

@@ -44,8 +44,9 @@ type Node struct {
 	extMu    sync.Mutex
 	external map[string]*externalService
 
-	caughtUp atomic.Bool // applied the leader's commit index since start
-	authSeen atomic.Bool // tokens were required (also across restarts)
+	caughtUp atomic.Bool  // applied the leader's commit index since start
+	watches  atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
+	authSeen atomic.Bool  // tokens were required (also across restarts)
 
 	ctx      context.Context
 	cancel   context.CancelFunc

@@ -30,6 +30,11 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	if !validName(publisher) || !validName(tbl) {
 		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, publisher, tbl)
 	}
+	if open := n.watches.Add(1); open > int64(n.cfg.MaxWatches) {
+		n.watches.Add(-1)
+		return fmt.Errorf("%w: node %q has %d watches open, its limit (--max-watches)", ErrUnavailable, n.id, n.cfg.MaxWatches)
+	}
+	defer n.watches.Add(-1)
 	s := NewDataService(newWatchID(n.id), Hooks{})
 	s.kind = KindWatch
 	overflow := make(chan struct{})
