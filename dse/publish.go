@@ -160,7 +160,10 @@ func (s *DataService) Publish(ctx context.Context, tableName string, rows []Row,
 
 // PublishDelta publishes a change the caller already knows (rows added and
 // deleted), without diffing a big table. Rows already present (added) or
-// absent (deleted) are no change.
+// absent (deleted) are no change. As with Publish, the rows of add and del
+// are the node's from the call on: the caller must not modify them (the
+// node keeps them in its table and its history, and sends them later to
+// subscribers catching up).
 func (s *DataService) PublishDelta(ctx context.Context, tableName string, add, del []Row) (uint64, bool, error) {
 	if err := s.checkDelta(tableName, add, del); err != nil {
 		return 0, false, err
@@ -199,7 +202,9 @@ func deltaChange(add, del []Row) func(*pubTable) (added, deleted, content []Row)
 // once the change is applied to the table and queued for its seqnum, and
 // the Publishing says what it came to. Publications of one table are
 // sequenced in the order their calls returned; when one fails, those queued
-// behind it fail too, and the table's next publication is a snapshot.
+// behind it fail too, and the table's next publication is a snapshot. The
+// rows of add and del are the node's from the call on, as with
+// PublishDelta.
 func (s *DataService) PublishDeltaAsync(tableName string, add, del []Row) (*Publishing, error) {
 	if err := s.checkDelta(tableName, add, del); err != nil {
 		return nil, err

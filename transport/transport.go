@@ -422,7 +422,9 @@ func (sc *serverConn) answerStream(id uint32, body StreamBody) {
 	_, err := sc.w.Write(appendHeader(hdr[:0], typeReply, id, n))
 	var wrote int64
 	if err == nil {
-		wrote, err = body.WriteTo(sc.w)
+		// Capped: bytes past the declared length would be read as the
+		// frames after it.
+		wrote, err = body.WriteTo(&cappedWriter{w: sc.w, left: int64(n)})
 	}
 	if err == nil && wrote != int64(n) {
 		err = fmt.Errorf("streamed reply of %d bytes declared %d", wrote, n)
@@ -434,6 +436,21 @@ func (sc *serverConn) answerStream(id uint32, body StreamBody) {
 		sc.t.cfg.Logger.Warn("closing connection after a failed streamed reply", "error", err)
 		sc.conn.Close()
 	}
+}
+
+// cappedWriter refuses, whole, a write that would go past left bytes.
+type cappedWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.left {
+		return 0, fmt.Errorf("streamed reply longer than the %d bytes it declared", c.left)
+	}
+	n, err := c.w.Write(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 func (sc *serverConn) reply(f Frame) error {

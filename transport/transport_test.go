@@ -557,3 +557,40 @@ func TestStreamedReplies(t *testing.T) {
 		return err == nil && len(got) == 1<<20
 	})
 }
+
+// longBody writes more than it declares, with a frame for another call
+// after its declared bytes.
+type longBody struct{ n int }
+
+func (b longBody) Len() int { return b.n }
+
+func (b longBody) WriteTo(w io.Writer) (int64, error) {
+	extra := appendHeader(nil, typeReply, 1, 6)
+	extra = append(extra, "forged"...)
+	m, err := w.Write(append(make([]byte, b.n), extra...))
+	return int64(m), err
+}
+
+type longStreamer struct{ countingHandler }
+
+func (longStreamer) StreamRequest(_ context.Context, typ byte, _ []byte) (StreamBody, bool, error) {
+	if typ == 7 {
+		return longBody{1 << 20}, true, nil
+	}
+	return nil, false, nil
+}
+
+// TestStreamLongerThanDeclared: a stream that writes past its declared
+// length sends nothing beyond it; the call fails, and no bytes of it are
+// read as another frame.
+func TestStreamLongerThanDeclared(t *testing.T) {
+	var handled atomic.Int32
+	srv := newTransport(t, Config{})
+	srv.SetHandler(longStreamer{countingHandler{&handled}})
+	cli := newTransport(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if got, err := cli.Call(ctx, srv.Addr(), 7, nil); err == nil {
+		t.Fatalf("an overlong stream was taken as a reply of %d bytes", len(got))
+	}
+}

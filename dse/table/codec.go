@@ -376,7 +376,7 @@ func (r *reader) scanRows(c *rowCounts, lim Limits, mark *scanMark) error {
 	}
 	c.rows += n
 	half := -1
-	if mark != nil && n >= parallelRows {
+	if mark != nil && n >= parallelRows && runtime.GOMAXPROCS(0) > 1 {
 		half = n / 2
 	}
 	for i := 0; i < n; i++ {
@@ -580,7 +580,7 @@ func (r *reader) decodeRowArrays(lim Limits, out ...*[]Row) error {
 	var mark scanMark
 	for i := range out {
 		m := &mark
-		if i > 0 || runtime.GOMAXPROCS(0) < 2 {
+		if i > 0 {
 			m = nil
 		}
 		if err := r.scanRows(&c, lim, m); err != nil {

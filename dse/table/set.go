@@ -130,8 +130,11 @@ func (s *Set) dropLoaded(dup []bool) {
 // program may run two at once: hashing is most of indexing a big set.
 func hashRows(hashes []uint64, rows []Row) {
 	half := len(rows) / 2
-	if runtime.GOMAXPROCS(0) < 2 || half < 1<<15 {
-		half = len(rows)
+	if half < 1<<15 || runtime.GOMAXPROCS(0) < 2 {
+		for i, r := range rows {
+			hashes[i] = hashRow(r)
+		}
+		return
 	}
 	done := make(chan struct{})
 	go func() {

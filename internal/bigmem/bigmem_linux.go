@@ -59,10 +59,12 @@ func populate(b []byte) {
 	}
 	// Two threads fault pages in at once where the program may run two:
 	// the kernel zeroes each page as it maps it.
-	half := len(r) / 2 &^ (int(huge) - 1)
-	if runtime.GOMAXPROCS(0) < 2 || len(r) < parallelSize {
-		half = len(r)
+	if len(r) < parallelSize || runtime.GOMAXPROCS(0) < 2 {
+		fault(r, huge)
+		unix.Madvise(r, unix.MADV_NOHUGEPAGE)
+		return
 	}
+	half := len(r) / 2 &^ (int(huge) - 1)
 	done := make(chan struct{})
 	go func() {
 		fault(r[half:], huge)
