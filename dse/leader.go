@@ -129,6 +129,7 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 				callErr = decode(raw, &rep, "leader reply")
 			} else {
 				maybeDone = true
+				n.countUnknown()
 			}
 		}
 		if maybeDone && callErr == nil && rep.Code != "" && rep.Code != "not_leader" && n.membershipDone(op) {
@@ -140,6 +141,7 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 			// The leader accepted the entry and lost track of it; it may
 			// still commit. Send it again: the FSM answers once.
 			callErr = rep.Apply.err()
+			n.countUnknown()
 		} else if callErr == nil && rep.Code != "not_leader" {
 			if err := FromCode(rep.Code, rep.Msg); err != nil {
 				return rep, err
@@ -164,6 +166,12 @@ func (n *Node) leaderDo(ctx context.Context, op leaderOp) (opReply, error) {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+func (n *Node) countUnknown() {
+	if n.metrics != nil {
+		n.metrics.unknown.Inc()
 	}
 }
 

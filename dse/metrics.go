@@ -21,6 +21,7 @@ type nodeMetrics struct {
 	dropped      prometheus.Counter
 	resubscribes prometheus.Counter
 	rpcCalls     *prometheus.CounterVec
+	unknown      prometheus.Counter
 }
 
 func (n *Node) initMetrics() {
@@ -37,8 +38,10 @@ func (n *Node) initMetrics() {
 		dropped:      prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_push_dropped_total", Help: "Publications not pushed because a peer's queue was full."}),
 		resubscribes: prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_resubscribes_total", Help: "Subscriber catch-ups after a gap or a stale table."}),
 		rpcCalls:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dse_rpc_calls_total", Help: "RPCs made by services on this node, by outcome."}, []string{"outcome"}),
+		unknown:      prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_leader_outcome_unknown_total", Help: "Commands this node sent to the leader whose outcome it could not know (reply lost, or leadership lost after the leader accepted them); each is sent again under its id and applied once."}),
 	}
-	reg.MustRegister(m.applyLatency, m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.rpcCalls,
+	watches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dse_watches_open", Help: "Watches open on this node (at most --max-watches)."}, func() float64 { return float64(n.watches.Load()) })
+	reg.MustRegister(m.applyLatency, m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.rpcCalls, m.unknown, watches,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&raftCollector{n: n})
 	n.metrics, n.reg = m, reg

@@ -2,6 +2,7 @@ package dse_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -54,6 +55,10 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 	if err := follower.Remove(ctx, other.ID(), false); err != nil {
 		t.Fatalf("remove a member from a follower: %v", err)
 	}
+	// Each lost reply was counted where it was lost.
+	if got := counter(t, follower, "dse_leader_outcome_unknown_total"); got < n+2 {
+		t.Fatalf("dse_leader_outcome_unknown_total = %v, want at least %d", got, n+2)
+	}
 	members, err := c.Nodes[leader].Members(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -63,4 +68,60 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 			t.Fatalf("%s is still a member", other.ID())
 		}
 	}
+}
+
+// counter reads a counter or gauge from a node's metrics.
+func counter(t *testing.T, n *dse.Node, name string) float64 {
+	t.Helper()
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		total := 0.0
+		for _, m := range mf.GetMetric() {
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+		return total
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestWatchLimitAndGauge: a node opens at most MaxWatches watches, counts
+// them in dse_watches_open, and frees a place when one ends.
+func TestWatchLimitAndGauge(t *testing.T) {
+	c := dsetest.NewWith(t, 1, func(_ int, cfg *dse.Config) { cfg.MaxWatches = 2 })
+	n := c.Nodes[0]
+	pub := register(t, n, "pub", dse.Hooks{})
+	ctx := context.Background()
+	if _, _, err := pub.Publish(ctx, "t", rows(1), false); err != nil {
+		t.Fatal(err)
+	}
+	var cancels []context.CancelFunc
+	for range 2 {
+		wctx, cancel := context.WithCancel(ctx)
+		cancels = append(cancels, cancel)
+		events := make(chan dse.WatchEvent, 16)
+		go n.Watch(wctx, "pub", "t", events)
+		select {
+		case <-events:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a watch under the limit got no snapshot")
+		}
+	}
+	if got := counter(t, n, "dse_watches_open"); got != 2 {
+		t.Fatalf("dse_watches_open = %v, want 2", got)
+	}
+	if err := n.Watch(ctx, "pub", "t", make(chan dse.WatchEvent, 1)); !errors.Is(err, dse.ErrUnavailable) {
+		t.Fatalf("a third watch: %v, want ErrUnavailable", err)
+	}
+	cancels[0]()
+	dsetest.WaitFor(t, 10*time.Second, "the ended watch's place freed", func() bool {
+		return counter(t, n, "dse_watches_open") == 1
+	})
+	cancels[1]()
 }
