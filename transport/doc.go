@@ -19,7 +19,13 @@
 // dropped with ErrQueueFull when the peer's bounded queue is full, so a slow
 // peer never blocks its sender; requests (Call) wait for their reply, their
 // context, or a connection failure (ErrUnavailable). Frames from one sender to
-// one peer arrive in the order they were queued.
+// one peer arrive in the order they were queued. A handler may answer a
+// request with a StreamBody, written to the connection as it is encoded
+// under its declared length (a big snapshot is never held encoded whole).
+//
+// The Raft stream layer retries a dial the peer refuses until Raft's
+// timeout, so that a peer's restart does not run up hashicorp/raft's
+// replication backoff.
 //
 // Package transport knows nothing of Raft's state or of dse's messages: the
 // type byte and body belong to its user.

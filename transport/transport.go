@@ -389,7 +389,7 @@ func (sc *serverConn) answer(f Frame) {
 	if len(out.Body) > sc.t.cfg.MaxFrameSize {
 		out = Frame{Type: typeError, ID: f.ID, Body: fmt.Appendf(nil, "reply of %d bytes exceeds the frame limit %d", len(out.Body), sc.t.cfg.MaxFrameSize)}
 	}
-	if f := sc.t.cfg.Faults; f != nil && f.replyLost() {
+	if faults := sc.t.cfg.Faults; faults != nil && faults.replyLost() {
 		sc.conn.Close()
 		return
 	}
@@ -409,7 +409,7 @@ func (sc *serverConn) answerStream(id uint32, body StreamBody) {
 		}
 		return
 	}
-	if f := sc.t.cfg.Faults; f != nil && f.replyLost() {
+	if faults := sc.t.cfg.Faults; faults != nil && faults.replyLost() {
 		sc.conn.Close()
 		return
 	}
