@@ -15,6 +15,11 @@
 // result; a committed entry that cannot be decoded panics, because a node that
 // cannot apply the log has diverged and must stop.
 //
+// A command a node sends to the leader comes wrapped in a Once, with the
+// sender's id and a sequence number: the FSM applies each id once and
+// answers a resend with the first result, so a node may resend whenever it
+// cannot know whether the leader committed what it sent.
+//
 // Snapshot clones the state (cheap, metadata only) and Persist encodes it with
 // sorted keys, so two FSMs fed the same log produce byte-identical snapshots.
 // Restore builds a fresh state and swaps it in.
