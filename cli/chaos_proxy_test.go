@@ -10,10 +10,14 @@ import (
 // faultProxy sits in front of a node's cluster port (the node advertises the
 // proxy's address, so every peer reaches it through here) and can cut the
 // node off (existing connections close, new ones hang silently: a black
-// hole) or slow it down, with no root tricks.
+// hole) or slow it down, with no root tricks. Nodes bind distinct loopback
+// IPs and dial from them, so a proxy also tells which node a connection
+// comes from: with blocked, the proxies of a run cut a partitioned node's
+// own connections to its peers too, and the partition is two-way.
 type faultProxy struct {
-	ln     net.Listener
-	target string
+	ln      net.Listener
+	target  string
+	blocked *blockList
 
 	mu        sync.Mutex
 	partition bool
@@ -22,12 +26,39 @@ type faultProxy struct {
 	closed    bool
 }
 
-func newFaultProxy(target string) (*faultProxy, error) {
+// blockList is the source IPs the proxies of a run refuse: partitioned
+// nodes.
+type blockList struct {
+	mu  sync.Mutex
+	ips map[string]bool
+}
+
+func (b *blockList) set(ip string, blocked bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ips == nil {
+		b.ips = map[string]bool{}
+	}
+	b.ips[ip] = blocked
+}
+
+func (b *blockList) has(c net.Conn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ips[remoteIP(c)]
+}
+
+func remoteIP(c net.Conn) string {
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return host
+}
+
+func newFaultProxy(target string, blocked *blockList) (*faultProxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &faultProxy{ln: ln, target: target, blocked: blocked, conns: map[net.Conn]struct{}{}}
 	go p.accept()
 	return p, nil
 }
@@ -47,7 +78,7 @@ func (p *faultProxy) accept() {
 			return
 		}
 		p.conns[c] = struct{}{}
-		cut := p.partition
+		cut := p.partition || p.blocked.has(c)
 		p.mu.Unlock()
 		if cut {
 			go p.hold(c)
@@ -64,7 +95,7 @@ func (p *faultProxy) hold(c net.Conn) {
 	for {
 		time.Sleep(20 * time.Millisecond)
 		p.mu.Lock()
-		cut, closed := p.partition, p.closed
+		cut, closed := p.partition || p.blocked.has(c), p.closed
 		p.mu.Unlock()
 		if !cut || closed {
 			return
@@ -125,6 +156,22 @@ func (p *faultProxy) cut() {
 	p.conns = map[net.Conn]struct{}{}
 	p.mu.Unlock()
 	for c := range conns {
+		c.Close()
+	}
+}
+
+// cutFrom closes the connections that came from ip (a partitioned node
+// calling this proxy's node); blocked holds new ones.
+func (p *faultProxy) cutFrom(ip string) {
+	p.mu.Lock()
+	var from []net.Conn
+	for c := range p.conns {
+		if remoteIP(c) == ip {
+			from = append(from, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range from {
 		c.Close()
 	}
 }

@@ -130,6 +130,7 @@ type Transport struct {
 	ln     net.Listener
 	addr   string
 	raftCh chan net.Conn
+	source net.IP // outbound connections leave from it (sourceIP)
 
 	mu      sync.Mutex
 	handler Handler
@@ -160,6 +161,7 @@ func New(cfg Config) (*Transport, error) {
 		cfg:    cfg,
 		ln:     ln,
 		addr:   addr,
+		source: sourceIP(cfg.Bind),
 		raftCh: make(chan net.Conn),
 		peers:  map[string]*peer{},
 		conns:  map[net.Conn]struct{}{},
@@ -168,6 +170,40 @@ func New(cfg Config) (*Transport, error) {
 	}
 	t.goFunc(t.acceptLoop)
 	return t, nil
+}
+
+// sourceIP is the address outbound connections leave from: the bind
+// address when it names one IP (not 0.0.0.0 or ::), so that peers see
+// connections come from the address this node listens on (a host with
+// several addresses, or a test telling nodes apart on loopback).
+func sourceIP(bind string) net.IP {
+	host, _, err := net.SplitHostPort(bind)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return nil
+	}
+	return ip
+}
+
+// localAddrFor is the local address to dial addr from: the source IP when
+// addr is an IP on the same side of loopback (a loopback source cannot
+// reach another host), else the system's choice.
+func (t *Transport) localAddrFor(addr string) net.Addr {
+	if t.source == nil {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() != t.source.IsLoopback() {
+		return nil
+	}
+	return &net.TCPAddr{IP: t.source}
 }
 
 // Addr returns the address peers reach this transport at.
@@ -466,6 +502,9 @@ func (sc *serverConn) reply(f Frame) error {
 // dial opens an outbound connection speaking proto.
 func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
+	if la := t.localAddrFor(addr); la != nil {
+		d.LocalAddr = la
+	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

@@ -594,3 +594,37 @@ func TestStreamLongerThanDeclared(t *testing.T) {
 		t.Fatalf("an overlong stream was taken as a reply of %d bytes", len(got))
 	}
 }
+
+type fromRecorder struct {
+	countingHandler
+	from chan string
+}
+
+func (r fromRecorder) HandleMessage(from string, _ byte, _ []byte) { r.from <- from }
+
+// TestDialsLeaveFromTheBindAddress: a transport bound to one IP connects to
+// its peers from that IP, so they can tell who is calling.
+func TestDialsLeaveFromTheBindAddress(t *testing.T) {
+	var n atomic.Int32
+	rec := fromRecorder{countingHandler{&n}, make(chan string, 1)}
+	srv := newTransport(t, Config{})
+	srv.SetHandler(rec)
+	cli := newTransport(t, Config{Bind: "127.0.0.2:0"})
+	if err := cli.Send(srv.Addr(), 1, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case from := <-rec.from:
+		if host, _, _ := net.SplitHostPort(from); host != "127.0.0.2" {
+			t.Fatalf("the message came from %s, want 127.0.0.2", from)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message")
+	}
+	if la := cli.localAddrFor("10.1.2.3:7400"); la != nil {
+		t.Fatalf("a loopback-bound transport would dial another host from %v", la)
+	}
+	if la := (&Transport{source: sourceIP("0.0.0.0:7400")}).localAddrFor("127.0.0.1:1"); la != nil {
+		t.Fatalf("an unspecified bind dials from %v", la)
+	}
+}
