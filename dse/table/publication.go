@@ -32,11 +32,7 @@ const (
 
 // AppendTo appends p's msgpack encoding (an array of its fields) to b.
 func (p *Publication) AppendTo(b []byte) ([]byte, error) {
-	b = appendArrayLen(b, pubFields)
-	b = appendString(b, p.Publisher)
-	b = appendString(b, p.Table)
-	b = appendUint(b, p.Seqnum)
-	b = appendBool(b, p.Snapshot)
+	b = p.appendHead(b)
 	var err error
 	for _, rows := range [][]Row{p.Rows, p.Add, p.Del} {
 		if b, err = appendRows(b, rows); err != nil {
@@ -44,6 +40,16 @@ func (p *Publication) AppendTo(b []byte) ([]byte, error) {
 		}
 	}
 	return appendInt(b, p.SentAt), nil
+}
+
+// appendHead appends the fields before the rows arrays (AppendTo's and
+// StreamTo's first bytes).
+func (p *Publication) appendHead(b []byte) []byte {
+	b = appendArrayLen(b, pubFields)
+	b = appendString(b, p.Publisher)
+	b = appendString(b, p.Table)
+	b = appendUint(b, p.Seqnum)
+	return appendBool(b, p.Snapshot)
 }
 
 // decode reads a publication written by AppendTo; prev (may be nil) is the

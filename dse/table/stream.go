@@ -35,12 +35,7 @@ func (p *Publication) EncodedLen() (int, error) {
 // StreamTo writes p's encoding (AppendTo's bytes) to w, a chunk at a time,
 // using buf's memory for the chunks. It returns the bytes written.
 func (p *Publication) StreamTo(w io.Writer, buf []byte) (int64, error) {
-	s := &streamer{w: w, b: buf[:0]}
-	s.b = appendArrayLen(s.b, pubFields)
-	s.b = appendString(s.b, p.Publisher)
-	s.b = appendString(s.b, p.Table)
-	s.b = appendUint(s.b, p.Seqnum)
-	s.b = appendBool(s.b, p.Snapshot)
+	s := &streamer{w: w, b: p.appendHead(buf[:0])}
 	for _, rows := range [][]Row{p.Rows, p.Add, p.Del} {
 		s.b = appendArrayLen(s.b, len(rows))
 		for _, r := range rows {
