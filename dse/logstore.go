@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // Raft log stores a node can keep its log and stable state in.
@@ -77,17 +76,11 @@ func openLogStore(dir, kind string) (logStore, string, error) {
 	}
 	switch kind {
 	case LogStoreWAL:
-		p := filepath.Join(dir, walDir)
-		if err := os.MkdirAll(p, 0o700); err != nil {
-			return nil, "", fmt.Errorf("dse: raft log: %w", err)
-		}
-		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(p, wal.WithMetaStore(meta))
+		w, err := openWAL(filepath.Join(dir, walDir), wal.DefaultSegmentSize)
 		if err != nil {
-			meta.Close()
-			return nil, "", fmt.Errorf("dse: open raft log %s: %w", p, err)
+			return nil, "", err
 		}
-		return walStore{WAL: w, meta: meta}, kind, nil
+		return w, kind, nil
 	case LogStoreBoltDB:
 		b, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, boltFile)})
 		if err != nil {
@@ -96,15 +89,4 @@ func openLogStore(dir, kind string) (logStore, string, error) {
 		return b, kind, nil
 	}
 	return nil, "", errors.New("dse: unknown log store " + kind)
-}
-
-// walStore closes the WAL's meta database too, which WAL.Close (v0.4.0)
-// leaves open: its file lock would make a reopen in the same process wait.
-type walStore struct {
-	*wal.WAL
-	meta *metadb.BoltMetaDB
-}
-
-func (s walStore) Close() error {
-	return errors.Join(s.WAL.Close(), s.meta.Close())
 }

@@ -1,0 +1,258 @@
+package dse
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	walfs "github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
+)
+
+// raft-wal v0.4.0, the only release the module proxy serves, has three
+// faults that lose a node's log. walStore works around each, from outside,
+// through the options raft-wal takes (its segment filer and meta store):
+//
+//  1. A tail truncation (a follower dropping entries a new leader does not
+//     have) marks the open segment sealed in the meta store without the
+//     segment writer writing the index block sealed segments are read
+//     through, so the next start cannot read the log ("sealed segment has no
+//     index block", hashicorp/raft-wal#31; fixed by #33, unreleased).
+//     walFiler.Open reads such a segment the way the WAL reads its open tail.
+//  2. The append that fills a segment writes its index block, and the
+//     rotation (sealing it in the meta store, then a new segment) runs later
+//     on a goroutine of the WAL's own. A crash, or Close, in between leaves a
+//     tail that is sealed on disk and open in the meta store: after a
+//     restart every append fails ("segment is sealed"). walMeta.Load
+//     completes the rotation before the WAL reads its state.
+//  3. A DeleteRange in that same window acts on the state before the
+//     rotation, and the rotation then seals the wrong segment and starts the
+//     next one at index 1. walStore serializes appends and deletes and
+//     waits for the rotation an append started before it returns.
+//
+// Each has a test that fails without its workaround (logstore_test.go).
+
+// openWAL opens (or creates) the raft-wal log in dir, with segment files of
+// segmentSize bytes.
+func openWAL(dir string, segmentSize int) (logStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("dse: raft log: %w", err)
+	}
+	rot := &walRotation{}
+	filer := walFiler{SegmentFiler: segment.NewFiler(dir, walfs.New()), rot: rot}
+	meta := walMeta{BoltMetaDB: &metadb.BoltMetaDB{}, filer: filer.SegmentFiler}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+	}
+	return &walStore{WAL: w, meta: meta.BoltMetaDB, rot: rot}, nil
+}
+
+// walStore is the raft-wal log with appends and deletes serialized, each
+// append returning only once a rotation it started is done, and Close
+// closing the meta database too, which WAL.Close leaves open (its file lock
+// would make a reopen in the same process wait).
+type walStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+	rot  *walRotation
+	mu   sync.Mutex // held across StoreLogs and DeleteRange
+}
+
+func (s *walStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s *walStore) StoreLogs(logs []*raft.Log) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.WAL.StoreLogs(logs)
+	s.rot.wait()
+	return err
+}
+
+func (s *walStore) DeleteRange(min, max uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.WAL.DeleteRange(min, max)
+}
+
+func (s *walStore) Close() error {
+	return errors.Join(s.WAL.Close(), s.meta.Close())
+}
+
+// walRotation tracks a segment an append has sealed until the WAL has
+// created the next one, the last step of its rotation.
+type walRotation struct {
+	mu      sync.Mutex
+	pending chan struct{} // closed when the rotation is done; nil if none
+}
+
+func (r *walRotation) sealed() {
+	r.mu.Lock()
+	if r.pending == nil {
+		r.pending = make(chan struct{})
+	}
+	r.mu.Unlock()
+}
+
+func (r *walRotation) created() {
+	r.mu.Lock()
+	if r.pending != nil {
+		close(r.pending)
+		r.pending = nil
+	}
+	r.mu.Unlock()
+}
+
+// wait returns once no rotation is pending, or after a minute: the WAL logs
+// a rotation that fails, and the next append then reports the sealed
+// segment.
+func (r *walRotation) wait() {
+	r.mu.Lock()
+	ch := r.pending
+	r.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-time.After(time.Minute):
+	}
+}
+
+// walFiler is raft-wal's segment filer, with the sealing of segments
+// reported to rot and tail-truncated segments readable (fault 1 above).
+type walFiler struct {
+	types.SegmentFiler
+	rot *walRotation
+}
+
+func (f walFiler) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
+	w, err := f.SegmentFiler.Create(info)
+	f.rot.created()
+	if err != nil {
+		return nil, err
+	}
+	return sealWatch{SegmentWriter: w, rot: f.rot}, nil
+}
+
+func (f walFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, error) {
+	w, err := f.SegmentFiler.RecoverTail(info)
+	if err != nil {
+		return nil, err
+	}
+	return sealWatch{SegmentWriter: w, rot: f.rot}, nil
+}
+
+// Open opens a sealed segment. One sealed in the meta store without an index
+// block (a tail truncation's, or one whose rotation walMeta completed) is
+// opened as the WAL opens its tail: RecoverTail scans its frames, checking
+// the last commit's CRC, into an in-memory index. That writer is only read
+// from, within the meta store's MinIndex and MaxIndex, so a truncated suffix
+// stays deleted.
+func (f walFiler) Open(info types.SegmentInfo) (types.SegmentReader, error) {
+	if info.SealTime.IsZero() || info.IndexStart != 0 {
+		return f.SegmentFiler.Open(info)
+	}
+	tail := info
+	tail.SealTime, tail.MaxIndex = time.Time{}, 0
+	w, err := f.SegmentFiler.RecoverTail(tail)
+	if err != nil {
+		return nil, fmt.Errorf("dse: raft log segment %d (sealed without an index, entries %d-%d): %w", info.ID, info.MinIndex, info.MaxIndex, err)
+	}
+	if last := w.LastIndex(); last < info.MaxIndex {
+		w.Close()
+		return nil, fmt.Errorf("dse: raft log segment %d holds entries up to %d, its meta data says %d: %w", info.ID, last, info.MaxIndex, types.ErrCorrupt)
+	}
+	return boundedSegment{w: w, min: info.MinIndex, max: info.MaxIndex}, nil
+}
+
+// sealWatch reports to rot when the append it made sealed its segment.
+type sealWatch struct {
+	types.SegmentWriter
+	rot *walRotation
+}
+
+func (w sealWatch) Sealed() (bool, uint64, error) {
+	sealed, indexStart, err := w.SegmentWriter.Sealed()
+	if sealed {
+		w.rot.sealed()
+	}
+	return sealed, indexStart, err
+}
+
+// boundedSegment reads a recovered segment within the bounds its meta data
+// gives.
+type boundedSegment struct {
+	w        types.SegmentWriter
+	min, max uint64
+}
+
+func (s boundedSegment) GetLog(idx uint64) (*types.PooledBuffer, error) {
+	if idx < s.min || idx > s.max {
+		return nil, types.ErrNotFound
+	}
+	return s.w.GetLog(idx)
+}
+
+func (s boundedSegment) Close() error { return s.w.Close() }
+
+// walMeta is raft-wal's meta store, completing on Load a rotation a crash
+// interrupted (fault 2 above).
+type walMeta struct {
+	*metadb.BoltMetaDB
+	filer types.SegmentFiler
+}
+
+// Load returns the persisted state. If its open tail segment is sealed on
+// disk, it first commits what the rotation would have: the tail sealed, up
+// to the last entry its commits hold (without an index, so walFiler.Open
+// reads it by scanning: the index block is not trusted when the commit after
+// it may be torn), and a new tail segment after it, whose file the WAL
+// creates when it finds it missing.
+func (m walMeta) Load(dir string) (types.PersistentState, error) {
+	ps, err := m.BoltMetaDB.Load(dir)
+	if err != nil || len(ps.Segments) == 0 {
+		return ps, err
+	}
+	tail := &ps.Segments[len(ps.Segments)-1]
+	if !tail.SealTime.IsZero() {
+		return ps, nil
+	}
+	w, err := m.filer.RecoverTail(*tail)
+	if errors.Is(err, os.ErrNotExist) {
+		return ps, nil // the WAL creates it
+	}
+	if err != nil {
+		return ps, fmt.Errorf("dse: raft log segment %d: %w", tail.ID, err)
+	}
+	sealed, _, _ := w.Sealed()
+	last := w.LastIndex()
+	if err := w.Close(); err != nil {
+		return ps, err
+	}
+	if !sealed || last < tail.BaseIndex {
+		return ps, nil
+	}
+	now := time.Now()
+	tail.SealTime, tail.MaxIndex, tail.IndexStart = now, last, 0
+	ps.Segments = append(ps.Segments, types.SegmentInfo{
+		ID:         ps.NextSegmentID,
+		BaseIndex:  last + 1,
+		MinIndex:   last + 1,
+		Codec:      tail.Codec,
+		CreateTime: now,
+		SizeLimit:  tail.SizeLimit,
+	})
+	ps.NextSegmentID++
+	if err := m.BoltMetaDB.CommitState(ps); err != nil {
+		return ps, fmt.Errorf("dse: raft log: completing segment %d's rotation: %w", tail.ID, err)
+	}
+	return ps, nil
+}
