@@ -37,7 +37,7 @@ func agentCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "resub-timeout", Usage: "gap or stale-table time before a subscriber catches up", Value: d.ResubTimeout},
 			&ucli.DurationFlag{Name: "liveness-grace", Usage: "heartbeat failure time before the leader records a node down", Value: d.LivenessGrace},
 			&ucli.IntFlag{Name: "max-watches", Usage: "watches open on this node at once, at most", Value: d.MaxWatches},
-			&ucli.StringFlag{Name: "log-store", Usage: "Raft log store for a new --data-dir: boltdb, or wal (one fsync per append, faster; raft-wal v0.4.0 cannot reopen a log after a tail truncation, hashicorp/raft-wal#31) (default: what --data-dir holds, boltdb if new)"},
+			&ucli.StringFlag{Name: "log-store", Usage: "Raft log store for a new --data-dir: wal (hashicorp/raft-wal, one fsync per append) or boltdb (hashicorp/raft-boltdb, two per commit) (default: what --data-dir holds, wal if new)"},
 			&ucli.DurationFlag{Name: "join-timeout", Usage: "how long to keep trying to join", Value: time.Minute},
 			&ucli.StringFlag{Name: "log-level", Usage: "trace, debug, info, warn or error", Value: "info"},
 			&ucli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},

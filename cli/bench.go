@@ -19,7 +19,7 @@ func benchCommand() *ucli.Command {
 		return &ucli.StringFlag{Name: "dir", Usage: "where the nodes keep their data (default: a temporary folder, removed afterwards)"}
 	}
 	logStore := func() ucli.Flag {
-		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreBoltDB, Usage: "Raft log store of the nodes: boltdb (the nodes' default) or wal"}
+		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreWAL, Usage: "Raft log store of the nodes: wal (the nodes' default) or boltdb"}
 	}
 	return &ucli.Command{
 		Name:  "bench",

@@ -47,9 +47,8 @@ type Config struct {
 	ElectionTimeout  time.Duration
 	// ApplyTimeout bounds one Raft apply on the leader.
 	ApplyTimeout time.Duration
-	// LogStore is the Raft log store: LogStoreBoltDB or LogStoreWAL (see
-	// its known fault). Empty keeps what DataDir already holds, and
-	// LogStoreBoltDB for a new one.
+	// LogStore is the Raft log store: LogStoreWAL or LogStoreBoltDB. Empty
+	// keeps what DataDir already holds, and LogStoreWAL for a new one.
 	LogStore string
 	// SnapshotRetain is how many Raft snapshots are kept on disk.
 	SnapshotRetain int

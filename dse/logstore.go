@@ -14,18 +14,13 @@ import (
 
 // Raft log stores a node can keep its log and stable state in.
 const (
-	// LogStoreBoltDB is hashicorp/raft-boltdb/v2: one bbolt file, whose
-	// commits fsync twice (pages, then meta page). The default.
-	LogStoreBoltDB = "boltdb"
 	// LogStoreWAL is hashicorp/raft-wal v0.4.0: segment files with one
 	// fsync per append, so commits take about half the time of boltdb's.
-	// Not the default: after a tail truncation (a follower dropping entries
-	// a new leader does not have, which follows leader changes), it marks
-	// its open segment sealed without writing the segment's index, and the
-	// next time the node starts it cannot read its log ("sealed segment has
-	// no index block", hashicorp/raft-wal#31). The fix (raft-wal#33) is in
-	// no release the module proxy serves.
+	// The default, with its three faults worked around (walstore.go).
 	LogStoreWAL = "wal"
+	// LogStoreBoltDB is hashicorp/raft-boltdb/v2: one bbolt file, whose
+	// commits fsync twice (pages, then meta page).
+	LogStoreBoltDB = "boltdb"
 )
 
 const (
@@ -59,7 +54,7 @@ func existingLogStore(dir string) (string, error) {
 }
 
 // openLogStore opens the node's Raft log. A data dir keeps the kind it was
-// created with: kind "" takes it (boltdb for a new dir), and a kind that
+// created with: kind "" takes it (wal for a new dir), and a kind that
 // contradicts it is refused rather than starting from an empty log.
 func openLogStore(dir, kind string) (logStore, string, error) {
 	have, err := existingLogStore(dir)
@@ -72,7 +67,7 @@ func openLogStore(dir, kind string) (logStore, string, error) {
 	case have != "":
 		kind = have
 	case kind == "":
-		kind = LogStoreBoltDB
+		kind = LogStoreWAL
 	}
 	switch kind {
 	case LogStoreWAL:

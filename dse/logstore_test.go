@@ -49,7 +49,7 @@ func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 			t.Fatalf("after refusal: %q, %v", have, err)
 		}
 	}
-	if _, kind, err := openLogStore(t.TempDir(), ""); err != nil || kind != LogStoreBoltDB {
+	if _, kind, err := openLogStore(t.TempDir(), ""); err != nil || kind != LogStoreWAL {
 		t.Fatalf("new dir: %q, %v", kind, err)
 	}
 }

@@ -211,9 +211,6 @@ func (n *Node) startRaft() error {
 	}
 	n.logs = store
 	n.logKind = kind
-	if kind == LogStoreWAL {
-		n.logger.Warn("the wal Raft log store (raft-wal v0.4.0) cannot reopen its log after a tail truncation (hashicorp/raft-wal#31): this node may fail to restart after a leader change; boltdb is safe")
-	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, n.logger.Named("snapshots"))
 	if err != nil {
 		return fmt.Errorf("dse: snapshot store: %w", err)
