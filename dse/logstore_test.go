@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	walfs "github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
@@ -57,8 +59,8 @@ func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 // TestLogStoresReopenAfterATailTruncation: a follower drops entries a new
 // leader does not have (a tail truncation), takes new ones, restarts, and
 // reads its whole log. Stock raft-wal v0.4.0 fails this (see
-// TestStockRaftWALCannotReopenAfterATailTruncation); truncatedTailFiler is
-// what makes the wal kind pass.
+// TestStockRaftWALCannotReopenAfterATailTruncation); walFiler.Open is what
+// makes the wal kind pass.
 func TestLogStoresReopenAfterATailTruncation(t *testing.T) {
 	for _, kind := range []string{LogStoreBoltDB, LogStoreWAL} {
 		t.Run(kind, func(t *testing.T) {
@@ -101,9 +103,9 @@ func TestLogStoresReopenAfterATailTruncation(t *testing.T) {
 }
 
 // TestStockRaftWALCannotReopenAfterATailTruncation pins the fault
-// truncatedTailFiler works around (hashicorp/raft-wal#31, fixed by #33 in no
+// walFiler.Open works around (hashicorp/raft-wal#31, fixed by #33 in no
 // release the proxy serves). If this starts failing, the raft-wal in go.mod
-// has the fix and truncatedTailFiler can go.
+// has the fix and walFiler.Open's special case can go.
 func TestStockRaftWALCannotReopenAfterATailTruncation(t *testing.T) {
 	dir := t.TempDir()
 	open := func() (*wal.WAL, *metadb.BoltMetaDB) {
@@ -273,7 +275,7 @@ func checkLogStore(t *testing.T, s logStore, model map[uint64][]byte, first, las
 // TestWALCompletesARotationACrashInterrupted: a crash between the append
 // that seals a segment and the rotation that follows leaves a tail sealed on
 // disk and open in the meta store. Stock raft-wal v0.4.0 then fails every
-// append ("segment is sealed"); walMeta completes the rotation.
+// append ("segment is sealed"); openWAL completes the rotation.
 func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	s, err := openWAL(dir, 8<<10)
@@ -296,26 +298,11 @@ func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 	}
 	s.Close()
 
-	// Undo the rotation, as a crash before it would have left things.
-	meta := &metadb.BoltMetaDB{}
-	ps, err := meta.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ps.Segments) != 2 || ps.Segments[1].BaseIndex != last+1 {
-		t.Fatalf("segments after the rotation: %+v", ps.Segments)
-	}
-	next := ps.Segments[1]
-	ps.Segments = ps.Segments[:1]
-	ps.Segments[0].SealTime, ps.Segments[0].MaxIndex, ps.Segments[0].IndexStart = time.Time{}, 0, 0
-	ps.NextSegmentID--
-	if err := errors.Join(meta.CommitState(ps), filer.Delete(next.BaseIndex, next.ID), meta.Close()); err != nil {
-		t.Fatal(err)
-	}
+	undoLastRotation(t, dir)
 
 	// Stock raft-wal cannot append. If it can, the raft-wal in go.mod has a
-	// fix and walMeta's repair can go.
-	meta = &metadb.BoltMetaDB{}
+	// fix and completeRotation can go.
+	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentSize(8<<10))
 	if err != nil {
 		t.Fatal(err)
@@ -377,5 +364,106 @@ func TestWALTruncatesRightAfterASeal(t *testing.T) {
 			}
 		}
 		checkLogStore(t, s, model, 1, last, fmt.Sprintf("after %d", last))
+	}
+}
+
+// TestWALCompletesARotationWhoseOnlyCommitIsTorn: the batch that sealed a
+// segment was its first, and a crash tore it (it was never acknowledged).
+// The segment holds no entry, yet reads as sealed; openWAL replaces it.
+func TestWALCompletesARotationWhoseOnlyCommitIsTorn(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openWAL(dir, 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 1, Term: 1, Data: bytes.Repeat([]byte("t"), 12<<10)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	sealed := undoLastRotation(t, dir)
+	f, err := os.OpenFile(filepath.Join(dir, segment.FileName(sealed)), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte("T"), 6000) // inside the entry: the commit's CRC fails
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	model := map[uint64][]byte{}
+	var last uint64
+	for restart := 0; restart < 2; restart++ {
+		s, err = openWAL(dir, 8<<10)
+		if err != nil {
+			t.Fatalf("restart %d: %v", restart, err)
+		}
+		if restart == 0 {
+			checkLogStore(t, s, model, 0, 0, "after the torn commit")
+		}
+		for i := 0; i < 10; i++ {
+			last++
+			model[last] = bytes.Repeat([]byte{byte(last)}, 700)
+			if err := s.StoreLogs([]*raft.Log{{Index: last, Term: 2, Data: model[last]}}); err != nil {
+				t.Fatalf("restart %d: append %d: %v", restart, last, err)
+			}
+		}
+		checkLogStore(t, s, model, 1, last, fmt.Sprintf("restart %d", restart))
+		s.Close()
+	}
+}
+
+// undoLastRotation puts the meta store in dir back as it was before the last
+// segment rotation, as a crash before the rotation would have left it, and
+// returns the segment that rotation sealed.
+func undoLastRotation(t *testing.T, dir string) types.SegmentInfo {
+	t.Helper()
+	meta := &metadb.BoltMetaDB{}
+	ps, err := meta.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(ps.Segments)
+	if n < 2 || ps.Segments[n-2].SealTime.IsZero() {
+		t.Fatalf("no rotation to undo: %+v", ps.Segments)
+	}
+	next := ps.Segments[n-1]
+	ps.Segments = ps.Segments[:n-1]
+	tail := &ps.Segments[n-2]
+	tail.SealTime, tail.MaxIndex, tail.IndexStart = time.Time{}, 0, 0
+	ps.NextSegmentID--
+	filer := segment.NewFiler(dir, walfs.New())
+	if err := errors.Join(meta.CommitState(ps), filer.Delete(next.BaseIndex, next.ID), meta.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return *tail
+}
+
+// TestWALFailedRotationIsWaitedForOnce: a rotation that fails (here: its
+// meta store is gone) holds up the append that started it for rotationWait,
+// and later appends report the sealed segment at once.
+func TestWALFailedRotationIsWaitedForOnce(t *testing.T) {
+	defer func(d time.Duration) { rotationWait = d }(rotationWait)
+	rotationWait = 200 * time.Millisecond
+	s, err := openWAL(t.TempDir(), 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ws := s.(*walStore)
+	ws.meta.Close()
+	data := bytes.Repeat([]byte("f"), 3000)
+	var failed error
+	start := time.Now()
+	for i := uint64(1); i <= 10 && failed == nil; i++ {
+		failed = s.StoreLogs([]*raft.Log{{Index: i, Term: 1, Data: data}})
+	}
+	if failed == nil || !strings.Contains(failed.Error(), "sealed") {
+		t.Fatalf("appends after a failed rotation: %v", failed)
+	}
+	if took := time.Since(start); took > 5*rotationWait {
+		t.Fatalf("appends after a failed rotation took %s", took)
+	}
+	start = time.Now()
+	if err := s.StoreLogs([]*raft.Log{{Index: 11, Term: 1, Data: data}}); err == nil || time.Since(start) > rotationWait {
+		t.Fatalf("another append: %v after %s", err, time.Since(start))
 	}
 }

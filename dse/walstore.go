@@ -29,8 +29,9 @@ import (
 //     rotation (sealing it in the meta store, then a new segment) runs later
 //     on a goroutine of the WAL's own. A crash, or Close, in between leaves a
 //     tail that is sealed on disk and open in the meta store: after a
-//     restart every append fails ("segment is sealed"). walMeta.Load
-//     completes the rotation before the WAL reads its state.
+//     restart every append fails ("segment is sealed"). openWAL sees the
+//     recovered tail sealed, and completes the rotation in the meta store
+//     (completeRotation) before it opens the WAL again.
 //  3. A DeleteRange in that same window acts on the state before the
 //     rotation, and the rotation then seals the wrong segment and starts the
 //     next one at index 1. walStore serializes appends and deletes and
@@ -44,15 +45,23 @@ func openWAL(dir string, segmentSize int) (logStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dse: raft log: %w", err)
 	}
-	rot := &walRotation{}
-	filer := walFiler{SegmentFiler: segment.NewFiler(dir, walfs.New()), rot: rot}
-	meta := walMeta{BoltMetaDB: &metadb.BoltMetaDB{}, filer: filer.SegmentFiler}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize))
-	if err != nil {
-		meta.Close()
-		return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+	for attempt := 0; ; attempt++ {
+		rot := &walRotation{}
+		filer := &walFiler{SegmentFiler: segment.NewFiler(dir, walfs.New()), rot: rot}
+		meta := &metadb.BoltMetaDB{}
+		w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize))
+		if err != nil {
+			meta.Close()
+			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+		}
+		s := &walStore{WAL: w, meta: meta, rot: rot}
+		if !filer.sealedTail || attempt > 0 {
+			return s, nil
+		}
+		if err := errors.Join(s.Close(), completeRotation(dir, filer.SegmentFiler)); err != nil {
+			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+		}
 	}
-	return &walStore{WAL: w, meta: meta.BoltMetaDB, rot: rot}, nil
 }
 
 // walStore is the raft-wal log with appends and deletes serialized, each
@@ -71,9 +80,11 @@ func (s *walStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{
 func (s *walStore) StoreLogs(logs []*raft.Log) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.WAL.StoreLogs(logs)
+	if err := s.WAL.StoreLogs(logs); err != nil {
+		return err
+	}
 	s.rot.wait()
-	return err
+	return nil
 }
 
 func (s *walStore) DeleteRange(min, max uint64) error {
@@ -83,7 +94,9 @@ func (s *walStore) DeleteRange(min, max uint64) error {
 }
 
 func (s *walStore) Close() error {
-	return errors.Join(s.WAL.Close(), s.meta.Close())
+	err := s.WAL.Close()
+	s.rot.created() // a rotation the close cut short will not come
+	return errors.Join(err, s.meta.Close())
 }
 
 // walRotation tracks a segment an append has sealed until the WAL has
@@ -110,9 +123,10 @@ func (r *walRotation) created() {
 	r.mu.Unlock()
 }
 
-// wait returns once no rotation is pending, or after a minute: the WAL logs
-// a rotation that fails, and the next append then reports the sealed
-// segment.
+// wait returns once no rotation is pending. A rotation is one meta store
+// commit and a file creation; one that has not finished in rotationWait has
+// failed (the WAL logs why, and the next append reports the sealed
+// segment), and is no longer waited for.
 func (r *walRotation) wait() {
 	r.mu.Lock()
 	ch := r.pending
@@ -120,20 +134,31 @@ func (r *walRotation) wait() {
 	if ch == nil {
 		return
 	}
+	t := time.NewTimer(rotationWait)
+	defer t.Stop()
 	select {
 	case <-ch:
-	case <-time.After(time.Minute):
+	case <-t.C:
+		r.mu.Lock()
+		if r.pending == ch {
+			r.pending = nil
+		}
+		r.mu.Unlock()
 	}
 }
 
+var rotationWait = 10 * time.Second // a var for tests
+
 // walFiler is raft-wal's segment filer, with the sealing of segments
-// reported to rot and tail-truncated segments readable (fault 1 above).
+// reported to rot, tail-truncated segments readable (fault 1 above), and a
+// tail recovered sealed noted (fault 2).
 type walFiler struct {
 	types.SegmentFiler
-	rot *walRotation
+	rot        *walRotation
+	sealedTail bool // RecoverTail found the tail sealed on disk
 }
 
-func (f walFiler) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
+func (f *walFiler) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
 	w, err := f.SegmentFiler.Create(info)
 	f.rot.created()
 	if err != nil {
@@ -142,21 +167,25 @@ func (f walFiler) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
 	return sealWatch{SegmentWriter: w, rot: f.rot}, nil
 }
 
-func (f walFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, error) {
+func (f *walFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, error) {
 	w, err := f.SegmentFiler.RecoverTail(info)
 	if err != nil {
 		return nil, err
+	}
+	if sealed, _, _ := w.Sealed(); sealed {
+		f.sealedTail = true
 	}
 	return sealWatch{SegmentWriter: w, rot: f.rot}, nil
 }
 
 // Open opens a sealed segment. One sealed in the meta store without an index
-// block (a tail truncation's, or one whose rotation walMeta completed) is
+// block (a tail truncation's, or one whose rotation completeRotation
+// completed) is
 // opened as the WAL opens its tail: RecoverTail scans its frames, checking
 // the last commit's CRC, into an in-memory index. That writer is only read
 // from, within the meta store's MinIndex and MaxIndex, so a truncated suffix
 // stays deleted.
-func (f walFiler) Open(info types.SegmentInfo) (types.SegmentReader, error) {
+func (f *walFiler) Open(info types.SegmentInfo) (types.SegmentReader, error) {
 	if info.SealTime.IsZero() || info.IndexStart != 0 {
 		return f.SegmentFiler.Open(info)
 	}
@@ -203,56 +232,57 @@ func (s boundedSegment) GetLog(idx uint64) (*types.PooledBuffer, error) {
 
 func (s boundedSegment) Close() error { return s.w.Close() }
 
-// walMeta is raft-wal's meta store, completing on Load a rotation a crash
-// interrupted (fault 2 above).
-type walMeta struct {
-	*metadb.BoltMetaDB
-	filer types.SegmentFiler
-}
-
-// Load returns the persisted state. If its open tail segment is sealed on
-// disk, it first commits what the rotation would have: the tail sealed, up
-// to the last entry its commits hold (without an index, so walFiler.Open
-// reads it by scanning: the index block is not trusted when the commit after
-// it may be torn), and a new tail segment after it, whose file the WAL
-// creates when it finds it missing.
-func (m walMeta) Load(dir string) (types.PersistentState, error) {
-	ps, err := m.BoltMetaDB.Load(dir)
-	if err != nil || len(ps.Segments) == 0 {
-		return ps, err
+// completeRotation commits to the meta store in dir what the rotation of
+// its tail segment, sealed on disk, would have: the tail sealed, up to the
+// last entry its commits hold, and a new tail segment after it, whose file
+// the WAL creates when it finds it missing. The sealed segment gets no index
+// start, so walFiler.Open reads it by scanning: its index block is not
+// trusted, as the commit after it may be torn. If no commit of the segment
+// survived (the sealing batch was its first, and torn), the tail is replaced
+// by an empty one with a new id and the same base index; the WAL deletes the
+// old file.
+func completeRotation(dir string, filer types.SegmentFiler) error {
+	meta := &metadb.BoltMetaDB{}
+	ps, err := meta.Load(dir)
+	if err != nil {
+		return err
+	}
+	defer meta.Close()
+	if len(ps.Segments) == 0 {
+		return nil
 	}
 	tail := &ps.Segments[len(ps.Segments)-1]
 	if !tail.SealTime.IsZero() {
-		return ps, nil
+		return nil
 	}
-	w, err := m.filer.RecoverTail(*tail)
-	if errors.Is(err, os.ErrNotExist) {
-		return ps, nil // the WAL creates it
-	}
+	w, err := filer.RecoverTail(*tail)
 	if err != nil {
-		return ps, fmt.Errorf("dse: raft log segment %d: %w", tail.ID, err)
+		return fmt.Errorf("raft log segment %d: %w", tail.ID, err)
 	}
 	sealed, _, _ := w.Sealed()
 	last := w.LastIndex()
-	if err := w.Close(); err != nil {
-		return ps, err
-	}
-	if !sealed || last < tail.BaseIndex {
-		return ps, nil
+	if err := w.Close(); err != nil || !sealed {
+		return err
 	}
 	now := time.Now()
-	tail.SealTime, tail.MaxIndex, tail.IndexStart = now, last, 0
-	ps.Segments = append(ps.Segments, types.SegmentInfo{
+	next := types.SegmentInfo{
 		ID:         ps.NextSegmentID,
 		BaseIndex:  last + 1,
 		MinIndex:   last + 1,
 		Codec:      tail.Codec,
 		CreateTime: now,
 		SizeLimit:  tail.SizeLimit,
-	})
-	ps.NextSegmentID++
-	if err := m.BoltMetaDB.CommitState(ps); err != nil {
-		return ps, fmt.Errorf("dse: raft log: completing segment %d's rotation: %w", tail.ID, err)
 	}
-	return ps, nil
+	if last < tail.BaseIndex {
+		next.BaseIndex, next.MinIndex = tail.BaseIndex, tail.MinIndex
+		ps.Segments = ps.Segments[:len(ps.Segments)-1]
+	} else {
+		tail.SealTime, tail.MaxIndex, tail.IndexStart = now, last, 0
+	}
+	ps.Segments = append(ps.Segments, next)
+	ps.NextSegmentID++
+	if err := meta.CommitState(ps); err != nil {
+		return fmt.Errorf("completing raft log segment %d's rotation: %w", tail.ID, err)
+	}
+	return nil
 }
