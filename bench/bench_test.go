@@ -40,6 +40,20 @@ func BenchmarkPublishPath(b *testing.B) {
 	}
 }
 
+// BenchmarkRegistryPath measures Raft-committed registry writes from 64
+// clients on a 3-node cluster (`dse bench registry`); run with
+// -benchtime=1x and a -cpuprofile to see where the time goes.
+func BenchmarkRegistryPath(b *testing.B) {
+	for range b.N {
+		res, err := Registry(context.Background(), RegistryConfig{Nodes: 3, Clients: 64, Ops: 40000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.OpsPerSec, "ops/s")
+		b.ReportMetric(res.Latency.P50, "p50-µs")
+	}
+}
+
 // TestMain lets this test binary be a bench node process for the
 // multi-process snapshot test: it re-runs itself with DSE_BENCH_NODE set.
 func TestMain(m *testing.M) {

@@ -28,7 +28,22 @@ type RegistryResult struct {
 	Ops       int     `json:"ops"`
 	Seconds   float64 `json:"seconds"`
 	OpsPerSec float64 `json:"ops_per_sec"`
-	Latency   Latency `json:"latency_us"`
+	// RaftEntries is how many Raft log entries the writes took: the
+	// nodes' group commit puts many writes in one.
+	RaftEntries uint64  `json:"raft_entries"`
+	OpsPerEntry float64 `json:"ops_per_entry"`
+	Latency     Latency `json:"latency_us"`
+	// ByNode is the latency of the writes made on each node (the leader's
+	// own, and those its followers forward).
+	ByNode []NodeLatency `json:"by_node"`
+}
+
+// NodeLatency is the latency of one node's writes.
+type NodeLatency struct {
+	Node    string  `json:"node"`
+	Leader  bool    `json:"leader"`
+	Ops     int     `json:"ops"`
+	Latency Latency `json:"latency_us"`
 }
 
 // Registry measures concurrent Raft-committed registry writes: clients on
@@ -48,6 +63,7 @@ func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) 
 	lats := make([][]time.Duration, cfg.Clients)
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
+	firstIndex := c.Nodes[0].Status().LastIndex
 	start := time.Now()
 	for k := range cfg.Clients {
 		wg.Add(1)
@@ -85,10 +101,20 @@ func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) 
 	if e := firstErr.Load(); e != nil {
 		return nil, e.(error)
 	}
+	entries := c.Nodes[0].Status().LastIndex - firstIndex
 	var all []time.Duration
-	for _, l := range lats {
+	byNode := make([][]time.Duration, len(c.Nodes))
+	for k, l := range lats {
 		all = append(all, l...)
+		byNode[k%len(c.Nodes)] = append(byNode[k%len(c.Nodes)], l...)
 	}
-	return &RegistryResult{Mode: "in-process", LogStore: c.Nodes[0].LogStore(), Nodes: cfg.Nodes, Clients: cfg.Clients, Ops: len(all), Seconds: elapsed.Seconds(),
-		OpsPerSec: float64(len(all)) / elapsed.Seconds(), Latency: summarize(all)}, nil
+	res := &RegistryResult{Mode: "in-process", LogStore: c.Nodes[0].LogStore(), Nodes: cfg.Nodes, Clients: cfg.Clients, Ops: len(all), Seconds: elapsed.Seconds(),
+		OpsPerSec: float64(len(all)) / elapsed.Seconds(), RaftEntries: entries, Latency: summarize(all)}
+	if entries > 0 {
+		res.OpsPerEntry = float64(len(all)) / float64(entries)
+	}
+	for i, n := range c.Nodes {
+		res.ByNode = append(res.ByNode, NodeLatency{Node: n.ID(), Leader: n.IsLeader(), Ops: len(byNode[i]), Latency: summarize(byNode[i])})
+	}
+	return res, nil
 }
