@@ -19,7 +19,8 @@ type Cluster struct {
 }
 
 // StartCluster starts n nodes under dir (a new temporary folder, removed by
-// Close, when dir is empty): real TCP on 127.0.0.1, raft-boltdb with fsync.
+// Close, when dir is empty): real TCP on 127.0.0.1, a Raft log with fsync
+// (logStore: dse.LogStoreWAL, the default, or dse.LogStoreBoltDB).
 func StartCluster(ctx context.Context, dir string, n int, logStore string, logger hclog.Logger) (*Cluster, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("nodes %d: want at least 1", n)

@@ -28,8 +28,10 @@ type RegistryResult struct {
 	Ops       int     `json:"ops"`
 	Seconds   float64 `json:"seconds"`
 	OpsPerSec float64 `json:"ops_per_sec"`
-	// RaftEntries is how many Raft log entries the writes took: the
-	// nodes' group commit puts many writes in one.
+	// RaftEntries is how many Raft log entries the run took (node 1's last
+	// index, before and after: it includes the few entries the cluster
+	// writes itself), and OpsPerEntry the writes per entry: the nodes'
+	// group commit puts several writes in one.
 	RaftEntries uint64  `json:"raft_entries"`
 	OpsPerEntry float64 `json:"ops_per_entry"`
 	Latency     Latency `json:"latency_us"`

@@ -51,12 +51,18 @@ func openWAL(dir string, segmentSize int) (logStore, error) {
 		meta := &metadb.BoltMetaDB{}
 		w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize))
 		if err != nil {
+			// wal.Open leaves the segment files it opened before failing
+			// open; a node that cannot open its log exits.
 			meta.Close()
 			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
 		}
 		s := &walStore{WAL: w, meta: meta, rot: rot}
-		if !filer.sealedTail || attempt > 0 {
+		if !filer.sealedTail {
 			return s, nil
+		}
+		if attempt > 0 {
+			s.Close()
+			return nil, fmt.Errorf("dse: open raft log %s: its tail segment is still sealed after completing its rotation", dir)
 		}
 		if err := errors.Join(s.Close(), completeRotation(dir, filer.SegmentFiler)); err != nil {
 			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
@@ -243,11 +249,11 @@ func (s boundedSegment) Close() error { return s.w.Close() }
 // old file.
 func completeRotation(dir string, filer types.SegmentFiler) error {
 	meta := &metadb.BoltMetaDB{}
+	defer meta.Close()
 	ps, err := meta.Load(dir)
 	if err != nil {
 		return err
 	}
-	defer meta.Close()
 	if len(ps.Segments) == 0 {
 		return nil
 	}
