@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
@@ -53,10 +54,10 @@ func existingLogStore(dir string) (string, error) {
 	return "", fmt.Errorf("dse: %s holds both a %s and a %s Raft log; remove the one not in use", dir, boltFile, walDir)
 }
 
-// openLogStore opens the node's Raft log. A data dir keeps the kind it was
+// openLogStore opens the node's Raft log, logging to logger (nil: nowhere). A data dir keeps the kind it was
 // created with: kind "" takes it (wal for a new dir), and a kind that
 // contradicts it is refused rather than starting from an empty log.
-func openLogStore(dir, kind string) (logStore, string, error) {
+func openLogStore(dir, kind string, logger hclog.Logger) (logStore, string, error) {
 	have, err := existingLogStore(dir)
 	if err != nil {
 		return nil, "", err
@@ -71,7 +72,7 @@ func openLogStore(dir, kind string) (logStore, string, error) {
 	}
 	switch kind {
 	case LogStoreWAL:
-		w, err := openWAL(filepath.Join(dir, walDir), wal.DefaultSegmentSize)
+		w, err := openWAL(filepath.Join(dir, walDir), wal.DefaultSegmentSize, logger)
 		if err != nil {
 			return nil, "", err
 		}

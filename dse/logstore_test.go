@@ -22,7 +22,7 @@ import (
 func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
 		dir := t.TempDir()
-		s, got, err := openLogStore(dir, kind)
+		s, got, err := openLogStore(dir, kind, nil)
 		if err != nil || got != kind {
 			t.Fatalf("open %s: %v, %q", kind, err, got)
 		}
@@ -31,7 +31,7 @@ func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 		}
 		s.Close()
 		// No kind named: the dir's own.
-		s, got, err = openLogStore(dir, "")
+		s, got, err = openLogStore(dir, "", nil)
 		if err != nil || got != kind {
 			t.Fatalf("reopen %s: %v, %q", kind, err, got)
 		}
@@ -44,14 +44,14 @@ func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 		if kind == LogStoreWAL {
 			other = LogStoreBoltDB
 		}
-		if _, _, err := openLogStore(dir, other); err == nil || !strings.Contains(err.Error(), "holds a "+kind) {
+		if _, _, err := openLogStore(dir, other, nil); err == nil || !strings.Contains(err.Error(), "holds a "+kind) {
 			t.Fatalf("open %s dir as %s: %v", kind, other, err)
 		}
 		if have, err := existingLogStore(dir); err != nil || have != kind {
 			t.Fatalf("after refusal: %q, %v", have, err)
 		}
 	}
-	if _, kind, err := openLogStore(t.TempDir(), ""); err != nil || kind != LogStoreWAL {
+	if _, kind, err := openLogStore(t.TempDir(), "", nil); err != nil || kind != LogStoreWAL {
 		t.Fatalf("new dir: %q, %v", kind, err)
 	}
 }
@@ -65,7 +65,7 @@ func TestLogStoresReopenAfterATailTruncation(t *testing.T) {
 	for _, kind := range []string{LogStoreBoltDB, LogStoreWAL} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			s, _, err := openLogStore(dir, kind)
+			s, _, err := openLogStore(dir, kind, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func TestLogStoresReopenAfterATailTruncation(t *testing.T) {
 			storeTerms(t, s, 6, 6, 2)
 			s.Close()
 			for restart := 0; restart < 2; restart++ {
-				s, _, err = openLogStore(dir, "")
+				s, _, err = openLogStore(dir, "", nil)
 				if err != nil {
 					t.Fatalf("restart %d: %v", restart, err)
 				}
@@ -164,13 +164,13 @@ func checkLogStoreModel(t *testing.T, kind string, seed int64) {
 	dir := t.TempDir()
 	open := func() logStore {
 		if kind == LogStoreWAL {
-			s, err := openWAL(filepath.Join(dir, walDir), 8<<10)
+			s, err := openWAL(filepath.Join(dir, walDir), 8<<10, nil)
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
 			return s
 		}
-		s, _, err := openLogStore(dir, kind)
+		s, _, err := openLogStore(dir, kind, nil)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
@@ -278,7 +278,7 @@ func checkLogStore(t *testing.T, s logStore, model map[uint64][]byte, first, las
 // append ("segment is sealed"); openWAL completes the rotation.
 func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openWAL(dir, 8<<10)
+	s, err := openWAL(dir, 8<<10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 		model[i] = data
 	}
 	for restart := 0; restart < 2; restart++ {
-		s, err = openWAL(dir, 8<<10)
+		s, err = openWAL(dir, 8<<10, nil)
 		if err != nil {
 			t.Fatalf("restart %d: %v", restart, err)
 		}
@@ -340,7 +340,7 @@ func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 // goroutine of its own, and a truncation before the rotation leaves the log
 // with a segment starting at index 1 again; walStore waits for the rotation.
 func TestWALTruncatesRightAfterASeal(t *testing.T) {
-	s, err := openWAL(t.TempDir(), 8<<10)
+	s, err := openWAL(t.TempDir(), 8<<10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestWALTruncatesRightAfterASeal(t *testing.T) {
 // The segment holds no entry, yet reads as sealed; openWAL replaces it.
 func TestWALCompletesARotationWhoseOnlyCommitIsTorn(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openWAL(dir, 8<<10)
+	s, err := openWAL(dir, 8<<10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestWALCompletesARotationWhoseOnlyCommitIsTorn(t *testing.T) {
 	model := map[uint64][]byte{}
 	var last uint64
 	for restart := 0; restart < 2; restart++ {
-		s, err = openWAL(dir, 8<<10)
+		s, err = openWAL(dir, 8<<10, nil)
 		if err != nil {
 			t.Fatalf("restart %d: %v", restart, err)
 		}
@@ -443,7 +443,7 @@ func undoLastRotation(t *testing.T, dir string) types.SegmentInfo {
 func TestWALFailedRotationIsWaitedForOnce(t *testing.T) {
 	defer func(d time.Duration) { rotationWait = d }(rotationWait)
 	rotationWait = 200 * time.Millisecond
-	s, err := openWAL(t.TempDir(), 8<<10)
+	s, err := openWAL(t.TempDir(), 8<<10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

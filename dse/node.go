@@ -205,7 +205,7 @@ func (n *Node) startRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("dse: raft config: %w", err)
 	}
-	store, kind, err := openLogStore(n.cfg.DataDir, n.cfg.LogStore)
+	store, kind, err := openLogStore(n.cfg.DataDir, n.cfg.LogStore, n.logger)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func raftAlone(b *testing.B, kind string) *raft.Raft {
 	var nodes []*raft.Raft
 	var servers []raft.Server
 	for i := range 3 {
-		store, _, err := openLogStore(b.TempDir(), kind)
+		store, _, err := openLogStore(b.TempDir(), kind, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

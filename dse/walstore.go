@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	walfs "github.com/hashicorp/raft-wal/fs"
@@ -40,8 +41,11 @@ import (
 // Each has a test that fails without its workaround (logstore_test.go).
 
 // openWAL opens (or creates) the raft-wal log in dir, with segment files of
-// segmentSize bytes.
-func openWAL(dir string, segmentSize int) (logStore, error) {
+// segmentSize bytes, logging to logger (nil: nowhere).
+func openWAL(dir string, segmentSize int, logger hclog.Logger) (logStore, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dse: raft log: %w", err)
 	}
@@ -49,7 +53,7 @@ func openWAL(dir string, segmentSize int) (logStore, error) {
 		rot := &walRotation{}
 		filer := &walFiler{SegmentFiler: segment.NewFiler(dir, walfs.New()), rot: rot}
 		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize))
+		w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize), wal.WithLogger(logger.Named("wal")))
 		if err != nil {
 			// wal.Open leaves the segment files it opened before failing
 			// open; a node that cannot open its log exits.
