@@ -190,11 +190,10 @@ func (f *walFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, err
 
 // Open opens a sealed segment. One sealed in the meta store without an index
 // block (a tail truncation's, or one whose rotation completeRotation
-// completed) is
-// opened as the WAL opens its tail: RecoverTail scans its frames, checking
-// the last commit's CRC, into an in-memory index. That writer is only read
-// from, within the meta store's MinIndex and MaxIndex, so a truncated suffix
-// stays deleted.
+// completed) is opened as the WAL opens its tail: RecoverTail scans its
+// frames, checking the last commit's CRC, into an in-memory index. That
+// writer is only read from, within the meta store's MinIndex and MaxIndex,
+// so a truncated suffix stays deleted.
 func (f *walFiler) Open(info types.SegmentInfo) (types.SegmentReader, error) {
 	if info.SealTime.IsZero() || info.IndexStart != 0 {
 		return f.SegmentFiler.Open(info)
