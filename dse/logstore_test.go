@@ -180,7 +180,7 @@ func checkLogStoreModel(t *testing.T, kind string, seed int64) {
 	defer func() { s.Close() }()
 	model := map[uint64][]byte{}
 	var first, last, term uint64 = 0, 0, 1
-	entry := func(i uint64) []byte {
+	entry := func() []byte {
 		b := make([]byte, 40+rng.Intn(600))
 		rng.Read(b)
 		return b
@@ -192,7 +192,7 @@ func checkLogStoreModel(t *testing.T, kind string, seed int64) {
 			n := 1 + uint64(rng.Intn(40))
 			var logs []*raft.Log
 			for i := last + 1; i <= last+n; i++ {
-				d := entry(i)
+				d := entry()
 				model[i] = d
 				logs = append(logs, &raft.Log{Index: i, Term: term, Data: d})
 			}
