@@ -25,14 +25,17 @@ import (
 //     segment writer writing the index block sealed segments are read
 //     through, so the next start cannot read the log ("sealed segment has no
 //     index block", hashicorp/raft-wal#31; fixed by #33, unreleased).
-//     walFiler.Open reads such a segment the way the WAL reads its open tail.
+//     Before the WAL opens, indexSegments rewrites such a segment, with
+//     raft-wal's own segment writer, into a new segment sealed with its
+//     index.
 //  2. The append that fills a segment writes its index block, and the
 //     rotation (sealing it in the meta store, then a new segment) runs later
 //     on a goroutine of the WAL's own. A crash, or Close, in between leaves a
 //     tail that is sealed on disk and open in the meta store: after a
 //     restart every append fails ("segment is sealed"). openWAL sees the
-//     recovered tail sealed, and completes the rotation in the meta store
-//     (completeRotation) before it opens the WAL again.
+//     recovered tail sealed, completes the rotation in the meta store
+//     (completeRotation), which leaves that segment sealed without an
+//     index, as in 1, and opens the WAL again.
 //  3. A DeleteRange in that same window acts on the state before the
 //     rotation, and the rotation then seals the wrong segment and starts the
 //     next one at index 1. walStore serializes appends and deletes and
@@ -52,6 +55,9 @@ func openWAL(dir string, segmentSize int, logger hclog.Logger) (logStore, error)
 	for attempt := 0; ; attempt++ {
 		rot := &walRotation{}
 		filer := &walFiler{SegmentFiler: segment.NewFiler(dir, walfs.New()), rot: rot}
+		if err := indexSegments(dir, filer.SegmentFiler); err != nil {
+			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+		}
 		meta := &metadb.BoltMetaDB{}
 		w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize), wal.WithLogger(logger.Named("wal")))
 		if err != nil {
@@ -160,8 +166,8 @@ func (r *walRotation) wait() {
 var rotationWait = 10 * time.Second // a var for tests
 
 // walFiler is raft-wal's segment filer, with the sealing of segments
-// reported to rot, tail-truncated segments readable (fault 1 above), and a
-// tail recovered sealed noted (fault 2).
+// reported to rot (fault 3 above), and a tail recovered sealed noted (fault
+// 2).
 type walFiler struct {
 	types.SegmentFiler
 	rot        *walRotation
@@ -188,29 +194,6 @@ func (f *walFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, err
 	return sealWatch{SegmentWriter: w, rot: f.rot}, nil
 }
 
-// Open opens a sealed segment. One sealed in the meta store without an index
-// block (a tail truncation's, or one whose rotation completeRotation
-// completed) is opened as the WAL opens its tail: RecoverTail scans its
-// frames, checking the last commit's CRC, into an in-memory index. That
-// writer is only read from, within the meta store's MinIndex and MaxIndex,
-// so a truncated suffix stays deleted.
-func (f *walFiler) Open(info types.SegmentInfo) (types.SegmentReader, error) {
-	if info.SealTime.IsZero() || info.IndexStart != 0 {
-		return f.SegmentFiler.Open(info)
-	}
-	tail := info
-	tail.SealTime, tail.MaxIndex = time.Time{}, 0
-	w, err := f.SegmentFiler.RecoverTail(tail)
-	if err != nil {
-		return nil, fmt.Errorf("dse: raft log segment %d (sealed without an index, entries %d-%d): %w", info.ID, info.MinIndex, info.MaxIndex, err)
-	}
-	if last := w.LastIndex(); last < info.MaxIndex {
-		w.Close()
-		return nil, fmt.Errorf("dse: raft log segment %d holds entries up to %d, its meta data says %d: %w", info.ID, last, info.MaxIndex, types.ErrCorrupt)
-	}
-	return boundedSegment{w: w, min: info.MinIndex, max: info.MaxIndex}, nil
-}
-
 // sealWatch reports to rot when the append it made sealed its segment.
 type sealWatch struct {
 	types.SegmentWriter
@@ -225,28 +208,12 @@ func (w sealWatch) Sealed() (bool, uint64, error) {
 	return sealed, indexStart, err
 }
 
-// boundedSegment reads a recovered segment within the bounds its meta data
-// gives.
-type boundedSegment struct {
-	w        types.SegmentWriter
-	min, max uint64
-}
-
-func (s boundedSegment) GetLog(idx uint64) (*types.PooledBuffer, error) {
-	if idx < s.min || idx > s.max {
-		return nil, types.ErrNotFound
-	}
-	return s.w.GetLog(idx)
-}
-
-func (s boundedSegment) Close() error { return s.w.Close() }
-
 // completeRotation commits to the meta store in dir what the rotation of
 // its tail segment, sealed on disk, would have: the tail sealed, up to the
 // last entry its commits hold, and a new tail segment after it, whose file
 // the WAL creates when it finds it missing. The sealed segment gets no index
-// start, so walFiler.Open reads it by scanning: its index block is not
-// trusted, as the commit after it may be torn. If no commit of the segment
+// start, so indexSegments rewrites it: its index block is not trusted, as
+// the commit after it may be torn. If no commit of the segment
 // survived (the sealing batch was its first, and torn), the tail is replaced
 // by an empty one with a new id and the same base index; the WAL deletes the
 // old file.
@@ -294,4 +261,91 @@ func completeRotation(dir string, filer types.SegmentFiler) error {
 		return fmt.Errorf("completing raft log segment %d's rotation: %w", tail.ID, err)
 	}
 	return nil
+}
+
+// indexSegments rewrites each segment the meta store in dir has sealed
+// without an index (faults 1 and 2 above) into a new segment file holding
+// the same entries, MinIndex to MaxIndex, written by raft-wal's own segment
+// writer in one append that seals it (a size limit of 1 byte), with its
+// index. The old segment is read the way the WAL reads its open tail:
+// RecoverTail scans its frames and checks the last commit's CRC. The new
+// file is synced before the meta store, in one commit, names it in the old
+// one's place; the WAL deletes the old file, which nothing names any more,
+// when it opens. A crash before that commit leaves an unnamed new file,
+// deleted the same way, and the work to do again.
+func indexSegments(dir string, filer types.SegmentFiler) error {
+	meta := &metadb.BoltMetaDB{}
+	defer meta.Close()
+	ps, err := meta.Load(dir)
+	if err != nil {
+		return err
+	}
+	changed := false
+	for i := range ps.Segments {
+		old := ps.Segments[i]
+		if old.SealTime.IsZero() || old.IndexStart != 0 {
+			continue
+		}
+		indexed, err := indexSegment(filer, old, ps.NextSegmentID)
+		if err != nil {
+			return fmt.Errorf("raft log segment %d (entries %d-%d, sealed without an index): %w", old.ID, old.MinIndex, old.MaxIndex, err)
+		}
+		ps.Segments[i] = indexed
+		ps.NextSegmentID++
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return meta.CommitState(ps)
+}
+
+// indexSegment writes old's entries into a new segment, id, sealed with its
+// index, and returns the new segment's meta data.
+func indexSegment(filer types.SegmentFiler, old types.SegmentInfo, id uint64) (types.SegmentInfo, error) {
+	if old.MaxIndex < old.MinIndex || old.MinIndex < old.BaseIndex {
+		return types.SegmentInfo{}, fmt.Errorf("%w: bad bounds", types.ErrCorrupt)
+	}
+	open := old
+	open.SealTime, open.MaxIndex = time.Time{}, 0
+	r, err := filer.RecoverTail(open)
+	if err != nil {
+		return types.SegmentInfo{}, err
+	}
+	defer r.Close()
+	if last := r.LastIndex(); last < old.MaxIndex {
+		return types.SegmentInfo{}, fmt.Errorf("%w: it holds entries up to %d", types.ErrCorrupt, last)
+	}
+	entries := make([]types.LogEntry, 0, old.MaxIndex-old.MinIndex+1)
+	for idx := old.MinIndex; idx <= old.MaxIndex; idx++ {
+		buf, err := r.GetLog(idx)
+		if err != nil {
+			return types.SegmentInfo{}, fmt.Errorf("entry %d: %w", idx, err)
+		}
+		entries = append(entries, types.LogEntry{Index: idx, Data: append([]byte(nil), buf.Bs...)})
+		buf.Close()
+	}
+	now := time.Now()
+	info := types.SegmentInfo{
+		ID:         id,
+		BaseIndex:  old.MinIndex,
+		MinIndex:   old.MinIndex,
+		Codec:      old.Codec,
+		CreateTime: now,
+		SizeLimit:  1, // the one append seals it
+	}
+	w, err := filer.Create(info)
+	if err != nil {
+		return types.SegmentInfo{}, err
+	}
+	defer w.Close()
+	if err := w.Append(entries); err != nil {
+		return types.SegmentInfo{}, err
+	}
+	sealed, indexStart, err := w.Sealed()
+	if err != nil || !sealed || indexStart == 0 {
+		return types.SegmentInfo{}, fmt.Errorf("the new segment %d was not sealed: %v", id, err)
+	}
+	info.MaxIndex, info.IndexStart, info.SealTime = old.MaxIndex, indexStart, now
+	return info, nil
 }
