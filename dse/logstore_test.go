@@ -501,3 +501,52 @@ func TestWALFailedRotationIsWaitedForOnce(t *testing.T) {
 		t.Fatalf("another append: %v after %s", err, time.Since(start))
 	}
 }
+
+// TestWALIndexesASegmentAgainAfterACrash: a crash while dse rewrote a
+// segment sealed without an index, after the new file was written and
+// before the meta store named it, leaves that file behind; the next start
+// rewrites the segment again in its place.
+func TestWALIndexesASegmentAgainAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeTerms(t, w, 1, 10, 1)
+	if err := w.DeleteRange(6, 10); err != nil {
+		t.Fatal(err)
+	}
+	storeTerms(t, w, 6, 8, 2)
+	w.Close()
+	ps, err := meta.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.Close()
+	var unindexed *types.SegmentInfo
+	for i := range ps.Segments {
+		if si := &ps.Segments[i]; !si.SealTime.IsZero() && si.IndexStart == 0 {
+			unindexed = si
+		}
+	}
+	if unindexed == nil {
+		t.Fatalf("stock raft-wal left no segment sealed without an index: %+v", ps.Segments)
+	}
+	filer := segment.NewFiler(dir, walfs.New())
+	if _, err := indexSegment(filer, *unindexed, ps.NextSegmentID); err != nil { // then the crash
+		t.Fatal(err)
+	}
+	s, err := openWAL(dir, wal.DefaultSegmentSize, nil)
+	if err != nil {
+		t.Fatalf("open after a crash in the rewrite: %v", err)
+	}
+	for i := uint64(1); i <= 8; i++ {
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil || l.Term != 1+i/6 {
+			t.Fatalf("entry %d: term %d, %v", i, l.Term, err)
+		}
+	}
+	s.Close()
+	stockReads(t, dir, 1, 8)
+}

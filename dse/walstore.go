@@ -271,8 +271,8 @@ func completeRotation(dir string, filer types.SegmentFiler) error {
 // RecoverTail scans its frames and checks the last commit's CRC. The new
 // file is synced before the meta store, in one commit, names it in the old
 // one's place; the WAL deletes the old file, which nothing names any more,
-// when it opens. A crash before that commit leaves an unnamed new file,
-// deleted the same way, and the work to do again.
+// when it opens. A crash before that commit leaves an unnamed new file and
+// the work to do again; the next try deletes that file first.
 func indexSegments(dir string, filer types.SegmentFiler) error {
 	meta := &metadb.BoltMetaDB{}
 	defer meta.Close()
@@ -324,6 +324,16 @@ func indexSegment(filer types.SegmentFiler, old types.SegmentInfo, id uint64) (t
 		}
 		entries = append(entries, types.LogEntry{Index: idx, Data: append([]byte(nil), buf.Bs...)})
 		buf.Close()
+	}
+	// A file with this id is what a crash before the meta store's commit
+	// left of an earlier try: nothing names it (ids from NextSegmentID up
+	// are unused), and the file to create has its name.
+	if segs, err := filer.List(); err != nil {
+		return types.SegmentInfo{}, err
+	} else if base, ok := segs[id]; ok {
+		if err := filer.Delete(base, id); err != nil {
+			return types.SegmentInfo{}, err
+		}
 	}
 	now := time.Now()
 	info := types.SegmentInfo{
