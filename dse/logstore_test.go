@@ -117,6 +117,11 @@ func stockReads(t *testing.T, dir string, first, last uint64) {
 		t.Fatalf("stock raft-wal: %v", err)
 	}
 	defer w.Close()
+	gotFirst, err1 := w.FirstIndex()
+	gotLast, err2 := w.LastIndex()
+	if err := errors.Join(err1, err2); err != nil || gotFirst != first || gotLast != last {
+		t.Fatalf("stock raft-wal: bounds %d-%d (%v), want %d-%d", gotFirst, gotLast, err, first, last)
+	}
 	for i := first; i <= last; i++ {
 		var l raft.Log
 		if err := w.GetLog(i, &l); err != nil || l.Index != i {

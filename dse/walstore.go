@@ -272,7 +272,9 @@ func completeRotation(dir string, filer types.SegmentFiler) error {
 // file is synced before the meta store, in one commit, names it in the old
 // one's place; the WAL deletes the old file, which nothing names any more,
 // when it opens. A crash before that commit leaves an unnamed new file and
-// the work to do again; the next try deletes that file first.
+// the work to do again; the next try deletes that file first. A segment's
+// entries are held in memory while it is rewritten (with the writer's
+// buffer, up to about four times the segment's 64 MiB, once, at start).
 func indexSegments(dir string, filer types.SegmentFiler) error {
 	meta := &metadb.BoltMetaDB{}
 	defer meta.Close()
@@ -353,8 +355,11 @@ func indexSegment(filer types.SegmentFiler, old types.SegmentInfo, id uint64) (t
 		return types.SegmentInfo{}, err
 	}
 	sealed, indexStart, err := w.Sealed()
-	if err != nil || !sealed || indexStart == 0 {
-		return types.SegmentInfo{}, fmt.Errorf("the new segment %d was not sealed: %v", id, err)
+	if err != nil {
+		return types.SegmentInfo{}, err
+	}
+	if !sealed || indexStart == 0 {
+		return types.SegmentInfo{}, fmt.Errorf("the new segment %d was not sealed", id)
 	}
 	info.MaxIndex, info.IndexStart, info.SealTime = old.MaxIndex, indexStart, now
 	return info, nil
