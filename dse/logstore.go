@@ -54,9 +54,10 @@ func existingLogStore(dir string) (string, error) {
 	return "", fmt.Errorf("dse: %s holds both a %s and a %s Raft log; remove the one not in use", dir, boltFile, walDir)
 }
 
-// openLogStore opens the node's Raft log, logging to logger (nil: nowhere). A data dir keeps the kind it was
-// created with: kind "" takes it (wal for a new dir), and a kind that
-// contradicts it is refused rather than starting from an empty log.
+// openLogStore opens the node's Raft log, logging to logger (nil: nowhere).
+// A data dir keeps the kind it was created with: kind "" takes it (wal for
+// a new dir), and a kind that contradicts it is refused rather than
+// starting from an empty log.
 func openLogStore(dir, kind string, logger hclog.Logger) (logStore, string, error) {
 	have, err := existingLogStore(dir)
 	if err != nil {
