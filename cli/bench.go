@@ -199,6 +199,14 @@ func benchRegistry(c *ucli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s, %s log), %d clients, %d writes in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
 		res.Nodes, res.Mode, res.LogStore, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	fmt.Fprintf(c.App.Writer, "  %d Raft entries (%.1f writes each)\n", res.RaftEntries, res.OpsPerEntry)
+	for _, n := range res.ByNode {
+		role := "follower"
+		if n.Leader {
+			role = "leader"
+		}
+		fmt.Fprintf(c.App.Writer, "  on %s (%s): %d writes, p50 %.0fµs  p99 %.0fµs\n", n.Node, role, n.Ops, n.Latency.P50, n.Latency.P99)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -44,4 +45,47 @@ func TestBenchSnapshotCLI(t *testing.T) {
 		}
 	}
 	wantFail(t, 2, []string{"--rows"}, "bench", "snapshot", "--rows", "0")
+}
+
+// TestBenchRegistryCLI runs `dse bench registry` as a user would: the JSON
+// counts every write once, on the node its client used, and the Raft
+// entries they took; the summary shows each node's latency.
+func TestBenchRegistryCLI(t *testing.T) {
+	r := run(t, "bench", "registry", "--clients", "6", "--ops", "600", "--json")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var res struct {
+		LogStore    string  `json:"log_store"`
+		Clients     int     `json:"clients"`
+		Ops         int     `json:"ops"`
+		OpsPerSec   float64 `json:"ops_per_sec"`
+		RaftEntries uint64  `json:"raft_entries"`
+		OpsPerEntry float64 `json:"ops_per_entry"`
+		ByNode      []struct {
+			Node   string `json:"node"`
+			Leader bool   `json:"leader"`
+			Ops    int    `json:"ops"`
+		} `json:"by_node"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("output %q is not JSON: %v", r.stdout, err)
+	}
+	if res.LogStore != "wal" || res.Clients != 6 || res.Ops != 600 || res.OpsPerSec <= 0 || res.RaftEntries == 0 || res.OpsPerEntry <= 0 || len(res.ByNode) != 3 {
+		t.Fatalf("got %+v", res)
+	}
+	total, leaders := 0, 0
+	for _, n := range res.ByNode {
+		total += n.Ops
+		if n.Leader {
+			leaders++
+		}
+	}
+	if total != res.Ops || leaders != 1 {
+		t.Fatalf("by node: %+v (%d writes, %d leaders)", res.ByNode, total, leaders)
+	}
+	r = run(t, "bench", "registry", "--clients", "3", "--ops", "120", "--log-store", "boltdb")
+	if r.code != 0 || !strings.Contains(r.stdout, "boltdb log") || !strings.Contains(r.stdout, "Raft entries") || !strings.Contains(r.stdout, "(leader)") {
+		t.Fatalf("exit %d, summary %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 }
