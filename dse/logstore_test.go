@@ -355,21 +355,7 @@ func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 	for i := uint64(1); i <= last; i++ {
 		model[i] = data
 	}
-	for restart := 0; restart < 2; restart++ {
-		s, err = openWAL(dir, 8<<10, nil)
-		if err != nil {
-			t.Fatalf("restart %d: %v", restart, err)
-		}
-		for i := 0; i < 20; i++ {
-			last++
-			model[last] = bytes.Repeat([]byte{byte(last)}, 300)
-			if err := s.StoreLogs([]*raft.Log{{Index: last, Term: 2, Data: model[last]}}); err != nil {
-				t.Fatalf("restart %d: append %d: %v", restart, last, err)
-			}
-		}
-		checkLogStore(t, s, model, 1, last, fmt.Sprintf("restart %d", restart))
-		s.Close()
-	}
+	last = appendAcrossRestarts(t, dir, model, last, 20, 300)
 	stockReads(t, dir, 1, last)
 }
 
@@ -427,19 +413,27 @@ func TestWALCompletesARotationWhoseOnlyCommitIsTorn(t *testing.T) {
 	if err := errors.Join(err, f.Close()); err != nil {
 		t.Fatal(err)
 	}
-	model := map[uint64][]byte{}
-	var last uint64
+	last := appendAcrossRestarts(t, dir, map[uint64][]byte{}, 0, 10, 700)
+	stockReads(t, dir, 1, last)
+}
+
+// appendAcrossRestarts opens the log in dir with openWAL twice, each time
+// appending n entries of size bytes after last, as model records, and
+// checking the whole log against model (an empty model is checked as it is
+// first opened, too). It returns the new last index.
+func appendAcrossRestarts(t *testing.T, dir string, model map[uint64][]byte, last uint64, n, size int) uint64 {
+	t.Helper()
 	for restart := 0; restart < 2; restart++ {
-		s, err = openWAL(dir, 8<<10, nil)
+		s, err := openWAL(dir, 8<<10, nil)
 		if err != nil {
 			t.Fatalf("restart %d: %v", restart, err)
 		}
-		if restart == 0 {
-			checkLogStore(t, s, model, 0, 0, "after the torn commit")
+		if restart == 0 && len(model) == 0 {
+			checkLogStore(t, s, model, 0, 0, "as first opened")
 		}
-		for i := 0; i < 10; i++ {
+		for range n {
 			last++
-			model[last] = bytes.Repeat([]byte{byte(last)}, 700)
+			model[last] = bytes.Repeat([]byte{byte(last)}, size)
 			if err := s.StoreLogs([]*raft.Log{{Index: last, Term: 2, Data: model[last]}}); err != nil {
 				t.Fatalf("restart %d: append %d: %v", restart, last, err)
 			}
@@ -447,7 +441,7 @@ func TestWALCompletesARotationWhoseOnlyCommitIsTorn(t *testing.T) {
 		checkLogStore(t, s, model, 1, last, fmt.Sprintf("restart %d", restart))
 		s.Close()
 	}
-	stockReads(t, dir, 1, last)
+	return last
 }
 
 // undoLastRotation puts the meta store in dir back as it was before the last
