@@ -85,12 +85,14 @@ func readBodyInto(r io.Reader, hdr [HeaderSize]byte, max int, buf []byte) (Frame
 	if uint64(n) > uint64(max) {
 		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
+	var err error
 	if uint64(n) <= uint64(cap(buf)) {
 		f.Body = buf[:n]
+		_, err = io.ReadFull(r, f.Body)
 	} else {
-		f.Body = bigmem.Make[byte](int(n))
+		f.Body, err = bigmem.ReadFull(r, int(n))
 	}
-	if _, err := io.ReadFull(r, f.Body); err != nil {
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}

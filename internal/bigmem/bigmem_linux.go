@@ -41,38 +41,74 @@ var hugePage = sync.OnceValue(func() uintptr {
 // populate maps the whole huge pages inside b (fresh, zero memory) as
 // huge pages. Any failure leaves b as it is, to fault in page by page.
 func populate(b []byte) {
-	huge := hugePage()
-	if huge == 0 {
-		return
-	}
-	off := (huge - uintptr(unsafe.Pointer(unsafe.SliceData(b)))%huge) % huge
-	if off >= uintptr(len(b)) {
-		return
-	}
-	whole := (uintptr(len(b)) - off) &^ (huge - 1)
-	if whole == 0 || !freeHugePages(int(whole/huge), huge) {
-		return
-	}
-	r := b[off : off+whole]
-	if unix.Madvise(r, unix.MADV_HUGEPAGE) != nil {
-		return
-	}
+	p := startPopulate(b)
+	defer p.finish()
+	r := p.r
 	// Two threads fault pages in at once where the program may run two:
 	// the kernel zeroes each page as it maps it.
 	if len(r) < parallelSize || runtime.GOMAXPROCS(0) < 2 {
-		fault(r, huge)
-		unix.Madvise(r, unix.MADV_NOHUGEPAGE)
+		fault(r, p.huge)
 		return
 	}
-	half := len(r) / 2 &^ (int(huge) - 1)
+	half := len(r) / 2 &^ (int(p.huge) - 1)
 	done := make(chan struct{})
 	go func() {
-		fault(r[half:], huge)
+		fault(r[half:], p.huge)
 		close(done)
 	}()
-	fault(r[:half], huge)
+	fault(r[:half], p.huge)
 	<-done
-	unix.Madvise(r, unix.MADV_NOHUGEPAGE)
+}
+
+// populator populates the whole huge pages of a buffer, all at once or a
+// part at a time.
+type populator struct {
+	r       []byte  // the buffer's whole huge pages, asked to be huge; nil: none
+	off     uintptr // r's offset in the buffer
+	huge    uintptr
+	faulted uintptr // r[:faulted] is populated
+}
+
+// startPopulate asks for huge pages over b's whole huge pages, when the
+// kernel has them to spare.
+func startPopulate(b []byte) populator {
+	huge := hugePage()
+	if huge == 0 {
+		return populator{}
+	}
+	off := (huge - uintptr(unsafe.Pointer(unsafe.SliceData(b)))%huge) % huge
+	if off >= uintptr(len(b)) {
+		return populator{}
+	}
+	whole := (uintptr(len(b)) - off) &^ (huge - 1)
+	if whole == 0 || !freeHugePages(int(whole/huge), huge) {
+		return populator{}
+	}
+	r := b[off : off+whole]
+	if unix.Madvise(r, unix.MADV_HUGEPAGE) != nil {
+		return populator{}
+	}
+	return populator{r: r, off: off, huge: huge}
+}
+
+// upTo populates the huge pages holding the buffer's bytes before end.
+func (p *populator) upTo(end int) {
+	if p.r == nil || uintptr(end) <= p.off {
+		return
+	}
+	to := min((uintptr(end)-p.off+p.huge-1)&^(p.huge-1), uintptr(len(p.r)))
+	if to > p.faulted {
+		fault(p.r[p.faulted:to], p.huge)
+		p.faulted = to
+	}
+}
+
+// finish takes back the request for huge pages: the pages got stay huge,
+// and what the Go heap later puts there is not collapsed (see doc.go).
+func (p *populator) finish() {
+	if p.r != nil {
+		unix.Madvise(p.r, unix.MADV_NOHUGEPAGE)
+	}
 }
 
 // parallelSize is the size from which two threads populate a buffer.

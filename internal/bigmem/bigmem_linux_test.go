@@ -2,7 +2,10 @@ package bigmem
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,6 +40,7 @@ func TestMakeMapsHugePages(t *testing.T) {
 	if !freeHugePages(64, hugePage()) {
 		t.Skip("too few free huge pages here")
 	}
+	debug.FreeOSMemory() // see TestReadFullMapsHugePages
 	before := anonHugeKB(t)
 	const n = 64 << 20
 	b := Make[uint64](n / 8)
@@ -96,5 +100,69 @@ Node 0, zone   Normal  13181   5166   3466   1624   1245    576    296    222   
 	}
 	if got := freeBlocks("", 9); got != 0 {
 		t.Fatalf("no zones counted as %d blocks", got)
+	}
+}
+
+// TestReadFullMapsHugePages: a big buffer read from a stream holds what
+// was sent, in huge pages as Make's.
+func TestReadFullMapsHugePages(t *testing.T) {
+	if hugePage() == 0 {
+		t.Skip("transparent huge pages are not in madvise mode here")
+	}
+	if !freeHugePages(64, hugePage()) {
+		t.Skip("too few free huge pages here")
+	}
+	const n = 64<<20 + 12345
+	src := make([]byte, n)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	// Memory the heap holds already populated (the other tests' buffers)
+	// would not grow the count: hand it back first.
+	debug.FreeOSMemory()
+	before := anonHugeKB(t)
+	// iotest.OneByteReader would take minutes: short reads of 1 MiB - 1.
+	b, err := ReadFull(&shortReader{src, 1<<20 - 1}, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := anonHugeKB(t)
+	if got := after - before; got < 16<<10 {
+		t.Fatalf("AnonHugePages grew by %d KiB for a %d MiB read, want at least 16 MiB", got, n>>20)
+	}
+	if !bytes.Equal(b, src) {
+		t.Fatal("the buffer does not hold what was read")
+	}
+}
+
+// shortReader reads at most max bytes at a time.
+type shortReader struct {
+	b   []byte
+	max int
+}
+
+func (r *shortReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.max)], r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// TestReadFullShortInput: input ending early is an error, small buffers and
+// big; nothing to read at all is io.EOF, as io.ReadFull says.
+func TestReadFullShortInput(t *testing.T) {
+	for _, n := range []int{10, MinSize + 10, 3*readChunk + 10} {
+		if _, err := ReadFull(bytes.NewReader(make([]byte, n-1)), n); err != io.ErrUnexpectedEOF {
+			t.Errorf("%d bytes from %d: %v, want io.ErrUnexpectedEOF", n, n-1, err)
+		}
+		if _, err := ReadFull(bytes.NewReader(nil), n); err != io.EOF {
+			t.Errorf("%d bytes from none: %v, want io.EOF", n, err)
+		}
+		b, err := ReadFull(bytes.NewReader(bytes.Repeat([]byte{1}, n+5)), n)
+		if err != nil || len(b) != n || b[n-1] != 1 {
+			t.Errorf("%d bytes: len %d, %v", n, len(b), err)
+		}
 	}
 }
