@@ -72,11 +72,7 @@ func (c *Cache) Apply(p *table.Publication) Change {
 		e = &entry{set: table.NewSet(nil)}
 		c.tables[id] = e
 	}
-	if p.Snapshot {
-		ch.Added, ch.Deleted = e.set.Replace(p.Rows)
-	} else {
-		ch.Added, ch.Deleted = e.set.Apply(p.Add, p.Del)
-	}
+	ch.Added, ch.Deleted = p.ApplyTo(e.set)
 	e.seqnum = p.Seqnum
 	c.mu.Unlock()
 	for _, h := range c.handlers {

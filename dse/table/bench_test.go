@@ -96,3 +96,23 @@ func BenchmarkDecodeSnapshot1M(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReceiveSnapshot1M is a new subscriber's whole work on a
+// million-row snapshot: decode it, then index it into its empty set.
+func BenchmarkReceiveSnapshot1M(b *testing.B) {
+	enc, err := (&Publication{Publisher: "p", Table: "t", Snapshot: true, Rows: rowsN(1_000_000)}).Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := append(AppendBatch(nil, 1), enc...)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		pubs, err := DecodeBatch(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if added, _ := pubs[0].ApplyTo(NewSet(nil)); len(added) != 1_000_000 {
+			b.Fatal("rows missing")
+		}
+	}
+}

@@ -18,6 +18,29 @@ type Publication struct {
 	// SentAt is the publisher's clock (Unix nanoseconds) at the publish
 	// call, for latency measurement only.
 	SentAt int64
+
+	// rowHashes are Rows' hashes, which the decoder computes (nil where
+	// none did): ApplyTo hands them to the set. hashedRows is the Rows
+	// they were computed for.
+	rowHashes  []uint64
+	hashedRows *Row
+}
+
+// ApplyTo applies p to s and returns what changed: a snapshot replaces the
+// content (Set.Replace), a delta removes Del then adds Add (Set.Apply). A
+// decoded snapshot's rows come with their hashes, which s then keeps
+// instead of computing them. The rows of a decoded publication must not
+// change afterwards (no one's do: publications are shared by every
+// subscriber they are delivered to).
+func (p *Publication) ApplyTo(s *Set) (added, deleted []Row) {
+	if !p.Snapshot {
+		return s.Apply(p.Add, p.Del)
+	}
+	hashes := p.rowHashes
+	if len(hashes) != len(p.Rows) || len(p.Rows) == 0 || p.hashedRows != &p.Rows[0] {
+		hashes = nil
+	}
+	return s.replace(p.Rows, hashes)
 }
 
 const pubFields = 8
@@ -77,8 +100,11 @@ func (p *Publication) decode(r *reader, lim Limits, prev *Publication) error {
 	if p.Snapshot, err = r.bool(); err != nil {
 		return err
 	}
-	if err := r.decodeRowArrays(lim, &p.Rows, &p.Add, &p.Del); err != nil {
+	if err := r.decodeRowArrays(lim, &p.rowHashes, &p.Rows, &p.Add, &p.Del); err != nil {
 		return err
+	}
+	if len(p.Rows) > 0 {
+		p.hashedRows = &p.Rows[0]
 	}
 	p.SentAt, err = r.int()
 	return err

@@ -28,15 +28,27 @@ type Set struct {
 	rows   []Row
 	hashes []uint64 // hashes[i] is rows[i]'s
 	slots  []uint32 // 0: empty; else 1 + an index into rows; len a power of 2
-	// shared: Shared handed rows' array out; it is copied before any of
-	// its first len(rows) elements changes.
+	// shared: the arrays of rows and hashes are not the set's alone
+	// (Shared handed rows out, or load was given them); they are copied
+	// before any of their first len(rows) elements changes. Their capacity
+	// is their length, so an append moves them to arrays of the set's own.
 	shared bool
+}
+
+// unshare copies the rows and their hashes when their arrays are shared
+// (see shared), before one of them changes in place.
+func (s *Set) unshare() {
+	if s.shared {
+		s.rows = append(make([]Row, 0, cap(s.rows)), s.rows...)
+		s.hashes = append(make([]uint64, 0, cap(s.hashes)), s.hashes...)
+		s.shared = false
+	}
 }
 
 // NewSet returns a set holding rows (duplicates collapse).
 func NewSet(rows []Row) *Set {
 	s := &Set{}
-	s.load(rows)
+	s.load(rows, nil)
 	return s
 }
 
@@ -46,11 +58,17 @@ func NewSet(rows []Row) *Set {
 // every row. The set keeps rows' own array (shared, so copied before it is
 // changed in place): the rows stay in the order given, which is the order
 // their values lie in memory, and a million-row snapshot is not copied.
-func (s *Set) load(rows []Row) {
+// hashes, when not nil, are the rows' hashes (a decoded snapshot's): the
+// set keeps them too, shared like the rows.
+func (s *Set) load(rows []Row, hashes []uint64) {
 	if len(rows) < 1<<14 {
 		s.reserve(len(rows))
-		for _, r := range rows {
-			s.add(hashRow(r), r)
+		for i, r := range rows {
+			if hashes != nil {
+				s.add(hashes[i], r)
+			} else {
+				s.add(hashRow(r), r)
+			}
 		}
 		return
 	}
@@ -59,8 +77,12 @@ func (s *Set) load(rows []Row) {
 	}
 	s.slots = bigmem.Make[uint32](slotsFor(len(rows)))
 	s.rows, s.shared = rows[:len(rows):len(rows)], true
-	s.hashes = bigmem.Make[uint64](len(rows))
-	hashRows(s.hashes, rows)
+	if hashes != nil {
+		s.hashes = hashes[:len(rows):len(rows)]
+	} else {
+		s.hashes = bigmem.Make[uint64](len(rows))
+		hashRows(s.hashes, rows)
+	}
 	mask := uint64(len(s.slots) - 1)
 	shift := max(0, bits.Len64(mask)-10) // at most 1024 buckets
 	starts := make([]int, (mask>>shift)+2)
@@ -106,7 +128,7 @@ func (s *Set) load(rows []Row) {
 // dropLoaded removes the rows load marked as repeats, keeping the order of
 // the others, and renumbers the index.
 func (s *Set) dropLoaded(dup []bool) {
-	s.rows, s.shared = append([]Row(nil), s.rows...), false
+	s.unshare()
 	renum := make([]uint32, len(s.rows)) // old index -> 1 + new index
 	k := 0
 	for i := range s.rows {
@@ -149,12 +171,32 @@ func hashRows(hashes []uint64, rows []Row) {
 	<-done
 }
 
-// hashRow hashes a row's canonical key (a variable so that tests can force
-// collisions).
-var hashRow = func(r Row) uint64 {
+// hashRow hashes a row: its canonical msgpack encoding (what appendRow
+// writes, one encoding per row value), so that the decoder can hash a row's
+// bytes as they arrive when they are that encoding (readRowRange).
+func hashRow(r Row) uint64 {
 	var small [128]byte
-	return maphash.Bytes(seed, AppendKey(small[:0], r))
+	b, err := appendRow(small[:0], r)
+	if err != nil {
+		// A value that is not canonical: no msgpack row starts with 0xff,
+		// and its key still tells it apart.
+		b = AppendKey(append(small[:0], 0xff), r)
+	}
+	return hashBytes(b)
 }
+
+// hashBytes is the hash of an encoded row.
+func hashBytes(b []byte) uint64 {
+	h := maphash.Bytes(seed, b)
+	if testHash != nil {
+		h = testHash(h)
+	}
+	return h
+}
+
+// testHash, when set, changes every hash: tests force collisions with it.
+// (hashBytes itself is not a variable: b would escape through the call.)
+var testHash func(uint64) uint64
 
 // Equal reports whether two canonical rows hold the same values (floats
 // compared by their bits, as Key does).
@@ -288,10 +330,7 @@ func (s *Set) remove(h uint64, r Row) bool {
 		j = k
 	}
 	// Keep the rows dense: the last one moves into the hole.
-	if s.shared {
-		s.rows = append(make([]Row, 0, cap(s.rows)), s.rows...)
-		s.shared = false
-	}
+	s.unshare()
 	last := uint32(len(s.rows) - 1)
 	if i != last {
 		for k := s.hashes[last] & mask; ; k = (k + 1) & mask {
@@ -373,8 +412,13 @@ func (s *Set) Apply(add, del []Row) (added, deleted []Row) {
 // content, as a delta (a snapshot handed on as a diff, like client-go's
 // DeltaFIFO on relist). The set keeps rows' array (see load); into an empty
 // set, added may be rows itself. The caller must modify none of them.
-func (s *Set) Replace(rows []Row) (added, deleted []Row) {
-	next := NewSet(rows)
+func (s *Set) Replace(rows []Row) (added, deleted []Row) { return s.replace(rows, nil) }
+
+// replace is Replace, with the rows' hashes when they are known (nil if
+// not).
+func (s *Set) replace(rows []Row, hashes []uint64) (added, deleted []Row) {
+	next := &Set{}
+	next.load(rows, hashes)
 	if len(s.rows) == 0 {
 		// Into an empty set (a first snapshot): everything is added.
 		*s = *next

@@ -143,6 +143,10 @@ func TestPublicationRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, p := range got {
+		checkRowHashes(t, p)
+		p.rowHashes, p.hashedRows = nil, nil
+	}
 	if !reflect.DeepEqual(got, pubs) {
 		t.Fatalf("got %#v\nwant %#v", got[0], pubs[0])
 	}
@@ -164,8 +168,10 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// What decodes re-encodes, and decodes to the same.
+		// What decodes re-encodes, and decodes to the same; its rows'
+		// hashes are those a set computes.
 		for _, p := range pubs {
+			checkRowHashes(t, p)
 			b, err := p.Encode()
 			if err != nil {
 				t.Fatalf("decoded publication does not encode: %v", err)
@@ -180,6 +186,101 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkRowHashes checks that a decoded publication's row hashes are the
+// ones a Set computes for its rows: a set loaded with a wrong one would
+// miss rows and keep duplicates.
+func checkRowHashes(t *testing.T, p *Publication) {
+	t.Helper()
+	if len(p.rowHashes) != len(p.Rows) {
+		t.Fatalf("%d row hashes for %d rows", len(p.rowHashes), len(p.Rows))
+	}
+	for i, r := range p.Rows {
+		if got, want := p.rowHashes[i], hashRow(r); got != want {
+			t.Fatalf("row %d %#v: decoded hash %x, hashRow %x", i, r, got, want)
+		}
+	}
+}
+
+// TestDecodedHashesOfOtherEncodings: rows written by another msgpack
+// encoder, in encodings other than dse's own (wide integers, float32,
+// str8 for a short string, array16 for a short row, bin16 for short bytes,
+// a nil row), decode with the hashes of their canonical rows, so a set
+// loaded with them finds the same rows published by dse.
+func TestDecodedHashesOfOtherEncodings(t *testing.T) {
+	head := []byte{0x98, 0xa1, 'p', 0xa1, 't', 1, 0xc3}
+	rows := [][]byte{
+		{0x91, 0xd3, 0, 0, 0, 0, 0, 0, 0, 5},       // int64 5 as int 64
+		{0x91, 0xcd, 0, 7},                         // 7 as uint 16
+		{0x91, 0xd1, 0x01, 0x2c},                   // 300 as int 16 (dse: uint 16)
+		{0x91, 0xd0, 0xff},                         // -1 as int 8 (dse: fixint)
+		{0x91, 0xca, 0x3f, 0xc0, 0, 0},             // 1.5 as float 32
+		{0x91, 0xd9, 1, 'x'},                       // "x" as str 8
+		{0xdc, 0, 1, 0xa1, 'x'},                    // a one-column row as array 16
+		{0x91, 0xc5, 0, 1, 9},                      // bytes{9} as bin 16
+		{0xc0},                                     // a nil row
+		{0x92, 0x05, 0xa1, 'x'},                    // dse's own: {5, "x"}
+		{0x91, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0}, // 1.5 as float 64
+	}
+	body := append(AppendBatch(nil, 1), head...)
+	body = append(body, 0x90|byte(len(rows)))
+	for _, r := range rows {
+		body = append(body, r...)
+	}
+	body = append(body, 0xc0, 0xc0, 0) // Add, Del, SentAt
+	pubs, err := DecodeBatch(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRowHashes(t, pubs[0])
+	s := NewSet(nil)
+	pubs[0].ApplyTo(s)
+	for _, r := range []Row{{int64(5)}, {int64(7)}, {int64(300)}, {int64(-1)}, {1.5}, {"x"}, {[]byte{9}}, {}, {int64(5), "x"}} {
+		if !s.Has(r) {
+			t.Errorf("the set loaded from other encodings lacks %#v", r)
+		}
+	}
+	if s.Len() != 9 { // {"x"} and {1.5} come twice
+		t.Errorf("the set holds %d rows, want 9", s.Len())
+	}
+}
+
+// TestDecodedHashesOfABigSnapshot: a snapshot big enough to be decoded in
+// two halves and loaded in slot order carries the right hash for every
+// row, and the set it loads finds each row, and changes like any other.
+func TestDecodedHashesOfABigSnapshot(t *testing.T) {
+	rows := make([]Row, 100_000)
+	for i := range rows {
+		rows[i] = Row{int64(i - 50_000), fmt.Sprint("r", i), float64(i) / 3, []byte{byte(i)}, i%2 == 0, nil}
+	}
+	enc, err := (&Publication{Publisher: "p", Table: "t", Seqnum: 1, Snapshot: true, Rows: rows}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubs, err := DecodeBatch(append(AppendBatch(nil, 1), enc...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRowHashes(t, pubs[0])
+	s := NewSet(nil)
+	if added, _ := pubs[0].ApplyTo(s); len(added) != len(rows) {
+		t.Fatalf("%d rows added, want %d", len(added), len(rows))
+	}
+	for _, r := range rows {
+		if !s.Has(r) {
+			t.Fatalf("the set lacks %v", r)
+		}
+	}
+	// Changes copy the shared rows and hashes first: the publication's
+	// own stay as decoded.
+	if _, del := s.Apply([]Row{{"new"}}, rows[:10]); len(del) != 10 || s.Len() != len(rows)-9 {
+		t.Fatalf("apply: deleted %d, %d rows", len(del), s.Len())
+	}
+	checkRowHashes(t, pubs[0])
+	if !reflect.DeepEqual(pubs[0].Rows[:10], rows[:10]) {
+		t.Fatal("a change to the set changed the publication's rows")
+	}
 }
 
 func FuzzFromJSON(f *testing.F) {
