@@ -530,7 +530,7 @@ func (r *reader) readRowRange(rows []Row, sl *slabs, hashes []uint64) error {
 			continue
 		}
 		// canon: the row's bytes so far are canonical.
-		canon := r.pos-start == arrayHeadLen(m)
+		canon := r.pos-start == arrayLenLen(m)
 		row := sl.vals[:m:m]
 		sl.vals = sl.vals[m:]
 		for j := range row {
@@ -596,17 +596,6 @@ func (r *reader) readRowRange(rows []Row, sl *slabs, hashes []uint64) error {
 		}
 	}
 	return nil
-}
-
-// arrayHeadLen is the length of appendArrayLen's header for n elements.
-func arrayHeadLen(n int) int {
-	switch {
-	case n < 16:
-		return 1
-	case n <= math.MaxUint16:
-		return 3
-	}
-	return 5
 }
 
 // strCode is the first byte appendString writes for a string of n bytes.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 )
 
 // Streaming: a big snapshot is written to a connection as it is encoded,
@@ -67,8 +68,33 @@ func (s *streamer) flush() error {
 	return err
 }
 
+// rowsLen is the length of appendRows' encoding of rows. A big array is
+// measured in two halves at once where the program may run two goroutines
+// at once: the subscriber waits for it before the first byte comes.
 func rowsLen(rows []Row) (int, error) {
-	n := arrayLenLen(len(rows))
+	if len(rows) < parallelRows || runtime.GOMAXPROCS(0) < 2 {
+		n, err := rowsBodyLen(rows)
+		return arrayLenLen(len(rows)) + n, err
+	}
+	half := len(rows) / 2
+	var n2 int
+	var err2 error
+	done := make(chan struct{})
+	go func() {
+		n2, err2 = rowsBodyLen(rows[half:])
+		close(done)
+	}()
+	n1, err := rowsBodyLen(rows[:half])
+	<-done
+	if err == nil {
+		err = err2
+	}
+	return arrayLenLen(len(rows)) + n1 + n2, err
+}
+
+// rowsBodyLen is the length of the rows' encodings.
+func rowsBodyLen(rows []Row) (int, error) {
+	n := 0
 	for _, r := range rows {
 		n += arrayLenLen(len(r))
 		for _, v := range r {

@@ -70,6 +70,17 @@ func TestStreamMatchesEncode(t *testing.T) {
 	if _, err := bad.EncodedLen(); !errors.Is(err, ErrBadRow) {
 		t.Fatalf("EncodedLen of a bad row: %v", err)
 	}
+	// In either half of a big array, measured at once.
+	for _, at := range []int{0, 69_999} {
+		big := &Publication{Rows: make([]Row, 70_000)}
+		for i := range big.Rows {
+			big.Rows[i] = Row{int64(i)}
+		}
+		big.Rows[at] = Row{struct{}{}}
+		if _, err := big.EncodedLen(); !errors.Is(err, ErrBadRow) {
+			t.Fatalf("EncodedLen of a bad row %d of %d: %v", at, len(big.Rows), err)
+		}
+	}
 	if _, err := bad.StreamTo(&bytes.Buffer{}, nil); !errors.Is(err, ErrBadRow) {
 		t.Fatalf("StreamTo of a bad row: %v", err)
 	}

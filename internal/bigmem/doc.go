@@ -5,7 +5,17 @@
 // Why: filling fresh memory costs a page fault per 4 KiB. On the VM the
 // benchmarks run on, that is 12-16 µs a fault, so the 180 MB a new
 // subscriber fills for a million-row snapshot took 0.5 s in faults alone;
-// the same memory in 2 MiB pages takes a few milliseconds of faults. Linux
+// the same memory in 2 MiB pages takes a few milliseconds of faults when
+// the VM's host already backs it. When it does not, it costs far more:
+// that VM hands the memory its kernel frees back to the host (virtio
+// balloon free page reporting, page_reporting_order=11 on its kernel
+// command line), so memory a process takes from the kernel is mostly
+// cold, and a huge page of it faults in at 400-520 MB/s on one thread,
+// 800-950 MB/s on two (measured with MADV_POPULATE_WRITE on fresh
+// mappings; 4 KiB pages: 290-320 MB/s however warm). That is why the
+// biggest buffers are populated by two threads, and ReadFull populates a
+// frame a chunk at a time as it arrives, overlapping the faults with the
+// sender's work. Linux
 // set to transparent_hugepage=madvise (the usual default) gives huge pages
 // only to memory that asks, and the Go runtime no longer asks (Go 1.21.1
 // dropped it: khugepaged collapsing memory the scavenger had returned grew
