@@ -42,6 +42,7 @@ type nodeSpec struct {
 	LogStore string `json:"log_store,omitempty"`
 	Rows     int    `json:"rows"`
 	Columns  int    `json:"columns"`
+	Rounds   int    `json:"rounds,omitempty"`
 	// Join is the publisher node's HTTP address, for the subscriber.
 	Join string `json:"join,omitempty"`
 }
@@ -53,8 +54,10 @@ type nodeReport struct {
 	HTTPAddr string  `json:"http_addr,omitempty"`
 	LogStore string  `json:"log_store,omitempty"`
 	Seconds  float64 `json:"seconds,omitempty"`
-	RSSMB    float64 `json:"rss_mb,omitempty"`
-	Error    string  `json:"error,omitempty"`
+	// Rounds are the seconds of every round, the first one's included.
+	Rounds []float64 `json:"rounds,omitempty"`
+	RSSMB  float64   `json:"rss_mb,omitempty"`
+	Error  string    `json:"error,omitempty"`
 }
 
 // nodeConfig is the configuration of bench node id under dir: real TCP on
@@ -130,8 +133,10 @@ func startSnapshotNode(ctx context.Context, spec nodeSpec) (nodeReport, func(), 
 	if bootstrap {
 		err = publishBigTable(ctx, node, spec)
 	} else {
-		rep.Seconds, err = takeSnapshot(ctx, node, spec)
-		rep.RSSMB = peakRSSMB()
+		rep.Rounds, rep.RSSMB, err = takeSnapshot(ctx, node, spec)
+		if len(rep.Rounds) > 0 {
+			rep.Seconds = rep.Rounds[0]
+		}
 	}
 	if err != nil {
 		stop()
@@ -157,15 +162,15 @@ func publishBigTable(ctx context.Context, node *dse.Node, spec nodeSpec) error {
 	return nil
 }
 
-// takeSnapshot joins the publisher's cluster and times a new subscriber's
-// snapshot of the big table, from the subscribe call until the subscriber's
-// cache holds every row.
-func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) (float64, error) {
+// takeSnapshot joins the publisher's cluster and times new subscribers'
+// snapshots of the big table (snapshotRounds), and reports the node's peak
+// RSS after the first.
+func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) ([]float64, float64, error) {
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err := api.JoinCluster(jctx, []string{spec.Join}, nil, "", dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: true})
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	for {
 		if _, _, ok := node.FSM().Owner(bigPublisher); ok && len(node.FSM().Nodes()) == 2 {
@@ -173,19 +178,45 @@ func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) (float64, 
 		}
 		select {
 		case <-jctx.Done():
-			return 0, fmt.Errorf("the publisher is not in this node's registry after joining: %w", jctx.Err())
+			return nil, 0, fmt.Errorf("the publisher is not in this node's registry after joining: %w", jctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return timeSnapshot(ctx, node, spec.Rows)
+	var rss float64
+	rounds, err := snapshotRounds(ctx, node, spec.Rows, spec.Rounds, func() { rss = peakRSSMB() })
+	return rounds, rss, err
 }
 
-// timeSnapshot registers a subscriber on node and times its snapshot of the
-// big table, from the subscribe call until its cache holds all rows.
-func timeSnapshot(ctx context.Context, node *dse.Node, rows int) (float64, error) {
+// snapshotRounds times rounds new subscribers on node, one after another,
+// each taking a snapshot of the big table (timeSnapshot); each is deleted
+// before the next, so that each round's snapshot comes from the publisher
+// again, into memory the node's heap may already hold. afterFirst is
+// called once the first round is done.
+func snapshotRounds(ctx context.Context, node *dse.Node, rows, rounds int, afterFirst func()) ([]float64, error) {
+	var out []float64
+	for i := range max(rounds, 1) {
+		id := fmt.Sprintf("bench-snap-sub-%d", i+1)
+		seconds, err := timeSnapshot(ctx, node, id, rows)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %w", i+1, err)
+		}
+		out = append(out, seconds)
+		if i == 0 && afterFirst != nil {
+			afterFirst()
+		}
+		if err := node.DeleteService(ctx, id); err != nil {
+			return nil, fmt.Errorf("round %d: %w", i+1, err)
+		}
+	}
+	return out, nil
+}
+
+// timeSnapshot registers subscriber id on node and times its snapshot of
+// the big table, from the subscribe call until its cache holds all rows.
+func timeSnapshot(ctx context.Context, node *dse.Node, id string, rows int) (float64, error) {
 	var once sync.Once
 	got := make(chan struct{})
-	sub := dse.NewDataService("bench-snap-sub", dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
+	sub := dse.NewDataService(id, dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
 		if d.Snapshot && len(d.Rows) == rows {
 			once.Do(func() { close(got) })
 		}
@@ -292,7 +323,7 @@ func snapshotProcesses(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 		return err
 	}
 	res.LogStore = ready.LogStore
-	sub, err := startNodeProc(ctx, cfg.Spawn, nodeSpec{Role: roleSubscriber, ID: "bench2", Dir: dir, LogStore: cfg.LogStore, Rows: cfg.Rows, Columns: cfg.Columns, Join: ready.HTTPAddr})
+	sub, err := startNodeProc(ctx, cfg.Spawn, nodeSpec{Role: roleSubscriber, ID: "bench2", Dir: dir, LogStore: cfg.LogStore, Rows: cfg.Rows, Columns: cfg.Columns, Rounds: cfg.Rounds, Join: ready.HTTPAddr})
 	if err != nil {
 		return err
 	}
@@ -302,6 +333,9 @@ func snapshotProcesses(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 		return err
 	}
 	res.Seconds = got.Seconds
+	if len(got.Rounds) > 1 {
+		res.Rounds = got.Rounds
+	}
 	res.NodeRSSMB = map[string]float64{rolePublisher: 0, roleSubscriber: got.RSSMB}
 	pub.stdin.Close()
 	last, err := pub.report()

@@ -21,6 +21,9 @@ type SnapshotConfig struct {
 	LogStore string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
 	Rows     int
 	Columns  int
+	// Rounds is how many new subscribers take the snapshot in turn on the
+	// same node (at least 1); Seconds is the first one's.
+	Rounds int
 	// Spawn, when set, runs each node in a process of its own (see
 	// RunSnapshotNode); without it both nodes run in this process.
 	Spawn Spawn
@@ -28,14 +31,19 @@ type SnapshotConfig struct {
 
 // SnapshotResult is what `dse bench snapshot --json` prints.
 type SnapshotResult struct {
-	Mode            string  `json:"mode"`
-	LogStore        string  `json:"log_store"`
-	Rows            int     `json:"rows"`
-	Columns         int     `json:"columns"`
-	Bytes           int     `json:"bytes"`
-	Seconds         float64 `json:"seconds"`
-	MBPerSec        float64 `json:"mb_per_sec"`
-	BaselineSeconds float64 `json:"baseline_seconds"`
+	Mode     string `json:"mode"`
+	LogStore string `json:"log_store"`
+	Rows     int    `json:"rows"`
+	Columns  int    `json:"columns"`
+	Bytes    int    `json:"bytes"`
+	// Seconds is the first snapshot the subscriber node takes.
+	Seconds float64 `json:"seconds"`
+	// Rounds, with --rounds over 1: the seconds of each round, the first
+	// included. A later round's snapshot comes again from the publisher,
+	// into memory the subscriber node's heap already holds.
+	Rounds          []float64 `json:"round_seconds,omitempty"`
+	MBPerSec        float64   `json:"mb_per_sec"`
+	BaselineSeconds float64   `json:"baseline_seconds"`
 	// CodecSeconds is dse's publication codec alone on the same rows.
 	CodecSeconds float64 `json:"codec_seconds"`
 	// RSSMB is the peak resident set of the nodes: the larger of
@@ -89,8 +97,8 @@ func peakRSSMB() float64 {
 // Snapshot measures a new subscriber on another node taking a snapshot of a
 // big table, against a bare msgpack encode and decode of the same rows.
 func Snapshot(ctx context.Context, cfg SnapshotConfig) (*SnapshotResult, error) {
-	if cfg.Rows < 1 || cfg.Columns < 1 {
-		return nil, fmt.Errorf("--rows and --columns must be positive")
+	if cfg.Rows < 1 || cfg.Columns < 1 || cfg.Rounds < 0 {
+		return nil, fmt.Errorf("--rows and --columns must be positive, --rounds at least 1")
 	}
 	res := &SnapshotResult{Mode: "in-process", Rows: cfg.Rows, Columns: cfg.Columns}
 	var err error
@@ -124,13 +132,17 @@ func snapshotInProcess(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 	if _, _, err := pub.Publish(ctx, bigTable, makeRows(cfg.Rows, cfg.Columns), true); err != nil {
 		return err
 	}
-	if res.Seconds, err = timeSnapshot(ctx, c.Nodes[1], cfg.Rows); err != nil {
+	// Peak RSS of the process after the first round: both nodes, and the
+	// generated rows (which the publisher's table holds), before the
+	// floors add garbage of their own.
+	rounds, err := snapshotRounds(ctx, c.Nodes[1], cfg.Rows, cfg.Rounds, func() { res.RSSMB = peakRSSMB() })
+	if err != nil {
 		return err
 	}
-	// Peak RSS of the process so far: both nodes, and the generated rows
-	// (which the publisher's table holds), before the floors add garbage
-	// of their own.
-	res.RSSMB = peakRSSMB()
+	res.Seconds = rounds[0]
+	if len(rounds) > 1 {
+		res.Rounds = rounds
+	}
 	return nil
 }
 

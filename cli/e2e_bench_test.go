@@ -8,10 +8,11 @@ import (
 
 // TestBenchSnapshotCLI runs `dse bench snapshot` as a user would: by
 // default each node is a dse process of its own, whose RSS is reported
-// apart; --in-process runs both in one.
+// apart; --in-process runs both in one. With --rounds, each round's new
+// subscriber has the whole table again.
 func TestBenchSnapshotCLI(t *testing.T) {
 	for _, mode := range []string{"multi-process", "in-process"} {
-		args := []string{"bench", "snapshot", "--rows", "20000", "--json"}
+		args := []string{"bench", "snapshot", "--rows", "20000", "--rounds", "2", "--json"}
 		if mode == "in-process" {
 			args = append(args, "--in-process")
 		}
@@ -28,12 +29,16 @@ func TestBenchSnapshotCLI(t *testing.T) {
 			Baseline  float64            `json:"baseline_seconds"`
 			RSSMB     float64            `json:"rss_mb"`
 			NodeRSSMB map[string]float64 `json:"node_rss_mb"`
+			Rounds    []float64          `json:"round_seconds"`
 		}
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 			t.Fatalf("%s: output %q is not JSON: %v", mode, r.stdout, err)
 		}
 		if res.Mode != mode || res.Rows != 20000 || res.Bytes < 20000*10 || res.Seconds <= 0 || res.MBPerSec <= 0 || res.Baseline <= 0 || res.RSSMB <= 0 {
 			t.Fatalf("%s: got %+v", mode, res)
+		}
+		if len(res.Rounds) != 2 || res.Rounds[0] != res.Seconds || res.Rounds[1] <= 0 {
+			t.Fatalf("%s: rounds %v, seconds %v", mode, res.Rounds, res.Seconds)
 		}
 		if mode == "multi-process" {
 			pub, sub := res.NodeRSSMB["publisher"], res.NodeRSSMB["subscriber"]
@@ -45,6 +50,12 @@ func TestBenchSnapshotCLI(t *testing.T) {
 		}
 	}
 	wantFail(t, 2, []string{"--rows"}, "bench", "snapshot", "--rows", "0")
+	wantFail(t, 2, []string{"--rounds"}, "bench", "snapshot", "--rounds", "0")
+	// The summary lists the rounds.
+	r := run(t, "bench", "snapshot", "--rows", "5000", "--rounds", "3", "--in-process")
+	if r.code != 0 || !strings.Contains(r.stdout, "rounds:") || strings.Count(strings.SplitAfter(r.stdout, "rounds:")[1], "s ") < 3 {
+		t.Fatalf("exit %d, summary %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 }
 
 // TestBenchRegistryCLI runs `dse bench registry` as a user would: the JSON
