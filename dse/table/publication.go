@@ -12,9 +12,11 @@ type Publication struct {
 	Table     string
 	Seqnum    uint64
 	Snapshot  bool
-	Rows      []Row
-	Add       []Row
-	Del       []Row
+	// Rows, Add and Del of a decoded publication are shared by everyone it
+	// is delivered to, and must not be changed.
+	Rows []Row
+	Add  []Row
+	Del  []Row
 	// SentAt is the publisher's clock (Unix nanoseconds) at the publish
 	// call, for latency measurement only.
 	SentAt int64
@@ -100,7 +102,13 @@ func (p *Publication) decode(r *reader, lim Limits, prev *Publication) error {
 	if p.Snapshot, err = r.bool(); err != nil {
 		return err
 	}
-	if err := r.decodeRowArrays(lim, &p.rowHashes, &p.Rows, &p.Add, &p.Del); err != nil {
+	// A snapshot's rows are hashed as they decode: a set is loaded with
+	// them next (ApplyTo).
+	var hashes *[]uint64
+	if p.Snapshot {
+		hashes = &p.rowHashes
+	}
+	if err := r.decodeRowArrays(lim, hashes, &p.Rows, &p.Add, &p.Del); err != nil {
 		return err
 	}
 	if len(p.Rows) > 0 {

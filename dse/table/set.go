@@ -72,7 +72,7 @@ func (s *Set) load(rows []Row, hashes []uint64) {
 		}
 		return
 	}
-	if len(rows) >= math.MaxUint32-1 {
+	if uint64(len(rows)) >= math.MaxUint32-1 {
 		panic("table: set over 4 billion rows")
 	}
 	s.slots = bigmem.Make[uint32](slotsFor(len(rows)))
@@ -297,7 +297,7 @@ func (s *Set) add(h uint64, r Row) bool {
 	if ok {
 		return false
 	}
-	if len(s.rows) >= math.MaxUint32-1 {
+	if uint64(len(s.rows)) >= math.MaxUint32-1 {
 		panic("table: set over 4 billion rows")
 	}
 	s.slots[j] = uint32(len(s.rows) + 1)
