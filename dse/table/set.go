@@ -17,9 +17,10 @@ var seed = maphash.MakeSeed()
 // Set is a table's content: rows by value. It is not safe for concurrent
 // use; its owner locks.
 //
-// The rows are kept dense in a slice, with their 64-bit hashes (maphash of
-// AppendKey) beside them, and indexed by an open-addressing table of slot
-// indices (linear probing, backward-shift deletion, at most half full).
+// The rows are kept dense in a slice, with their 64-bit hashes (hashRow:
+// maphash of their canonical msgpack encoding) beside them, and indexed by
+// an open-addressing table of slot indices (linear probing, backward-shift
+// deletion, at most half full).
 // Building a million-row set this way is about ten times faster than a Go
 // map keyed by hash or by key string (measured: 9-55 ms against 120-350 ms,
 // most of it the map's allocation and cache misses), and listing the rows is
