@@ -529,8 +529,9 @@ func (r *reader) readRowRange(rows []Row, sl *slabs, hashes []uint64) error {
 			}
 			continue
 		}
-		// canon: the row's bytes so far are canonical.
-		canon := r.pos-start == arrayLenLen(m)
+		// canon: the row is being hashed, and its bytes so far are
+		// canonical (false for rows not hashed: no checks).
+		canon := hashes != nil && r.pos-start == arrayLenLen(m)
 		row := sl.vals[:m:m]
 		sl.vals = sl.vals[m:]
 		for j := range row {

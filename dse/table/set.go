@@ -31,8 +31,10 @@ type Set struct {
 	slots  []uint32 // 0: empty; else 1 + an index into rows; len a power of 2
 	// shared: the arrays of rows and hashes are not the set's alone
 	// (Shared handed rows out, or load was given them); they are copied
-	// before any of their first len(rows) elements changes. Their capacity
-	// is their length, so an append moves them to arrays of the set's own.
+	// before any of their first len(rows) elements changes. Appends need
+	// no copy: the arrays load was given are cut at their length (an
+	// append moves to an array of the set's own), and what Shared hands
+	// out is cut at its length (an append goes past it).
 	shared bool
 }
 
