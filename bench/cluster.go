@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"time"
@@ -18,8 +20,9 @@ type Cluster struct {
 	cleanup func()
 }
 
-// StartCluster starts n nodes under dir (a new temporary folder, removed by
-// Close, when dir is empty): real TCP on 127.0.0.1, a Raft log with fsync
+// StartCluster starts n nodes under dir, which must be new or empty (a new
+// temporary folder, removed by Close, when dir is ""): real TCP on
+// 127.0.0.1, a Raft log with fsync
 // (logStore: dse.LogStoreWAL, the default, or dse.LogStoreBoltDB).
 func StartCluster(ctx context.Context, dir string, n int, logStore string, logger hclog.Logger) (*Cluster, error) {
 	if n < 1 {
@@ -76,10 +79,87 @@ func (c *Cluster) Close() {
 	c.cleanup()
 }
 
+// ErrConfig marks a benchmark configuration that cannot run (a bad flag
+// value, or a --dir in use); nothing was started.
+var ErrConfig = errors.New("bad benchmark configuration")
+
+func configErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+}
+
+// checkDir accepts a --dir that does not exist yet or is empty: each run
+// starts a new cluster, and the Raft state of an earlier run would keep its
+// nodes from forming one.
+func checkDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return configErr("--dir %s: %v", dir, err)
+	case len(entries) > 0:
+		return configErr("--dir %s is not empty: each run starts a new cluster; name a new or empty folder", dir)
+	}
+	return nil
+}
+
+// interrupted is the error of a run whose context ended (SIGINT or
+// SIGTERM) before it finished: its figures would be partial.
+func interrupted(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted before the run finished: %w", err)
+	}
+	return nil
+}
+
+// reportProgress calls progress (when set) about once a second with count()
+// until the returned stop is called.
+func reportProgress(progress func(time.Duration, uint64), start time.Time, count func() uint64) (stop func()) {
+	if progress == nil {
+		return func() {}
+	}
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				progress(time.Since(start), count())
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+	}
+}
+
+// orInterrupted turns a run's failure into interrupted's error when its
+// context ended: the failure (a node that could not start, a publication
+// that could not commit) is what the interruption caused.
+func orInterrupted(ctx context.Context, err error) error {
+	if err != nil && !errors.Is(err, ErrConfig) {
+		if ierr := interrupted(ctx); ierr != nil {
+			return ierr
+		}
+	}
+	return err
+}
+
 // benchDir returns dir, or a new temporary folder when dir is empty, and
 // what removes it afterwards (nothing for a dir the user named).
 func benchDir(dir string) (string, func(), error) {
 	if dir != "" {
+		if err := checkDir(dir); err != nil {
+			return "", nil, err
+		}
 		return dir, func() {}, nil
 	}
 	d, err := os.MkdirTemp("", "dse-bench-")

@@ -313,6 +313,7 @@ func snapshotProcesses(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 		return err
 	}
 	defer cleanup()
+	cfg.stage("publisher node: publishing %d rows", cfg.Rows)
 	pub, err := startNodeProc(ctx, cfg.Spawn, nodeSpec{Role: rolePublisher, ID: "bench1", Dir: dir, LogStore: cfg.LogStore, Rows: cfg.Rows, Columns: cfg.Columns})
 	if err != nil {
 		return err
@@ -323,6 +324,7 @@ func snapshotProcesses(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 		return err
 	}
 	res.LogStore = ready.LogStore
+	cfg.stage("subscriber node: taking the snapshot (%d round(s))", cfg.Rounds)
 	sub, err := startNodeProc(ctx, cfg.Spawn, nodeSpec{Role: roleSubscriber, ID: "bench2", Dir: dir, LogStore: cfg.LogStore, Rows: cfg.Rows, Columns: cfg.Columns, Rounds: cfg.Rounds, Join: ready.HTTPAddr})
 	if err != nil {
 		return err

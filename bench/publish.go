@@ -63,32 +63,38 @@ type PublishResult struct {
 	Latencies []time.Duration `json:"-"`
 }
 
-func (c *PublishConfig) validate() error {
+// Validate checks the configuration, and fills in the default window; its
+// errors wrap ErrConfig.
+func (c *PublishConfig) Validate() error {
 	switch {
 	case c.Nodes < 2:
-		return fmt.Errorf("--nodes %d: want at least 2 (subscribers live on other nodes)", c.Nodes)
+		return configErr("--nodes %d: want at least 2 (subscribers live on other nodes)", c.Nodes)
 	case c.Subscribers < 1:
-		return fmt.Errorf("--subscribers %d: want at least 1", c.Subscribers)
+		return configErr("--subscribers %d: want at least 1", c.Subscribers)
 	case c.Tables < 1:
-		return fmt.Errorf("--tables %d: want at least 1", c.Tables)
+		return configErr("--tables %d: want at least 1", c.Tables)
 	case c.RowsPerDelta < 1:
-		return fmt.Errorf("--rows-per-delta %d: want at least 1", c.RowsPerDelta)
+		return configErr("--rows-per-delta %d: want at least 1", c.RowsPerDelta)
 	case c.RowBytes < 8:
-		return fmt.Errorf("--row-bytes %d: want at least 8", c.RowBytes)
+		return configErr("--row-bytes %d: want at least 8", c.RowBytes)
 	case c.Duration <= 0:
-		return fmt.Errorf("--duration %s: want a positive duration", c.Duration)
+		return configErr("--duration %s: want a positive duration", c.Duration)
 	case c.Rate < 0:
-		return fmt.Errorf("--rate %d: want 0 (as fast as possible) or more", c.Rate)
+		return configErr("--rate %d: want 0 (as fast as possible) or more", c.Rate)
 	case c.Window < 0 || c.Writers < 0:
-		return fmt.Errorf("--window %d, --writers %d: want 0 (the default) or more", c.Window, c.Writers)
+		return configErr("--window %d, --writers %d: want 0 (the default) or more", c.Window, c.Writers)
 	case c.Window > 0 && c.Writers > 0:
-		return fmt.Errorf("--window and --writers are exclusive: one async publisher per table, or that many waiting ones")
+		return configErr("--window and --writers are exclusive: one async publisher per table, or that many waiting ones")
 	}
 	if c.Window == 0 && c.Writers == 0 {
-		c.Window = 4096
+		c.Window = DefaultWindow
 	}
-	return nil
+	return checkDir(c.Dir)
 }
+
+// DefaultWindow is the publications per table the async publisher keeps in
+// flight unless told otherwise.
+const DefaultWindow = 4096
 
 // subscriber checks order and records latency for one subscriber service.
 type subscriber struct {
@@ -124,8 +130,9 @@ func (s *subscriber) hooks() dse.Hooks {
 // Publish runs the publish benchmark: one publisher service on node 1 sends
 // deltas; subscribers on the other nodes check that every delivery comes in
 // order and measure the latency from the publish call to their apply.
-func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
-	if err := cfg.validate(); err != nil {
+func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err error) {
+	defer func() { err = orInterrupted(ctx, err) }()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, cfg.LogStore, nil)
@@ -280,6 +287,9 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	<-seriesDone
+	if err := interrupted(ctx); err != nil {
+		return nil, err
+	}
 	if e := firstErr.Load(); e != nil {
 		return nil, fmt.Errorf("publish failed: %w", e.(error))
 	}

@@ -17,6 +17,22 @@ type RegistryConfig struct {
 	Nodes    int
 	Clients  int
 	Ops      int
+	// Progress, when set, is called about once a second with the writes
+	// done so far.
+	Progress func(elapsed time.Duration, ops uint64)
+}
+
+// Validate checks the configuration; its errors wrap ErrConfig.
+func (c *RegistryConfig) Validate() error {
+	switch {
+	case c.Nodes < 1:
+		return configErr("--nodes %d: want at least 1", c.Nodes)
+	case c.Clients < 1:
+		return configErr("--clients %d: want at least 1", c.Clients)
+	case c.Ops < 4:
+		return configErr("--ops %d: want at least 4 (one round of register, subscribe, unsubscribe, unregister)", c.Ops)
+	}
+	return checkDir(c.Dir)
 }
 
 // RegistryResult is what `dse bench registry --json` prints.
@@ -51,18 +67,22 @@ type NodeLatency struct {
 // Registry measures concurrent Raft-committed registry writes: clients on
 // every node register a service, subscribe, unsubscribe and unregister, in a
 // loop (four writes a round).
-func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) {
-	if cfg.Nodes < 1 || cfg.Clients < 1 || cfg.Ops < 4 {
-		return nil, fmt.Errorf("--nodes, --clients must be positive and --ops at least 4")
+func Registry(ctx context.Context, cfg RegistryConfig) (_ *RegistryResult, err error) {
+	defer func() { err = orInterrupted(ctx, err) }()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, cfg.LogStore, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	var left atomic.Int64
+	var left, done atomic.Int64
 	left.Store(int64(cfg.Ops))
 	lats := make([][]time.Duration, cfg.Clients)
+	// Each client's last counted write ends at ends[k]: the run ends with
+	// the last of them, before the clients' uncounted clean-up.
+	ends := make([]time.Time, cfg.Clients)
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	firstIndex := c.Nodes[0].Status().LastIndex
@@ -81,7 +101,9 @@ func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) 
 					firstErr.CompareAndSwap(nil, err)
 					return false
 				}
-				lats[k] = append(lats[k], time.Since(t0))
+				ends[k] = time.Now()
+				lats[k] = append(lats[k], ends[k].Sub(t0))
+				done.Add(1)
 				return true
 			}
 			for round := 0; ; round++ {
@@ -98,11 +120,22 @@ func Registry(ctx context.Context, cfg RegistryConfig) (*RegistryResult, error) 
 			}
 		}()
 	}
+	stopProgress := reportProgress(cfg.Progress, start, func() uint64 { return uint64(done.Load()) })
 	wg.Wait()
-	elapsed := time.Since(start)
+	stopProgress()
+	if err := interrupted(ctx); err != nil {
+		return nil, err
+	}
 	if e := firstErr.Load(); e != nil {
 		return nil, e.(error)
 	}
+	var end time.Time
+	for _, t := range ends {
+		if t.After(end) {
+			end = t
+		}
+	}
+	elapsed := end.Sub(start)
 	entries := c.Nodes[0].Status().LastIndex - firstIndex
 	var all []time.Duration
 	byNode := make([][]time.Duration, len(c.Nodes))

@@ -2,8 +2,8 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"dse.dev/dse/dse"
@@ -15,6 +15,20 @@ type RPCConfig struct {
 	LogStore string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
 	Callers  int
 	Duration time.Duration
+	// Progress, when set, is called about once a second with the calls
+	// made so far.
+	Progress func(elapsed time.Duration, calls uint64)
+}
+
+// Validate checks the configuration; its errors wrap ErrConfig.
+func (c *RPCConfig) Validate() error {
+	switch {
+	case c.Callers < 1:
+		return configErr("--callers %d: want at least 1", c.Callers)
+	case c.Duration <= 0:
+		return configErr("--duration %s: want a positive duration", c.Duration)
+	}
+	return checkDir(c.Dir)
 }
 
 // RPCResult is what `dse bench rpc --json` prints.
@@ -31,9 +45,10 @@ type RPCResult struct {
 }
 
 // RPC measures an echo RPC from node 1 to a service on node 2.
-func RPC(ctx context.Context, cfg RPCConfig) (*RPCResult, error) {
-	if cfg.Callers < 1 || cfg.Duration <= 0 {
-		return nil, fmt.Errorf("--callers and --duration must be positive")
+func RPC(ctx context.Context, cfg RPCConfig) (_ *RPCResult, err error) {
+	defer func() { err = orInterrupted(ctx, err) }()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	c, err := StartCluster(ctx, cfg.Dir, 2, cfg.LogStore, nil)
 	if err != nil {
@@ -60,6 +75,7 @@ func RPC(ctx context.Context, cfg RPCConfig) (*RPCResult, error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
+	var calls atomic.Uint64
 	start := time.Now()
 	for k := range cfg.Callers {
 		wg.Add(1)
@@ -78,11 +94,17 @@ func RPC(ctx context.Context, cfg RPCConfig) (*RPCResult, error) {
 				now := time.Now()
 				lats[k] = append(lats[k], now.Sub(t0))
 				stamps[k] = append(stamps[k], now)
+				calls.Add(1)
 			}
 		}()
 	}
+	stopProgress := reportProgress(cfg.Progress, start, calls.Load)
 	wg.Wait()
 	elapsed := time.Since(start)
+	stopProgress()
+	if err := interrupted(ctx); err != nil {
+		return nil, err
+	}
 	if firstErr != nil {
 		return nil, firstErr
 	}

@@ -22,11 +22,34 @@ type SnapshotConfig struct {
 	Rows     int
 	Columns  int
 	// Rounds is how many new subscribers take the snapshot in turn on the
-	// same node (at least 1); Seconds is the first one's.
+	// same node (0 means 1); Seconds is the first one's.
 	Rounds int
 	// Spawn, when set, runs each node in a process of its own (see
 	// RunSnapshotNode); without it both nodes run in this process.
 	Spawn Spawn
+	// Progress, when set, is told each stage of the run as it starts.
+	Progress func(stage string)
+}
+
+// Validate checks the configuration, and fills in the default rounds; its
+// errors wrap ErrConfig.
+func (c *SnapshotConfig) Validate() error {
+	switch {
+	case c.Rows < 1:
+		return configErr("--rows %d: want at least 1", c.Rows)
+	case c.Columns < 1:
+		return configErr("--columns %d: want at least 1", c.Columns)
+	case c.Rounds < 0:
+		return configErr("--rounds %d: want at least 1", c.Rounds)
+	}
+	c.Rounds = max(c.Rounds, 1)
+	return checkDir(c.Dir)
+}
+
+func (c *SnapshotConfig) stage(format string, a ...any) {
+	if c.Progress != nil {
+		c.Progress(fmt.Sprintf(format, a...))
+	}
 }
 
 // SnapshotResult is what `dse bench snapshot --json` prints.
@@ -96,12 +119,12 @@ func peakRSSMB() float64 {
 
 // Snapshot measures a new subscriber on another node taking a snapshot of a
 // big table, against a bare msgpack encode and decode of the same rows.
-func Snapshot(ctx context.Context, cfg SnapshotConfig) (*SnapshotResult, error) {
-	if cfg.Rows < 1 || cfg.Columns < 1 || cfg.Rounds < 0 {
-		return nil, fmt.Errorf("--rows and --columns must be positive, --rounds at least 1")
+func Snapshot(ctx context.Context, cfg SnapshotConfig) (_ *SnapshotResult, err error) {
+	defer func() { err = orInterrupted(ctx, err) }()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	res := &SnapshotResult{Mode: "in-process", Rows: cfg.Rows, Columns: cfg.Columns}
-	var err error
 	if cfg.Spawn != nil {
 		res.Mode = "multi-process"
 		err = snapshotProcesses(ctx, cfg, res)
@@ -111,7 +134,11 @@ func Snapshot(ctx context.Context, cfg SnapshotConfig) (*SnapshotResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	cfg.stage("bare msgpack encode and decode of the same rows (the baseline)")
 	if err := snapshotFloors(res, makeRows(cfg.Rows, cfg.Columns)); err != nil {
+		return nil, err
+	}
+	if err := interrupted(ctx); err != nil {
 		return nil, err
 	}
 	res.MBPerSec = float64(res.Bytes) / 1e6 / res.Seconds
@@ -125,6 +152,7 @@ func snapshotInProcess(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 	}
 	defer c.Close()
 	res.LogStore = c.Nodes[0].LogStore()
+	cfg.stage("publishing %d rows on node 1", cfg.Rows)
 	pub := dse.NewDataService(bigPublisher, dse.Hooks{})
 	if err := c.Nodes[0].Register(ctx, pub); err != nil {
 		return err
@@ -135,6 +163,7 @@ func snapshotInProcess(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 	// Peak RSS of the process after the first round: both nodes, and the
 	// generated rows (which the publisher's table holds), before the
 	// floors add garbage of their own.
+	cfg.stage("node 2 taking the snapshot (%d round(s))", cfg.Rounds)
 	rounds, err := snapshotRounds(ctx, c.Nodes[1], cfg.Rows, cfg.Rounds, func() { res.RSSMB = peakRSSMB() })
 	if err != nil {
 		return err

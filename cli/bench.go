@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -38,7 +39,7 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "row-bytes", Value: 100},
 					&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 					&ucli.IntFlag{Name: "rate", Usage: "publications per second (0: as fast as possible)"},
-					&ucli.IntFlag{Name: "window", Usage: "publications per table one goroutine keeps in flight (async publish; default 4096)"},
+					&ucli.IntFlag{Name: "window", Usage: "publications per table one goroutine keeps in flight (async publish)", DefaultText: fmt.Sprint(bench.DefaultWindow)},
 					&ucli.IntFlag{Name: "writers", Usage: "instead of the async publisher, this many goroutines per table, each publishing and waiting"},
 					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
 				},
@@ -93,12 +94,54 @@ func benchCommand() *ucli.Command {
 
 // progress prints a progress line on a terminal (stderr), nothing otherwise.
 func progress(label string) func(time.Duration, uint64) {
-	if !term.IsTerminal(int(os.Stderr.Fd())) {
+	if !onTerminal() {
 		return nil
 	}
 	return func(d time.Duration, n uint64) {
 		fmt.Fprintf(os.Stderr, "\r%s: %s, %d so far", label, d.Truncate(time.Second), n)
 	}
+}
+
+// stageProgress prints each stage of a run on its own line on a terminal
+// (stderr), nothing otherwise.
+func stageProgress(label string) func(string) {
+	if !onTerminal() {
+		return nil
+	}
+	return func(stage string) { fmt.Fprintf(os.Stderr, "%s: %s\n", label, stage) }
+}
+
+func onTerminal() bool { return term.IsTerminal(int(os.Stderr.Fd())) }
+
+// endProgress ends a progress line, if one was printed.
+func endProgress(on bool) {
+	if on {
+		fmt.Fprintln(os.Stderr)
+	}
+}
+
+// validate checks a benchmark's configuration before anything starts: a
+// bad value is bad usage (exit 2).
+func validate(cfg interface{ Validate() error }) error {
+	if err := cfg.Validate(); err != nil {
+		return usagef("%s", strings.TrimPrefix(err.Error(), bench.ErrConfig.Error()+": "))
+	}
+	return nil
+}
+
+// createPlot checks, before a run, that the plot file can be written: a
+// bad path fails at once rather than after the run. It returns what
+// removes the empty file again when the run fails.
+func createPlot(path string) (remove func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--plot: %w", err)
+	}
+	f.Close()
+	return func() { os.Remove(path) }, nil
 }
 
 func benchPublish(c *ucli.Context) error {
@@ -113,11 +156,17 @@ func benchPublish(c *ucli.Context) error {
 		RowsPerDelta: c.Int("rows-per-delta"), RowBytes: c.Int("row-bytes"), Duration: c.Duration("duration"),
 		Rate: c.Int("rate"), Window: c.Int("window"), Writers: c.Int("writers"), Progress: progress("publish"),
 	}
-	res, err := bench.Publish(c.Context, cfg)
-	if cfg.Progress != nil {
-		fmt.Fprintln(os.Stderr)
+	if err := validate(&cfg); err != nil {
+		return err
 	}
+	removePlot, err := createPlot(c.String("plot"))
 	if err != nil {
+		return err
+	}
+	res, err := bench.Publish(c.Context, cfg)
+	endProgress(cfg.Progress != nil)
+	if err != nil {
+		removePlot()
 		return err
 	}
 	if p := c.String("plot"); p != "" {
@@ -155,13 +204,14 @@ func benchSnapshot(c *ucli.Context) error {
 	if ls := c.String("log-store"); !validLogStore(ls, false) {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
-	if c.Int("rows") < 1 || c.Int("columns") < 1 {
-		return usagef("--rows %d and --columns %d: want at least 1 of each", c.Int("rows"), c.Int("columns"))
-	}
 	if c.Int("rounds") < 1 {
 		return usagef("--rounds %d: want at least 1", c.Int("rounds"))
 	}
-	cfg := bench.SnapshotConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Rows: c.Int("rows"), Columns: c.Int("columns"), Rounds: c.Int("rounds")}
+	cfg := bench.SnapshotConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Rows: c.Int("rows"), Columns: c.Int("columns"), Rounds: c.Int("rounds"),
+		Progress: stageProgress("snapshot")}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
 	if !c.Bool("in-process") {
 		exe, err := os.Executable()
 		if err != nil {
@@ -201,7 +251,13 @@ func benchRegistry(c *ucli.Context) error {
 	if ls := c.String("log-store"); !validLogStore(ls, false) {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
-	res, err := bench.Registry(c.Context, bench.RegistryConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops")})
+	cfg := bench.RegistryConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops"),
+		Progress: progress("registry")}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	res, err := bench.Registry(c.Context, cfg)
+	endProgress(cfg.Progress != nil)
 	if err != nil {
 		return err
 	}
@@ -228,8 +284,19 @@ func benchRPC(c *ucli.Context) error {
 	if ls := c.String("log-store"); !validLogStore(ls, false) {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
-	res, err := bench.RPC(c.Context, bench.RPCConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Callers: c.Int("callers"), Duration: c.Duration("duration")})
+	cfg := bench.RPCConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Callers: c.Int("callers"), Duration: c.Duration("duration"),
+		Progress: progress("rpc")}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	removePlot, err := createPlot(c.String("plot"))
 	if err != nil {
+		return err
+	}
+	res, err := bench.RPC(c.Context, cfg)
+	endProgress(cfg.Progress != nil)
+	if err != nil {
+		removePlot()
 		return err
 	}
 	if p := c.String("plot"); p != "" {

@@ -2,8 +2,13 @@ package cli_test
 
 import (
 	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchSnapshotCLI runs `dse bench snapshot` as a user would: by
@@ -98,5 +103,86 @@ func TestBenchRegistryCLI(t *testing.T) {
 	r = run(t, "bench", "registry", "--clients", "3", "--ops", "120", "--log-store", "boltdb")
 	if r.code != 0 || !strings.Contains(r.stdout, "boltdb log") || !strings.Contains(r.stdout, "Raft entries") || !strings.Contains(r.stdout, "(leader)") {
 		t.Fatalf("exit %d, summary %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestBenchBadInputCLI checks that every `dse bench` refuses bad input
+// before it starts anything: a bad value is bad usage (exit 2) naming the
+// flag, a --dir that holds files is left as it is, and a --plot file that
+// cannot be written fails the command before its (hour-long) run.
+func TestBenchBadInputCLI(t *testing.T) {
+	for _, c := range []struct {
+		flag string
+		args []string
+	}{
+		{"--nodes", []string{"publish", "--nodes", "1"}},
+		{"--duration", []string{"publish", "--duration", "0"}},
+		{"--rows-per-delta", []string{"publish", "--rows-per-delta", "-5"}},
+		{"--window", []string{"publish", "--window", "10", "--writers", "2"}},
+		{"--clients", []string{"registry", "--clients", "0"}},
+		{"--ops", []string{"registry", "--ops", "3"}},
+		{"--callers", []string{"rpc", "--callers", "0"}},
+		{"--duration", []string{"rpc", "--duration", "-1s"}},
+		{"--columns", []string{"snapshot", "--columns", "0"}},
+	} {
+		wantFail(t, 2, []string{c.flag}, append([]string{"bench"}, c.args...)...)
+	}
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "keep")
+	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range [][]string{
+		{"publish", "--duration", "1h"},
+		{"registry", "--ops", "100000000"},
+		{"rpc", "--duration", "1h"},
+		{"snapshot", "--rows", "1000"},
+	} {
+		wantFail(t, 2, []string{"--dir", "not empty"}, append(append([]string{"bench"}, sub...), "--dir", dir)...)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("--dir now holds %d entries, want only the file put there", len(entries))
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "mine" {
+		t.Fatalf("the file in --dir changed: %q, %v", b, err)
+	}
+	for _, sub := range []string{"publish", "rpc"} {
+		wantFail(t, 1, []string{"--plot"}, "bench", sub, "--duration", "1h", "--plot", filepath.Join(dir, "missing", "p.svg"))
+	}
+}
+
+// TestBenchInterruptedCLI stops a run with SIGINT, as Ctrl-C does: the
+// partial run is a failure (exit 1, one line on stderr), with no JSON
+// whose figures would mislead, and its temporary folder is removed.
+func TestBenchInterruptedCLI(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := exec.Command(dseBin, "bench", "publish", "--duration", "1h", "--json")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The nodes' folder exists once the run starts its cluster; a few
+	// seconds later it is publishing (an interruption before that fails
+	// the same way).
+	eventually(t, time.Minute, "the run to start", func() bool {
+		entries, _ := os.ReadDir(tmp)
+		return len(entries) > 0
+	})
+	time.Sleep(3 * time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1 (stderr %q)", err, stderr.String())
+	}
+	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "interrupted") || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+		t.Fatalf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Fatalf("the run left %d entries in its temporary folder's parent", len(entries))
 	}
 }
