@@ -31,6 +31,9 @@ type RPCOptions struct {
 	Local bool
 	// Retry is how many more attempts follow one that failed to reach the
 	// service (transport failures only; never after the method ran).
+	// Within an attempt, a call that could not reach an instance goes on
+	// to the next live one; a call that timed out or lost its connection
+	// after it was sent (the method may have run) is not sent again.
 	Retry int
 }
 
@@ -86,7 +89,7 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 				n.metrics.rpcCalls.WithLabelValues("ok").Inc()
 				return res, nil
 			}
-			if !errors.Is(err, ErrUnavailable) {
+			if !errors.Is(err, errNotRun) {
 				n.metrics.rpcCalls.WithLabelValues(ErrorCode(err)).Inc()
 				return nil, err
 			}
@@ -96,9 +99,21 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 			break
 		}
 	}
-	n.metrics.rpcCalls.WithLabelValues("unavailable").Inc()
+	n.metrics.rpcCalls.WithLabelValues(ErrorCode(last)).Inc()
 	return nil, last
 }
+
+// errNotRun marks an RPC failure after which the method certainly did not
+// run on that node: the request never reached it, or the node does not
+// run the service (any more). Only such a call goes on to another
+// instance or is retried.
+var errNotRun = errors.New("the method did not run")
+
+// notRun wraps such a failure; its message is the failure's own.
+type notRun struct{ error }
+
+func (e notRun) Unwrap() error      { return e.error }
+func (notRun) Is(target error) bool { return target == errNotRun }
 
 // rpcTargets lists the nodes to try: the owner first, then the other live
 // instances; with local, only this node.
@@ -131,33 +146,63 @@ func (n *Node) rpcTargets(service string, local bool) ([]string, error) {
 	return out, nil
 }
 
+// rpcOnce calls the method on node. An error wrapping errNotRun means the
+// method did not run there; any other may come after it ran (a timeout, a
+// connection lost after the request was sent) or is the method's own.
 func (n *Node) rpcOnce(ctx context.Context, node string, req rpcRequest, body []byte, timeout time.Duration) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	timedOut := func() error {
+		return fmt.Errorf("%w: %s.%s timed out after %s on node %q", ErrUnavailable, req.Service, req.Action, timeout, node)
+	}
 	var raw []byte
 	var err error
 	if node == n.id {
 		// Through the codec even here, so callers see the same types
-		// wherever the service runs.
-		raw, err = n.svcs.handleRPC(ctx, body)
+		// wherever the service runs; in a goroutine, so that the deadline
+		// holds for a method that does not heed its ctx.
+		type reply struct {
+			raw []byte
+			err error
+		}
+		done := make(chan reply, 1)
+		go func() {
+			raw, err := n.svcs.handleRPC(ctx, body)
+			done <- reply{raw, err}
+		}()
+		select {
+		case r := <-done:
+			raw, err = r.raw, r.err
+		case <-ctx.Done():
+			return nil, timedOut()
+		}
 	} else if rec, ok := n.fsm.Node(node); !ok {
-		return nil, fmt.Errorf("%w: node %q", ErrUnavailable, node)
+		return nil, notRun{fmt.Errorf("%w: node %q is not in the cluster", ErrUnavailable, node)}
 	} else {
 		raw, err = n.trans.Call(ctx, rec.Addr, msgRPC, body)
 	}
 	if err != nil {
 		var re *transport.RemoteError
-		if errors.As(err, &re) {
-			return nil, fmt.Errorf("%w: node %q: %s", ErrUnavailable, node, re.Msg)
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: %s.%s timed out after %s on node %q", ErrUnavailable, req.Service, req.Action, timeout, node)
+		switch {
+		case errors.As(err, &re):
+			// The peer's handler refused the request before any method
+			// ran (it is starting, or could not read the request).
+			return nil, notRun{fmt.Errorf("%w: node %q: %s", ErrUnavailable, node, re.Msg)}
+		case errors.Is(err, transport.ErrNotSent):
+			return nil, notRun{fmt.Errorf("%w: node %q: %v", ErrUnavailable, node, err)}
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, timedOut()
 		}
 		return nil, fmt.Errorf("%w: node %q: %v", ErrUnavailable, node, err)
 	}
 	var rep rpcReply
 	if err := decodeLoose(raw, &rep); err != nil {
 		return nil, fmt.Errorf("%w: node %q: %v", ErrUnavailable, node, err)
+	}
+	if rep.Code == "service_not_found" {
+		// The registry still names an instance there that has stopped or
+		// moved: no method ran, another instance may answer.
+		return nil, notRun{FromCode(rep.Code, rep.Msg)}
 	}
 	return rep.Result, FromCode(rep.Code, rep.Msg)
 }

@@ -21,6 +21,11 @@ var (
 	ErrUnavailable = errors.New("transport: peer unavailable")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("transport: closed")
+	// ErrNotSent is wrapped, beside ErrUnavailable, in a Call's error when
+	// its request was never written to a connection (the peer could not be
+	// dialed): the peer cannot have acted on it. Other failures of a sent
+	// request leave that open.
+	ErrNotSent = errors.New("request not sent")
 )
 
 // RemoteError carries the error message a peer's handler returned.
@@ -123,9 +128,9 @@ func (p *peer) enqueue(f outFrame) error {
 }
 
 // Call sends a request to addr and waits for its reply. It returns
-// ErrUnavailable (wrapped) when the peer cannot be reached or the connection
-// fails first, a *RemoteError when the peer's handler failed, and ctx's error
-// when ctx ends first.
+// ErrUnavailable (wrapped) when the peer cannot be reached (with ErrNotSent)
+// or the connection fails first, a *RemoteError when the peer's handler
+// failed, and ctx's error when ctx ends first.
 func (t *Transport) Call(ctx context.Context, addr string, typ byte, body []byte) ([]byte, error) {
 	if typ >= TypeReserved {
 		return nil, fmt.Errorf("transport: frame type %#x is reserved", typ)
@@ -246,9 +251,12 @@ func (p *peer) writeLoop() {
 			return
 		}
 		if oc != nil && oc.dead.Load() {
-			// Its reader already failed the requests it carried; the frame
-			// in hand goes out on a new connection.
-			p.current.Store(nil)
+			// Its reader has failed; whichever of the two takes it out of
+			// current fails the requests it carried. The frame in hand
+			// goes out on a new connection.
+			if p.current.CompareAndSwap(oc, nil) {
+				p.failAll(fmt.Errorf("%w: %s: connection lost", ErrUnavailable, p.addr))
+			}
 			oc.conn.Close()
 			oc = nil
 		}
@@ -256,7 +264,7 @@ func (p *peer) writeLoop() {
 			conn, err := p.t.dial(p.t.ctx, p.addr, ProtoDSE, cfg.DialTimeout)
 			if err != nil {
 				if f.id != 0 {
-					p.resolve(f.id, result{err: fmt.Errorf("%w: %s: %w", ErrUnavailable, p.addr, err)})
+					p.resolve(f.id, result{err: fmt.Errorf("%w: %s: %w (%w)", ErrUnavailable, p.addr, err, ErrNotSent)})
 				}
 				continue
 			}
@@ -299,7 +307,8 @@ func (p *peer) readLoop(oc *outConn) {
 	defer func() {
 		oc.dead.Store(true)
 		oc.conn.Close()
-		if p.current.Load() == oc {
+		// Unless the writer has already dropped it (and failed them).
+		if p.current.CompareAndSwap(oc, nil) {
 			p.failAll(fmt.Errorf("%w: %s: connection lost", ErrUnavailable, p.addr))
 		}
 	}()

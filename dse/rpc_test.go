@@ -1,0 +1,90 @@
+package dse_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/dsetest"
+)
+
+// TestRPCRunsAMethodAtMostOnce: a call that timed out may have run its
+// method (here it is still running), so it is sent neither to the other
+// instance nor again, whatever Retry says; one that could not reach the
+// owner's node goes on to the live standby.
+func TestRPCRunsAMethodAtMostOnce(t *testing.T) {
+	c := dsetest.New(t, 3)
+	ctx := context.Background()
+	var runs atomic.Int32
+	release := make(chan struct{})
+	acct := func() *dse.DataService {
+		s := dse.NewDataService("acct", dse.Hooks{})
+		s.AddRPCEndpoint(dse.Endpoint{
+			"debit": func(context.Context, map[string]any) (any, error) {
+				runs.Add(1)
+				select { // heeds no ctx, as much real work does not
+				case <-release:
+				case <-time.After(5 * time.Second):
+				}
+				return "ok", nil
+			},
+			"balance": func(context.Context, map[string]any) (any, error) { return int64(7), nil },
+		})
+		return s
+	}
+	if err := c.Nodes[1].Register(ctx, acct()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Nodes[2].Register(ctx, acct()); err != nil {
+		t.Fatal(err)
+	}
+	caller := register(t, c.Nodes[0], "caller", dse.Hooks{})
+	for _, retry := range []int{0, 2} {
+		runs.Store(0)
+		_, err := caller.RPC(ctx, "acct", "debit", nil, dse.RPCOptions{Timeout: 100 * time.Millisecond, Retry: retry})
+		if !errors.Is(err, dse.ErrUnavailable) {
+			t.Fatalf("retry %d: got %v, want unavailable", retry, err)
+		}
+		if n := runs.Load(); n != 1 {
+			t.Fatalf("retry %d: debit ran %d times for one call", retry, n)
+		}
+	}
+	close(release)
+
+	// The owner's node goes away; until the registry says so, its
+	// instance is tried first, cannot be reached, and the standby answers.
+	c.Nodes[1].Close()
+	time.Sleep(200 * time.Millisecond) // the caller's node sees the connection close
+	got, err := caller.RPC(ctx, "acct", "balance", nil, dse.RPCOptions{Timeout: 2 * time.Second})
+	if err != nil || got != int64(7) {
+		t.Fatalf("with the owner's node gone: %v %v", got, err)
+	}
+}
+
+// TestLocalRPCKeepsItsDeadline: a call served on the caller's own node
+// returns at its deadline even when the method does not heed its ctx.
+func TestLocalRPCKeepsItsDeadline(t *testing.T) {
+	c := dsetest.New(t, 1)
+	ctx := context.Background()
+	release := make(chan struct{})
+	defer close(release)
+	s := register(t, c.Nodes[0], "svc", dse.Hooks{})
+	s.AddRPCEndpoint(dse.Endpoint{
+		"hang": func(context.Context, map[string]any) (any, error) {
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+			return "late", nil
+		},
+	})
+	for _, local := range []bool{true, false} {
+		// It returns while the method still hangs: its deadline ended it.
+		if _, err := s.RPC(ctx, "svc", "hang", nil, dse.RPCOptions{Timeout: 100 * time.Millisecond, Local: local}); !errors.Is(err, dse.ErrUnavailable) {
+			t.Fatalf("local %v: got %v, want unavailable (timed out)", local, err)
+		}
+	}
+}
