@@ -189,6 +189,40 @@ func TestE2EServicesPublishWatchRestart(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGKILL, restart once the cluster has marked the node down", func(t *testing.T) {
+		// Its service then has no live owner when it comes back: the node
+		// must take it again and republish, not lose it. (The agent the
+		// last subtest restarted ended with it: start it once more first.)
+		cur := startAgent(t, n1.dir)
+		var before map[string]any
+		eventually(t, 30*time.Second, "the node serves its table again", func() bool {
+			return tryJSON(n3.http, &before, "get", "ext", "t")
+		})
+		cur.kill()
+		eventually(t, 30*time.Second, "the cluster marks n1 down: ext has no owner", func() bool {
+			var list []map[string]any
+			if !tryJSON(n3.http, &list, "services", "list") {
+				return false
+			}
+			for _, svc := range list {
+				if svc["service_id"] == "ext" && svc["node_id"] == "" {
+					return true
+				}
+			}
+			return false
+		})
+		// On its own address again: a node back on a new one records it
+		// at once, which marks it up before it restores its services.
+		startAgent(t, n1.dir, "--bind", cur.cluster)
+		var after map[string]any
+		eventually(t, 30*time.Second, "the restarted node republished its table", func() bool {
+			return tryJSON(n3.http, &after, "get", "ext", "t") && after["seqnum"].(float64) > before["seqnum"].(float64)
+		})
+		if !reflect.DeepEqual(after["rows"], before["rows"]) {
+			t.Fatalf("acknowledged content lost: before %v after %v", before, after)
+		}
+	})
+
 	t.Run("delete", func(t *testing.T) {
 		if r := run(t, "--addr", n2.http, "services", "delete", "ext"); r.code != 0 {
 			t.Fatalf("delete: %+v", r)

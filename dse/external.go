@@ -167,9 +167,13 @@ func (n *Node) startExternalWith(ctx context.Context, id string, stored map[stri
 	}
 	for _, tbl := range slices.Sorted(maps.Keys(stored)) {
 		if _, _, err := s.Publish(ctx, tbl, stored[tbl], true); err != nil {
-			// Registered but not republished: stop, and let the restore
-			// start it again.
-			s.Stop(ctx)
+			// Registered but not republished (this node came back before
+			// the cluster marked it up again, so its service has no owner
+			// yet): stop it here, and let the restore start it again. Its
+			// instance stays in the registry: unregistering the only one
+			// would delete the service, and the restore would then forget
+			// its stored tables.
+			s.stopLocal()
 			n.extMu.Lock()
 			delete(n.external, id)
 			n.extMu.Unlock()
