@@ -148,6 +148,13 @@ func TestE2EServicesPublishWatchRestart(t *testing.T) {
 		}
 		wantFail(t, 2, []string{"--args"}, "--addr", n1.http, "rpc", "ext", "ping", "--args", "[1,2]")
 		wantFail(t, 1, []string{"not found"}, "--addr", n1.http, "publish", "nope", "t", "--file", writeFile(t, `[[1]]`))
+		// On a cluster without tokens, a first token that is not an admin
+		// one would turn authentication on with nobody able to administer.
+		wantFail(t, 1, []string{"admin token first"}, "--addr", n2.http, "tokens", "create", "--role", "read")
+		var toks []any
+		if runJSON(t, n1.http, &toks, "tokens", "list"); len(toks) != 0 {
+			t.Fatalf("tokens after the refusal: %v", toks)
+		}
 	})
 
 	t.Run("rpc", func(t *testing.T) {

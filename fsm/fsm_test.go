@@ -394,7 +394,17 @@ func TestTokens(t *testing.T) {
 		t.Fatal("auth on with no token")
 	}
 	hash := fmt.Sprintf("%064x", 42)
+	// A first token that is not an admin one would lock administration out.
+	for _, role := range []string{"read", "write"} {
+		a.fails(CmdTokenCreate, TokenCreate{Token: Token{ID: "t0", Role: role, Hash: fmt.Sprintf("%064x", 7)}}, ErrInvalid)
+	}
+	if a.f.AuthEnabled() {
+		t.Fatal("a refused token turned auth on")
+	}
 	a.ok(CmdTokenCreate, TokenCreate{Token: Token{ID: "t1", Name: "ops", Role: "admin", Hash: hash}})
+	a.ok(CmdTokenCreate, TokenCreate{Token: Token{ID: "t4", Role: "read", Hash: fmt.Sprintf("%064x", 8)}})
+	a.fails(CmdTokenRevoke, TokenRevoke{ID: "t1"}, ErrInvalid) // the last admin, with a read token left
+	a.ok(CmdTokenRevoke, TokenRevoke{ID: "t4"})
 	a.fails(CmdTokenCreate, TokenCreate{Token: Token{ID: "t1", Role: "admin", Hash: hash}}, ErrInvalid)
 	a.fails(CmdTokenCreate, TokenCreate{Token: Token{ID: "t2", Role: "root", Hash: hash}}, ErrInvalid)
 	a.fails(CmdTokenCreate, TokenCreate{Token: Token{ID: "t3", Role: "read", Hash: "short"}}, ErrInvalid)
