@@ -116,6 +116,20 @@ func TestE2EClusterLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("a live member's id is taken", func(t *testing.T) {
+		r := run(t, "agent", "--id", "n2", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http)
+		if r.code != 1 || !strings.Contains(r.stderr, `node id "n2" is a live member`) {
+			t.Fatalf("second n2: exit %d, stderr %q", r.code, r.stderr)
+		}
+		var ms []member
+		runJSON(t, n3.http, &ms, "members", "list")
+		for _, m := range ms {
+			if m.ID == "n2" && (m.Address != n2.cluster || !m.Reachable) {
+				t.Fatalf("the live n2 lost its entry: %+v", ms)
+			}
+		}
+	})
+
 	t.Run("nonvoter promote transfer leave", func(t *testing.T) {
 		n4 := startAgent(t, t.TempDir(), "--id", "n4", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--nonvoter", "--join", n3.http)
 		if m := membersOf(t, n2)["n4"]; m.Voter || m.ID != "n4" {

@@ -164,6 +164,16 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 			n.logger.Info("join of an existing member", "id", req.ID)
 			return n.upsertNodeLocal(req)
 		}
+		if sameID && !sameAddr {
+			// A member rebuilt on a new address takes its old entry over;
+			// a live member keeps its own: the id is taken.
+			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+			st, err := n.peerStatus(ctx, string(s.Address))
+			cancel()
+			if err == nil && st.ID == req.ID {
+				return 0, fmt.Errorf("%w: node id %q is a live member at %s: join under another id, or remove it first (dse members remove %s)", ErrExists, req.ID, s.Address, req.ID)
+			}
+		}
 		n.logger.Info("replacing member", "id", s.ID, "address", s.Address, "new-id", req.ID, "new-address", req.Addr)
 		if err := n.waitFuture(n.raft.RemoveServer(s.ID, 0, timeout)); err != nil {
 			return 0, fmt.Errorf("%w: remove old member %s: %v", ErrUnavailable, s.ID, err)
