@@ -62,13 +62,22 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	return exitFailed
 }
 
-// clientFlags are accepted both before the command and after it.
-func clientFlags() []ucli.Flag {
+// clientFlags are accepted both before the command and after it. Only the
+// global ones (before the command) read the environment: a command's copy
+// that did (and so counted as set) would win over a flag given before the
+// command, where an environment variable is only a fallback.
+func clientFlags(global bool) []ucli.Flag {
+	env := func(name string) []string {
+		if !global {
+			return nil
+		}
+		return []string{name}
+	}
 	return []ucli.Flag{
-		&ucli.StringFlag{Name: "addr", Usage: "HTTP address of the node to talk to", EnvVars: []string{"DSE_ADDR"}, Value: defaultAddr},
+		&ucli.StringFlag{Name: "addr", Usage: "HTTP address of the node to talk to", EnvVars: env("DSE_ADDR"), Value: defaultAddr},
 		&ucli.BoolFlag{Name: "json", Usage: "print JSON (one value; one object per line for streams)"},
-		&ucli.StringFlag{Name: "token", Usage: "API token", EnvVars: []string{"DSE_TOKEN"}},
-		&ucli.StringFlag{Name: "ca", Usage: "CA certificate to verify an HTTPS node (enables HTTPS)", EnvVars: []string{"DSE_CA"}},
+		&ucli.StringFlag{Name: "token", Usage: "API token", EnvVars: env("DSE_TOKEN")},
+		&ucli.StringFlag{Name: "ca", Usage: "CA certificate to verify an HTTPS node (enables HTTPS)", EnvVars: env("DSE_CA")},
 		&ucli.DurationFlag{Name: "request-timeout", Usage: "bound on one request", Value: 30 * time.Second},
 	}
 }
@@ -79,7 +88,7 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 		Usage:                "distributed services engine: sequenced tables and RPC over a Raft cluster",
 		Writer:               stdout,
 		ErrWriter:            stderr,
-		Flags:                clientFlags(),
+		Flags:                clientFlags(true),
 		EnableBashCompletion: true,
 		HideVersion:          true,
 		ExitErrHandler:       func(*ucli.Context, error) {},
@@ -132,7 +141,7 @@ func prepare(cmds []*ucli.Command) {
 			continue
 		}
 		if c.Category != "server" {
-			c.Flags = append(c.Flags, clientFlags()...)
+			c.Flags = append(c.Flags, clientFlags(false)...)
 		}
 	}
 }
