@@ -46,6 +46,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
+	msg = strings.TrimPrefix(msg, "dse: ") // the dse package's own prefix
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "dse: %s (see 'dse --help')\n", msg)
@@ -174,6 +175,9 @@ func client(c *ucli.Context) (*api.Client, error) {
 		Addr:    flagValue(c, "addr", (*ucli.Context).String),
 		Token:   flagValue(c, "token", (*ucli.Context).String),
 		Timeout: flagValue(c, "request-timeout", (*ucli.Context).Duration),
+	}
+	if cfg.Timeout <= 0 {
+		return nil, usagef("--request-timeout %s: want a positive duration", cfg.Timeout)
 	}
 	if ca := flagValue(c, "ca", (*ucli.Context).String); ca != "" {
 		pem, err := os.ReadFile(ca)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -171,7 +172,7 @@ func datasourcesList(c *ucli.Context) error {
 	}
 	var rows [][]string
 	for _, d := range ds {
-		cfg, _ := json.Marshal(d.Config)
+		cfg, _ := marshalText(d.Config, "")
 		rows = append(rows, []string{d.Name, d.ID, d.Driver, strconv.FormatBool(d.Enabled), string(cfg)})
 	}
 	printTable(c.App.Writer, "NAME\tID\tDRIVER\tENABLED\tCONFIG", rows)
@@ -190,7 +191,7 @@ func datasourcesGet(c *ucli.Context) error {
 	if jsonOut(c) {
 		return printJSON(c, d)
 	}
-	cfg, _ := json.MarshalIndent(d.Config, "  ", "  ")
+	cfg, _ := marshalText(d.Config, "  ")
 	fmt.Fprintf(c.App.Writer, "name: %s\nid: %s\ndriver: %s\ndescription: %s\ntype: %s\nenabled: %t\nconfig:\n  %s\n", d.Name, d.ID, d.Driver, d.Description, d.Type, d.Enabled, cfg)
 	return nil
 }
@@ -256,4 +257,19 @@ func datasourcesDelete(c *ucli.Context) error {
 		return err
 	}
 	return done(c, map[string]string{"deleted": a[0]}, "deleted datasource %s", a[0])
+}
+
+// marshalText is JSON for people: "<hidden>" stays as it is, not escaped
+// for HTML; with prefix, indented.
+func marshalText(v any, prefix string) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if prefix != "" {
+		enc.SetIndent(prefix, "  ")
+	}
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }

@@ -90,6 +90,10 @@ func TestE2EClusterLifecycle(t *testing.T) {
 		wantFail(t, 2, []string{"ID"}, "--addr", n2.http, "members", "promote")
 		wantFail(t, 2, []string{"unknown command"}, "--addr", n2.http, "members", "frobnicate")
 		wantFail(t, 2, []string{"data-dir"}, "agent", "--id", "x")
+		wantFail(t, 2, []string{"--request-timeout"}, "--addr", n2.http, "--request-timeout", "-1s", "status")
+		if r := run(t, "agent", "--id", "x", "--data-dir", n1.dir, "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"); r.code != 1 || !strings.Contains(r.stderr, "dse: data dir") || strings.Contains(r.stderr, "dse: dse:") {
+			t.Fatalf("agent on another node's data dir: %+v", r)
+		}
 		wantFail(t, 1, []string{"unavailable"}, "--addr", "127.0.0.1:1", "status")
 		resp, err := http.Post("http://"+n2.http+"/v1/members", "application/json", strings.NewReader(`{"id": "x", "address":`))
 		if err != nil {

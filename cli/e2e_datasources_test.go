@@ -51,6 +51,10 @@ func TestE2EDatasourceFailover(t *testing.T) {
 		if r.code != 0 || strings.Contains(r.stdout, "s3cret") || !strings.Contains(r.stdout, "<hidden>") {
 			t.Fatalf("%v: secret shown or not hidden: %+v", args, r)
 		}
+		r = run(t, append([]string{"--addr", n2.http}, args...)...) // for people
+		if r.code != 0 || strings.Contains(r.stdout, "s3cret") || !strings.Contains(r.stdout, "<hidden>") {
+			t.Fatalf("%v: secret shown or not hidden: %+v", args, r)
+		}
 		r = run(t, append([]string{"--addr", n2.http, "--json"}, append(args, "--show-secrets")...)...)
 		if r.code != 0 || !strings.Contains(r.stdout, "s3cret") {
 			t.Fatalf("%v --show-secrets: %+v", args, r)
