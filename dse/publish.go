@@ -41,17 +41,26 @@ func newPubTable(name string, maxHist int) *pubTable {
 }
 
 // settled waits, under t.mu, until no publication is pending, holding off new
-// ones meanwhile, so rows and seqnum describe the same moment.
-func (t *pubTable) settled(f func()) {
+// ones meanwhile, so rows and seqnum describe the same moment, and runs f.
+// It fails instead while the content holds a change whose publication
+// failed: no seqnum was ever published with that content (paired with the
+// last one, two subscribers could hold two contents under it). The table's
+// next publication, its heal or the publisher's own, is a snapshot under a
+// new seqnum.
+func (t *pubTable) settled(f func()) error {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.readers++
 	for t.pending > 0 {
 		t.cond.Wait()
 	}
-	f()
 	t.readers--
 	t.cond.Broadcast()
-	t.mu.Unlock()
+	if t.forceSnapshot {
+		return fmt.Errorf("%w: table %q holds a change whose publication failed; it is being republished as a snapshot under a new seqnum", ErrUnavailable, t.name)
+	}
+	f()
+	return nil
 }
 
 func (t *pubTable) publishedNow() bool {
@@ -353,18 +362,18 @@ func (s *DataService) GetLastPublishedDataWithSeqnum(tableName string) (uint64, 
 	}
 	var seq uint64
 	var rows []Row
-	t.settled(func() {
+	err := t.settled(func() {
 		seq, rows = t.seqnum, t.rows.Rows()
 	})
-	return seq, rows, nil
+	return seq, rows, err
 }
 
 // snapshotPublication returns the table as a snapshot publication at its
 // last seqnum, for a subscriber catching up.
-func (t *pubTable) snapshotPublication(publisher string) *table.Publication {
+func (t *pubTable) snapshotPublication(publisher string) (*table.Publication, error) {
 	var p *table.Publication
-	t.settled(func() {
+	err := t.settled(func() {
 		p = &table.Publication{Publisher: publisher, Table: t.name, Seqnum: t.seqnum, Snapshot: true, Rows: t.rows.Shared()}
 	})
-	return p
+	return p, err
 }

@@ -518,7 +518,11 @@ func (ss *services) catchupPubs(req catchupRequest) ([]*table.Publication, error
 	if ok {
 		return hist, nil
 	}
-	return []*table.Publication{t.snapshotPublication(svc.id)}, nil
+	p, err := t.snapshotPublication(svc.id)
+	if err != nil {
+		return nil, err
+	}
+	return []*table.Publication{p}, nil
 }
 
 // pubStream is a batch of publications encoded as it is written.
