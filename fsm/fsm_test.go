@@ -100,6 +100,13 @@ func TestServiceOwnershipAndFailover(t *testing.T) {
 	if s, _ = a.f.Service("s"); s.Owner != "n2" || s.Incarnation != inc || len(s.Instances) != 2 {
 		t.Fatalf("standby changed ownership: %+v", s)
 	}
+	// Registered again on the owner's node (a restarted process): the same
+	// owner under a new incarnation, so the old process is fenced.
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "s", Node: "n2"})
+	if s, _ = a.f.Service("s"); s.Owner != "n2" || s.Incarnation <= inc {
+		t.Fatalf("re-registered on its owner's node: %+v, want a new incarnation above %d", s, inc)
+	}
+	inc = s.Incarnation
 	// The owner's node dies: the standby takes over with a new incarnation.
 	a.ok(CmdNodeLiveness, NodeLiveness{ID: "n2", Up: false})
 	if s, _ = a.f.Service("s"); s.Owner != "n1" || s.Incarnation <= inc {

@@ -321,8 +321,14 @@ func (c *ServiceRegister) apply(s *state, index uint64) any {
 		svc.Instances = append(svc.Instances, c.Node)
 		slices.Sort(svc.Instances)
 	}
-	if svc.Owner == "" || !s.nodes[svc.Owner].Up {
+	switch {
+	case svc.Owner == "" || !s.nodes[svc.Owner].Up:
 		s.electOwner(svc, index)
+	case svc.Owner == c.Node:
+		// The owner's node registers it again: a new process (restarted,
+		// or started again after a stop). A new incarnation fences
+		// whatever an earlier one still has in flight.
+		svc.Incarnation = index
 	}
 	return nil
 }
