@@ -51,6 +51,8 @@ type Node struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	goMu     sync.Mutex // goClosed, and goFunc's Add against Close's Wait
+	goClosed bool
 	stopOnce sync.Once
 	stopErr  error
 	done     chan struct{} // closed when the node has stopped (Close or Leave)
@@ -280,7 +282,15 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 // Done is closed once the node has stopped, by Close or after Leave.
 func (n *Node) Done() <-chan struct{} { return n.done }
 
+// goFunc runs f in a goroutine that Close waits for. Once Close has
+// begun waiting, f is not started: it would find the node closed (and
+// adding to a WaitGroup being waited on at zero is a misuse).
 func (n *Node) goFunc(f func()) {
+	n.goMu.Lock()
+	defer n.goMu.Unlock()
+	if n.goClosed {
+		return
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -297,6 +307,9 @@ func (n *Node) Close() error {
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
 		}
+		n.goMu.Lock()
+		n.goClosed = true
+		n.goMu.Unlock()
 		n.wg.Wait()
 		if n.netTran != nil {
 			errs = append(errs, n.netTran.Close())
