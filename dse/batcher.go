@@ -85,10 +85,20 @@ func wake(ch chan struct{}) {
 	}
 }
 
+// maxEntryPubs bounds the publications one entry sequences, well under
+// fsm.MaxPublishCount (the most one table's request may take): a longer
+// queue goes in several entries.
+const maxEntryPubs = 1 << 16
+
+// take takes the publications for the next entry, oldest first.
 func (b *batcher) take() []*pubReq {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.q
+	if len(q) > maxEntryPubs {
+		b.q = slices.Clone(q[maxEntryPubs:])
+		return q[:maxEntryPubs:maxEntryPubs]
+	}
 	b.q = nil
 	return q
 }

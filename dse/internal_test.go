@@ -114,3 +114,18 @@ func TestPushSkipsAPublicationThatDoesNotEncode(t *testing.T) {
 		t.Fatal("the good publication never arrived")
 	}
 }
+
+// TestBatcherTakesABoundedEntry: however long the queue, one entry takes at
+// most maxEntryPubs publications, oldest first; the rest wait in order.
+func TestBatcherTakesABoundedEntry(t *testing.T) {
+	b := newBatcher(nil)
+	n := maxEntryPubs + 10
+	for i := range n {
+		b.q = append(b.q, &pubReq{epoch: uint64(i)})
+	}
+	first := b.take()
+	rest := b.take()
+	if len(first) != maxEntryPubs || len(rest) != 10 || first[0].epoch != 0 || rest[0].epoch != maxEntryPubs || len(b.take()) != 0 {
+		t.Fatalf("took %d then %d", len(first), len(rest))
+	}
+}
