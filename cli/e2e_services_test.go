@@ -269,6 +269,8 @@ func TestE2EWatchLimit(t *testing.T) {
 	})
 	run(t, "--addr", a.http, "services", "create", "lim")
 	publish(t, a.http, "lim", "t", `[[1]]`)
+	// A watch of a service the registry does not have ends at once.
+	wantFail(t, 1, []string{"service not found", `"nope"`}, "--addr", a.http, "watch", "nope", "t", "--timeout", "30s")
 	w := startWatch(t, a.http, "lim", "t")
 	eventually(t, 20*time.Second, "the first watch's snapshot", func() bool { return len(w.snapshot()) >= 1 })
 	wantFail(t, 1, []string{"watches open", "max-watches"}, "--addr", a.http, "watch", "lim", "t", "--timeout", "5s")

@@ -119,6 +119,9 @@ func TestWatchLimitAndGauge(t *testing.T) {
 	if err := n.Watch(ctx, "pub", "t", make(chan dse.WatchEvent, 1)); !errors.Is(err, dse.ErrUnavailable) {
 		t.Fatalf("a third watch: %v, want ErrUnavailable", err)
 	}
+	if err := n.Watch(ctx, "nope", "t", make(chan dse.WatchEvent, 1)); !errors.Is(err, dse.ErrServiceNotFound) {
+		t.Fatalf("a watch of no service: %v, want ErrServiceNotFound", err)
+	}
 	cancels[0]()
 	dsetest.WaitFor(t, 10*time.Second, "the ended watch's place freed", func() bool {
 		return counter(t, n, "dse_watches_open") == 1

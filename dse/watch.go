@@ -25,10 +25,15 @@ var ErrWatchTooSlow = errors.New("watcher fell behind")
 
 // Watch subscribes to publisher's table through this node and sends events
 // until ctx ends; it then removes its subscriber. It returns ctx's error, or
-// ErrWatchTooSlow when events stays full.
+// ErrWatchTooSlow when events stays full; ErrServiceNotFound at once when
+// the registry has no such publisher.
 func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- WatchEvent) error {
 	if !validName(publisher) || !validName(tbl) {
 		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, publisher, tbl)
+	}
+	if _, ok := n.fsm.Service(publisher); !ok {
+		// A typo would otherwise wait for a publisher that never comes.
+		return fmt.Errorf("%w: %q", ErrServiceNotFound, publisher)
 	}
 	if open := n.watches.Add(1); open > int64(n.cfg.MaxWatches) {
 		n.watches.Add(-1)
