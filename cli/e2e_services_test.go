@@ -280,4 +280,14 @@ func TestE2EWatchLimit(t *testing.T) {
 		r := run(t, "--addr", a.http, "watch", "lim", "t", "--count", "1", "--timeout", "5s")
 		return r.code == 0 && strings.Contains(r.stdout, `"snapshot":true`)
 	})
+	// SIGTERM with a watch open: the agent ends the watch and shuts down
+	// cleanly (its HTTP server used to wait for the stream until its
+	// deadline, then exit 1).
+	w = startWatch(t, a.http, "lim", "t")
+	eventually(t, 20*time.Second, "the last watch's snapshot", func() bool { return len(w.snapshot()) >= 1 })
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	<-a.exited
+	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("agent exit %d on SIGTERM with a watch open; log:\n%s", code, a.log.String())
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"dse.dev/dse/dse/cache"
 )
@@ -83,7 +84,15 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 		return err
 	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+		// Its subscriber leaves the registry. When the watch ends because
+		// its server or node shuts down (cause ErrClosed), that is tried
+		// briefly: without a quorum it would hold the shutdown, and the
+		// node's restart removes the watches its last process left.
+		timeout := n.cfg.ApplyTimeout
+		if errors.Is(context.Cause(ctx), ErrClosed) {
+			timeout = min(timeout, time.Second)
+		}
+		cctx, cancel := context.WithTimeout(n.ctx, timeout)
 		defer cancel()
 		if err := s.Stop(cctx); err != nil {
 			n.logger.Warn("cannot remove watch subscriber", "service", s.id, "error", err)

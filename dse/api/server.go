@@ -38,6 +38,10 @@ type Server struct {
 	mux    *http.ServeMux
 	srv    *http.Server
 	logger hclog.Logger
+	// streams ends (with dse.ErrClosed as its cause) when Shutdown starts:
+	// a watch would otherwise hold Shutdown until its deadline.
+	streams     context.Context
+	stopStreams context.CancelCauseFunc
 }
 
 // NewServer returns the API of node; Serve runs it on a listener.
@@ -49,6 +53,7 @@ func NewServer(node *dse.Node, cfg ServerConfig) *Server {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	s := &Server{node: node, cfg: cfg, mux: http.NewServeMux(), logger: cfg.Logger}
+	s.streams, s.stopStreams = context.WithCancelCause(context.Background())
 	s.routes()
 	s.srv = &http.Server{
 		Handler:           s,
@@ -58,6 +63,7 @@ func NewServer(node *dse.Node, cfg ServerConfig) *Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          cfg.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	s.srv.RegisterOnShutdown(func() { s.stopStreams(dse.ErrClosed) })
 	return s
 }
 

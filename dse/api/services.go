@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -137,7 +138,11 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	events := make(chan dse.WatchEvent, 4096)
 	errc := make(chan error, 1)
-	go func() { errc <- s.node.Watch(r.Context(), r.PathValue("id"), r.PathValue("table"), events) }()
+	// The watch ends with its client, or when the server shuts down.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(s.streams, func() { cancel(context.Cause(s.streams)) })()
+	go func() { errc <- s.node.Watch(ctx, r.PathValue("id"), r.PathValue("table"), events) }()
 	started := false
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
