@@ -76,7 +76,8 @@ type runningNode struct {
 }
 
 // startNode starts a node and its HTTP API, then joins the cluster if asked
-// and the node has no state yet.
+// and the node has no state yet; a node with state rejoins by itself, and
+// with --join asks again if it finds no leader (it left, or was removed).
 func startNode(ctx context.Context, o nodeOptions) (*runningNode, error) {
 	ln, err := net.Listen("tcp", o.cfg.HTTPAddr)
 	if err != nil {
@@ -101,8 +102,41 @@ func startNode(ctx context.Context, o nodeOptions) (*runningNode, error) {
 			rn.stop()
 			return nil, err
 		}
+	} else if len(o.join) > 0 {
+		go rejoin(node, o)
 	}
 	return rn, nil
+}
+
+// rejoinAfter is how long a node back on its data dir waits for a leader
+// before it asks to join again: a cluster restarting as a whole elects one
+// well within it.
+const rejoinAfter = 5 * time.Second
+
+// rejoin asks the --join addresses to take node (back) in while it finds
+// no leader: a member that left, or was removed, is never reached by one
+// again. Asking as a current member changes nothing.
+func rejoin(node *dse.Node, o nodeOptions) {
+	for {
+		select {
+		case <-node.Done():
+			return
+		case <-time.After(rejoinAfter):
+		}
+		if id, _ := node.Leader(); id != "" {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), o.joinTimeout)
+		err := api.JoinCluster(ctx, o.join, o.joinTLS, o.joinToken, dse.JoinRequest{
+			ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: !o.cfg.NonVoter,
+		})
+		cancel()
+		if err == nil {
+			o.cfg.Logger.Info("no leader found: joined the cluster again", "via", o.join)
+			return
+		}
+		o.cfg.Logger.Warn("no leader found, and joining again failed; retrying", "via", o.join, "error", err)
+	}
 }
 
 func (rn *runningNode) stop() error {

@@ -163,6 +163,25 @@ func TestE2EClusterLifecycle(t *testing.T) {
 		if any["leader"] == "" {
 			t.Fatalf("transfer to any: %v", any)
 		}
+		// Back on its data dir with --join, the node that left finds no
+		// leader (none reaches a former member) and asks to join again.
+		n4 = startAgent(t, n4.dir, "--join", n1.http)
+		eventually(t, 30*time.Second, "n4 a member again", func() bool {
+			var ms []member
+			if !tryJSON(n1.http, &ms, "members", "list") || len(ms) != 4 {
+				return false
+			}
+			var st status
+			return tryJSON(n4.http, &st, "status") && st.Leader != ""
+		})
+		if r := run(t, "--addr", n4.http, "members", "leave"); r.code != 0 {
+			t.Fatalf("leave again: %+v", r)
+		}
+		n4.waitExit(30 * time.Second)
+		eventually(t, 15*time.Second, "3 members and a leader after n4 left again", func() bool {
+			var ms []member
+			return tryJSON(n1.http, &ms, "members", "list") && len(ms) == 3 && leaderOf(agents...) != ""
+		})
 	})
 
 	t.Run("SIGKILL the leader, then restart it", func(t *testing.T) {
