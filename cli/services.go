@@ -215,6 +215,8 @@ func watchCommand() *ucli.Command {
 			switch {
 			case errors.Is(err, errDone):
 				return nil
+			case errors.Is(err, context.DeadlineExceeded) && timeout > 0 && count == 0:
+				return fmt.Errorf("watch %s/%s: timed out after %s (%d lines)", a[0], a[1], timeout, lines)
 			case errors.Is(err, context.DeadlineExceeded) && timeout > 0:
 				return fmt.Errorf("watch %s/%s: timed out after %s with %d of %d lines", a[0], a[1], timeout, lines, count)
 			case errors.Is(err, context.Canceled) && c.Context.Err() != nil:
