@@ -79,7 +79,7 @@ func clientFlags(global bool) []ucli.Flag {
 		&ucli.BoolFlag{Name: "json", Usage: "print JSON (one value; one object per line for streams)"},
 		&ucli.StringFlag{Name: "token", Usage: "API token", EnvVars: env("DSE_TOKEN")},
 		&ucli.StringFlag{Name: "ca", Usage: "CA certificate to verify an HTTPS node (enables HTTPS)", EnvVars: env("DSE_CA")},
-		&ucli.DurationFlag{Name: "request-timeout", Usage: "bound on one request", Value: 30 * time.Second},
+		&ucli.DurationFlag{Name: "request-timeout", Usage: "bound on one request (0: none)", Value: 30 * time.Second},
 	}
 }
 
@@ -176,8 +176,8 @@ func client(c *ucli.Context) (*api.Client, error) {
 		Token:   flagValue(c, "token", (*ucli.Context).String),
 		Timeout: flagValue(c, "request-timeout", (*ucli.Context).Duration),
 	}
-	if cfg.Timeout <= 0 {
-		return nil, usagef("--request-timeout %s: want a positive duration", cfg.Timeout)
+	if cfg.Timeout < 0 {
+		return nil, usagef("--request-timeout %s: want a positive duration, or 0 for none", cfg.Timeout)
 	}
 	if ca := flagValue(c, "ca", (*ucli.Context).String); ca != "" {
 		pem, err := os.ReadFile(ca)

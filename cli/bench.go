@@ -130,17 +130,23 @@ func validate(cfg interface{ Validate() error }) error {
 }
 
 // createPlot checks, before a run, that the plot file can be written: a
-// bad path fails at once rather than after the run. It returns what
-// removes the empty file again when the run fails.
+// bad path fails at once rather than after the run. A file already there
+// is left as it is until the run succeeds; one created for the check is
+// removed again (the returned func) when the run fails.
 func createPlot(path string) (remove func(), err error) {
 	if path == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(path)
+	_, statErr := os.Stat(path)
+	existed := statErr == nil
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("--plot: %w", err)
 	}
 	f.Close()
+	if existed {
+		return func() {}, nil
+	}
 	return func() { os.Remove(path) }, nil
 }
 

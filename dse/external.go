@@ -284,6 +284,9 @@ func (n *Node) restoreLocal() {
 		n.logger.Error("cannot read stored services", "error", err)
 		return
 	}
+	// Each try registers its services again (a Raft write, and a new
+	// incarnation each): a failure that lasts is tried less often.
+	wait := 500 * time.Millisecond
 	for {
 		if _, err := n.WaitLeader(n.ctx); err != nil {
 			return
@@ -294,12 +297,13 @@ func (n *Node) restoreLocal() {
 		if err == nil {
 			return
 		}
-		n.logger.Warn("restoring services failed, retrying", "error", err)
+		n.logger.Warn("restoring services failed, retrying", "error", err, "in", wait)
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, 10*time.Second)
 	}
 }
 

@@ -160,7 +160,11 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 		if !sameID && !sameAddr {
 			continue
 		}
-		if sameID && sameAddr && (s.Suffrage == raft.Voter) == req.Voter {
+		if sameID && sameAddr {
+			// A member asking again (an agent back on its data dir, with
+			// --join) keeps its place, as a voter if it was promoted since
+			// it first joined as a non-voter: `members promote` changes
+			// suffrage, a join never does.
 			n.logger.Info("join of an existing member", "id", req.ID)
 			return n.upsertNodeLocal(req)
 		}

@@ -186,7 +186,9 @@ func (n *Node) rpcOnce(ctx context.Context, node string, req rpcRequest, body []
 		switch {
 		case errors.As(err, &re):
 			// The peer's handler refused the request before any method
-			// ran (it is starting, or could not read the request).
+			// ran (it is starting, or could not read the request): a
+			// method's outcome, even a result too big to send, comes back
+			// as an rpcReply.
 			return nil, notRun{fmt.Errorf("%w: node %q: %s", ErrUnavailable, node, re.Msg)}
 		case errors.Is(err, transport.ErrNotSent):
 			return nil, notRun{fmt.Errorf("%w: node %q: %v", ErrUnavailable, node, err)}
@@ -234,6 +236,12 @@ func (ss *services) handleRPC(ctx context.Context, body []byte) ([]byte, error) 
 	out, err := encode(rep)
 	if err != nil {
 		return encode(rpcReply{Code: "remote", Msg: fmt.Sprintf("result of %s.%s does not encode: %v", req.Service, req.Action, err)})
+	}
+	if limit := ss.n.trans.MaxFrameSize(); len(out) > limit {
+		// Answered here, as the method's failure: the transport would
+		// answer with an error of its own, which callers take for a
+		// request refused before any method ran, and send elsewhere.
+		return encode(rpcReply{Code: "remote", Msg: fmt.Sprintf("result of %s.%s is %d bytes, over the frame limit %d", req.Service, req.Action, len(out), limit)})
 	}
 	return out, nil
 }

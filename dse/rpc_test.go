@@ -3,6 +3,7 @@ package dse_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +87,32 @@ func TestLocalRPCKeepsItsDeadline(t *testing.T) {
 		if _, err := s.RPC(ctx, "svc", "hang", nil, dse.RPCOptions{Timeout: 100 * time.Millisecond, Local: local}); !errors.Is(err, dse.ErrUnavailable) {
 			t.Fatalf("local %v: got %v, want unavailable (timed out)", local, err)
 		}
+	}
+}
+
+// TestRPCResultOverTheFrameLimitRunsOnce: a result too big to send back is
+// the method's failure, reported as such; the method ran, so the call goes
+// to no other instance.
+func TestRPCResultOverTheFrameLimitRunsOnce(t *testing.T) {
+	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config) { cfg.MaxFrameSize = 64 << 10 })
+	ctx := context.Background()
+	var runs atomic.Int32
+	for _, i := range []int{1, 2} {
+		s := dse.NewDataService("big", dse.Hooks{})
+		s.AddRPCEndpoint(dse.Endpoint{"dump": func(context.Context, map[string]any) (any, error) {
+			runs.Add(1)
+			return strings.Repeat("x", 100<<10), nil
+		}})
+		if err := c.Nodes[i].Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caller := register(t, c.Nodes[0], "caller", dse.Hooks{})
+	_, err := caller.RPC(ctx, "big", "dump", nil, dse.RPCOptions{Retry: 1})
+	if !errors.Is(err, dse.ErrRemote) || !strings.Contains(err.Error(), "frame limit") {
+		t.Fatalf("got %v, want the method's failure naming the frame limit", err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("dump ran %d times for one call", n)
 	}
 }
