@@ -40,15 +40,32 @@ type chaosNode struct {
 
 func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
 
-// freeAddrOn returns a free port on ip.
+// freeAddrOn returns a free port on ip, for an agent that must find it
+// free again at each restart. It is picked below the kernel's ephemeral
+// range: a port that listen(":0") hands out and the test gives back can be
+// taken at once as the local port of any outbound connection (tests run in
+// parallel), and the agent then fails to bind it.
 func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 1000 {
+		port := 10000 + rand.IntN(max(low-10000, 1))
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue // taken: try another
+		}
+		ln.Close()
+		return ln.Addr().String()
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 func (n *chaosNode) start(t *testing.T, extra ...string) {
