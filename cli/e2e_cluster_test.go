@@ -49,9 +49,11 @@ func TestE2EClusterLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	n1 := startAgent(t, t.TempDir(), "--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap")
-	n2 := startAgent(t, t.TempDir(), "--id", "n2", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http)
-	n3 := startAgent(t, t.TempDir(), "--id", "n3", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http)
+	// Agents that restart come back on their ports: freeAddr picks ones no
+	// outbound connection takes meanwhile.
+	n1 := startAgent(t, t.TempDir(), "--id", "n1", "--bind", freeAddr(t), "--http", freeAddr(t), "--bootstrap")
+	n2 := startAgent(t, t.TempDir(), "--id", "n2", "--bind", freeAddr(t), "--http", freeAddr(t), "--join", n1.http)
+	n3 := startAgent(t, t.TempDir(), "--id", "n3", "--bind", freeAddr(t), "--http", freeAddr(t), "--join", n1.http)
 	agents := []*agent{n1, n2, n3}
 	top := t // agents started in subtests outlive them
 
@@ -135,7 +137,7 @@ func TestE2EClusterLifecycle(t *testing.T) {
 	})
 
 	t.Run("nonvoter promote transfer leave", func(t *testing.T) {
-		n4 := startAgent(t, t.TempDir(), "--id", "n4", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--nonvoter", "--join", n3.http)
+		n4 := startAgent(t, t.TempDir(), "--id", "n4", "--bind", freeAddr(t), "--http", freeAddr(t), "--nonvoter", "--join", n3.http)
 		if m := membersOf(t, n2)["n4"]; m.Voter || m.ID != "n4" {
 			t.Fatalf("n4 got %+v, want a non-voter", m)
 		}

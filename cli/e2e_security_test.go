@@ -43,7 +43,9 @@ func TestE2ESecurity(t *testing.T) {
 	const admin = "e2e-admin-token-0123456789"
 	n1 := startAgent(t, t.TempDir(), append([]string{"--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap", "--bootstrap-token", admin}, tlsFlags("n1")...)...)
 	n2dir := t.TempDir()
-	n2 := startAgent(t, n2dir, append([]string{"--id", "n2", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http, "--token", admin}, tlsFlags("n2")...)...)
+	// n2 restarts on its ports below (freeAddr: ones that no outbound
+	// connection takes meanwhile).
+	n2 := startAgent(t, n2dir, append([]string{"--id", "n2", "--bind", freeAddr(t), "--http", freeAddr(t), "--join", n1.http, "--token", admin}, tlsFlags("n2")...)...)
 	n3 := startAgent(t, t.TempDir(), append([]string{"--id", "n3", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n2.http, "--token", admin}, tlsFlags("n3")...)...)
 	as := func(token string, args ...string) []string {
 		return append([]string{"--ca", ca, "--token", token}, args...)

@@ -84,7 +84,9 @@ func TestE2EServicesPublishWatchRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	n1 := startAgent(t, t.TempDir(), "--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap")
+	// n1 comes back on its own ports below (freeAddr: ones that no
+	// outbound connection takes meanwhile).
+	n1 := startAgent(t, t.TempDir(), "--id", "n1", "--bind", freeAddr(t), "--http", freeAddr(t), "--bootstrap")
 	n2 := startAgent(t, t.TempDir(), "--id", "n2", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http, "--resub-timeout", "500ms")
 	n3 := startAgent(t, t.TempDir(), "--id", "n3", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http, "--resub-timeout", "500ms")
 	eventually(t, 20*time.Second, "3 members", func() bool {
