@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -56,6 +57,8 @@ type batcher struct {
 	q      []*pubReq
 	closed bool // run has ended: nothing queued now would be answered
 	kick   chan struct{}
+	// waiting is len(q), read without the lock on every publish.
+	waiting atomic.Int64
 }
 
 func newBatcher(n *Node) *batcher {
@@ -71,6 +74,7 @@ func (b *batcher) enqueue(r *pubReq) bool {
 		return false
 	}
 	b.q = append(b.q, r)
+	b.waiting.Add(1)
 	b.mu.Unlock()
 	wake(b.kick)
 	return true
@@ -85,6 +89,14 @@ func wake(ch chan struct{}) {
 	}
 }
 
+// maxWaitingPubs bounds the publications a node holds waiting for their
+// seqnums (asynchronous publishers do not wait): one more is refused before
+// it changes its table, rather than let the queue take all memory.
+const maxWaitingPubs = 1 << 20
+
+// queued reports how many publications wait for the next entry.
+func (b *batcher) queued() int { return int(b.waiting.Load()) }
+
 // maxEntryPubs bounds the publications one entry sequences, well under
 // fsm.MaxPublishCount (the most one table's request may take): a longer
 // queue goes in several entries.
@@ -96,10 +108,11 @@ func (b *batcher) take() []*pubReq {
 	defer b.mu.Unlock()
 	q := b.q
 	if len(q) > maxEntryPubs {
-		b.q = slices.Clone(q[maxEntryPubs:])
-		return q[:maxEntryPubs:maxEntryPubs]
+		q, b.q = q[:maxEntryPubs:maxEntryPubs], slices.Clone(q[maxEntryPubs:])
+	} else {
+		b.q = nil
 	}
-	b.q = nil
+	b.waiting.Add(-int64(len(q)))
 	return q
 }
 
@@ -110,6 +123,7 @@ func (b *batcher) run() {
 			b.mu.Lock()
 			q := b.q
 			b.q, b.closed = nil, true
+			b.waiting.Store(0)
 			b.mu.Unlock()
 			for _, r := range q {
 				b.fail(r, ErrClosed)

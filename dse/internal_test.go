@@ -123,9 +123,45 @@ func TestBatcherTakesABoundedEntry(t *testing.T) {
 	for i := range n {
 		b.q = append(b.q, &pubReq{epoch: uint64(i)})
 	}
+	b.waiting.Store(int64(n))
 	first := b.take()
 	rest := b.take()
-	if len(first) != maxEntryPubs || len(rest) != 10 || first[0].epoch != 0 || rest[0].epoch != maxEntryPubs || len(b.take()) != 0 {
-		t.Fatalf("took %d then %d", len(first), len(rest))
+	if len(first) != maxEntryPubs || len(rest) != 10 || first[0].epoch != 0 || rest[0].epoch != maxEntryPubs || len(b.take()) != 0 || b.queued() != 0 {
+		t.Fatalf("took %d then %d, %d left counted", len(first), len(rest), b.queued())
+	}
+}
+
+// TestPublishRefusedWhenTooManyWait: with maxWaitingPubs publications
+// waiting for seqnums on the node, one more is refused before it changes
+// its table.
+func TestPublishRefusedWhenTooManyWait(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = "n1", t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", true
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx := context.Background()
+	if _, err := n.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := NewDataService("p", Hooks{})
+	if err := n.Register(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Publish(ctx, "t", []Row{{int64(1)}}, false); err != nil {
+		t.Fatal(err)
+	}
+	n.svcs.batcher.waiting.Add(maxWaitingPubs) // as if that many waited
+	if _, err := s.PublishDeltaAsync("t", []Row{{int64(2)}}, nil); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("with the queue full: %v, want unavailable", err)
+	}
+	n.svcs.batcher.waiting.Add(-maxWaitingPubs)
+	if seq, rows, err := s.GetLastPublishedDataWithSeqnum("t"); err != nil || seq != 1 || len(rows) != 1 {
+		t.Fatalf("the refused publication changed the table: %d %v %v", seq, rows, err)
+	}
+	if _, _, err := s.PublishDelta(ctx, "t", []Row{{int64(2)}}, nil); err != nil {
+		t.Fatal(err)
 	}
 }

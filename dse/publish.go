@@ -213,7 +213,9 @@ func deltaChange(add, del []Row) func(*pubTable) (added, deleted, content []Row)
 // sequenced in the order their calls returned; when one fails, those queued
 // behind it fail too, and the table's next publication is a snapshot. The
 // rows of add and del are the node's from the call on, as with
-// PublishDelta.
+// PublishDelta. A node holds at most 1,048,576 publications waiting for
+// seqnums: one more is refused (ErrUnavailable) before it changes its
+// table, as NATS refuses an async publish with too many pending.
 func (s *DataService) PublishDeltaAsync(tableName string, add, del []Row) (*Publishing, error) {
 	if err := s.checkDelta(tableName, add, del); err != nil {
 		return nil, err
@@ -281,6 +283,9 @@ func (s *DataService) startPublish(tableName string, change func(*pubTable) (add
 		return nil, fmt.Errorf("%w: %q", ErrServiceNotFound, s.id)
 	case owner != n.id:
 		return nil, fmt.Errorf("%w: service %q is standing by on node %q; node %q owns it", ErrFenced, s.id, n.id, owner)
+	}
+	if q := n.svcs.batcher.queued(); q >= maxWaitingPubs {
+		return nil, fmt.Errorf("%w: node %q has %d publications waiting for seqnums; wait for some (Publishing.Wait) and publish again", ErrUnavailable, n.id, q)
 	}
 	t := s.pubTable(tableName)
 	pending := &Publishing{svc: s.id, table: tableName, n: n}
