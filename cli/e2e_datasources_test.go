@@ -46,6 +46,11 @@ func TestE2EDatasourceFailover(t *testing.T) {
 	// An http datasource with a secret: hidden unless asked.
 	runJSON(t, n1.http, &ds, "datasources", "add", "--name", "api", "--driver", "http", "--disabled",
 		"--config", `{"url":"http://127.0.0.1:1/x","username":"u","password":"s3cret"}`)
+	// A datasource not running yet is a publisher to wait for, not an
+	// unknown service.
+	if r := run(t, "--addr", n2.http, "watch", "api", "x", "--count", "1", "--timeout", "2s"); r.code != 1 || !strings.Contains(r.stderr, "timed out") {
+		t.Fatalf("watch of a disabled datasource: %+v", r)
+	}
 	for _, args := range [][]string{{"datasources", "list"}, {"datasources", "get", "api"}} {
 		r := run(t, append([]string{"--addr", n2.http, "--json"}, args...)...)
 		if r.code != 0 || strings.Contains(r.stdout, "s3cret") || !strings.Contains(r.stdout, "<hidden>") {

@@ -27,12 +27,12 @@ var ErrWatchTooSlow = errors.New("watcher fell behind")
 // Watch subscribes to publisher's table through this node and sends events
 // until ctx ends; it then removes its subscriber. It returns ctx's error, or
 // ErrWatchTooSlow when events stays full; ErrServiceNotFound at once when
-// the registry has no such publisher.
+// the registry has no such publisher (service or datasource).
 func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- WatchEvent) error {
 	if !validName(publisher) || !validName(tbl) {
 		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, publisher, tbl)
 	}
-	if _, ok := n.fsm.Service(publisher); !ok {
+	if !n.publisherKnown(publisher) {
 		// A typo would otherwise wait for a publisher that never comes.
 		return fmt.Errorf("%w: %q", ErrServiceNotFound, publisher)
 	}
@@ -111,4 +111,18 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	case <-n.ctx.Done():
 		return ErrClosed
 	}
+}
+
+// publisherKnown reports whether the registry has publisher: a service, or
+// a datasource whose service is still being placed.
+func (n *Node) publisherKnown(publisher string) bool {
+	if _, ok := n.fsm.Service(publisher); ok {
+		return true
+	}
+	for _, d := range n.fsm.Datasources() {
+		if d.Name == publisher {
+			return true
+		}
+	}
+	return false
 }
