@@ -47,17 +47,25 @@ func TestHistoryKeepsTheLastRun(t *testing.T) {
 	}
 }
 
-func TestLeaderRefusesUndecodableCommands(t *testing.T) {
+// singleNode starts a one-node cluster on loopback and waits for it to
+// lead; the test's cleanup closes it.
+func singleNode(tb testing.TB) *Node {
+	tb.Helper()
 	cfg := DefaultConfig()
-	cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = "n1", t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", true
+	cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = "n1", tb.TempDir(), "127.0.0.1:0", "127.0.0.1:0", true
 	n, err := New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer n.Close()
+	tb.Cleanup(func() { n.Close() })
 	if _, err := n.WaitLeader(context.Background()); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return n
+}
+
+func TestLeaderRefusesUndecodableCommands(t *testing.T) {
+	n := singleNode(t)
 	for !n.IsLeader() {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -135,17 +143,8 @@ func TestBatcherTakesABoundedEntry(t *testing.T) {
 // waiting for seqnums on the node, one more is refused before it changes
 // its table.
 func TestPublishRefusedWhenTooManyWait(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = "n1", t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", true
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := singleNode(t)
 	ctx := context.Background()
-	if _, err := n.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
 	s := NewDataService("p", Hooks{})
 	if err := n.Register(ctx, s); err != nil {
 		t.Fatal(err)

@@ -18,16 +18,7 @@ import (
 // deltas of one 100-byte row (one in, one out).
 func BenchmarkSubscriberApply(b *testing.B) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = "n1", b.TempDir(), "127.0.0.1:0", "127.0.0.1:0", true
-	n, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Close()
-	if _, err := n.WaitLeader(ctx); err != nil {
-		b.Fatal(err)
-	}
+	n := singleNode(b)
 	pub := NewDataService("p", Hooks{})
 	if err := n.Register(ctx, pub); err != nil {
 		b.Fatal(err)
