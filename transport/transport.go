@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,10 @@ type Config struct {
 	MaxFrameSize int
 	// SendQueue bounds the frames queued for one peer.
 	SendQueue int
+	// MaxRequests bounds the requests one inbound connection has being
+	// answered at once (each on a goroutine of its own, holding its body);
+	// one more is refused with an error reply, before its handler runs.
+	MaxRequests int
 	// DialTimeout bounds a connection attempt.
 	DialTimeout time.Duration
 	// WriteTimeout bounds one flush of queued frames.
@@ -51,6 +56,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxFrameSize: 64 << 20,
 		SendQueue:    8192,
+		MaxRequests:  4096,
 		DialTimeout:  2 * time.Second,
 		WriteTimeout: 5 * time.Second,
 		ReadTimeout:  10 * time.Second,
@@ -65,6 +71,9 @@ func (c *Config) fill() error {
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = d.SendQueue
+	}
+	if c.MaxRequests == 0 {
+		c.MaxRequests = d.MaxRequests
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = d.DialTimeout
@@ -88,6 +97,8 @@ func (c *Config) fill() error {
 		return fmt.Errorf("transport: MaxFrameSize (%d) must be at least 1024", c.MaxFrameSize)
 	case c.SendQueue < 1:
 		return fmt.Errorf("transport: SendQueue (%d) must be positive", c.SendQueue)
+	case c.MaxRequests < 1:
+		return fmt.Errorf("transport: MaxRequests (%d) must be positive", c.MaxRequests)
 	case c.DialTimeout < 0 || c.WriteTimeout < 0 || c.ReadTimeout < 0 || c.IdleTimeout < 0:
 		return errors.New("transport: timeouts must not be negative")
 	}
@@ -348,10 +359,11 @@ func (t *Transport) handshake(conn net.Conn) {
 
 // serverConn is an inbound dse connection; replies are written under mu.
 type serverConn struct {
-	t    *Transport
-	conn net.Conn
-	mu   sync.Mutex
-	w    *bufio.Writer
+	t        *Transport
+	conn     net.Conn
+	mu       sync.Mutex
+	w        *bufio.Writer
+	inflight atomic.Int32 // requests being answered
 }
 
 func (t *Transport) serveDSE(conn net.Conn) {
@@ -397,7 +409,22 @@ func (t *Transport) serveDSE(conn net.Conn) {
 				h.HandleMessage(from, f.Type, f.Body)
 			}
 		default:
-			t.goFunc(func() { sc.answer(f) })
+			if int(sc.inflight.Add(1)) > t.cfg.MaxRequests {
+				// A peer that sends requests without waiting for answers
+				// would otherwise hold a goroutine and a body for each.
+				// The refusal comes before any handler: the request may
+				// be sent again.
+				sc.inflight.Add(-1)
+				msg := fmt.Appendf(nil, "%d requests in flight on this connection, its limit: try again", t.cfg.MaxRequests)
+				if err := sc.reply(Frame{Type: typeError, ID: f.ID, Body: msg}); err != nil {
+					return
+				}
+				continue
+			}
+			t.goFunc(func() {
+				defer sc.inflight.Add(-1)
+				sc.answer(f)
+			})
 		}
 	}
 }

@@ -103,8 +103,57 @@ func TestCallAndErrors(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
 	ln.Close()
-	if _, err := cli.Call(ctx, dead, 1, nil); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("got %v, want ErrUnavailable", err)
+	if _, err := cli.Call(ctx, dead, 1, nil); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrNotSent) {
+		t.Fatalf("got %v, want ErrUnavailable, not sent", err)
+	}
+}
+
+// blocker answers a request only once released.
+type blocker struct {
+	recorder
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blocker) HandleRequest(context.Context, byte, []byte) ([]byte, error) {
+	b.started <- struct{}{}
+	<-b.release
+	return []byte("done"), nil
+}
+
+// TestRequestsInFlightAreBounded: a connection has at most MaxRequests
+// requests being answered; one more is refused at once, before any
+// handler, and a request after a slot frees is answered.
+func TestRequestsInFlightAreBounded(t *testing.T) {
+	srv := newTransport(t, Config{MaxRequests: 3})
+	h := &blocker{started: make(chan struct{}, 8), release: make(chan struct{})}
+	srv.SetHandler(h)
+	cli := newTransport(t, Config{})
+	ctx := context.Background()
+	results := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := cli.Call(ctx, srv.Addr(), 1, nil)
+			results <- err
+		}()
+		<-h.started
+	}
+	_, err := cli.Call(ctx, srv.Addr(), 1, nil)
+	var re *RemoteError
+	if !errors.As(err, &re) || !strings.Contains(re.Msg, "3 requests in flight") {
+		t.Fatalf("a fourth request: %v, want a refusal naming the limit", err)
+	}
+	if len(h.started) != 0 {
+		t.Fatal("the refused request reached its handler")
+	}
+	close(h.release)
+	for range 3 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := cli.Call(ctx, srv.Addr(), 1, nil); err != nil || string(got) != "done" {
+		t.Fatalf("after the others were answered: %q %v", got, err)
 	}
 }
 
