@@ -1,11 +1,13 @@
 package cli_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -83,6 +85,30 @@ func TestE2EDatasourceFailover(t *testing.T) {
 	eventually(t, 20*time.Second, "first snapshot", func() bool { return len(w.snapshot()) >= 1 })
 	writeState(`{"hosts": [["web1", "down"]]}`)
 	eventually(t, 20*time.Second, "delta", func() bool { return len(w.snapshot()) >= 2 })
+
+	// The owner's host hangs for a moment (SIGSTOP: its connections stay
+	// open, nothing answers). A call that timed out may have run there, so
+	// it is not sent again, unless the caller says the action is
+	// idempotent: then its later attempts find the host back.
+	ping := []string{"--addr", watchFrom.http, "rpc", "inv", "ping", "--args", `{"a":1}`, "--timeout", "250ms", "--retry", "5"}
+	owner.cmd.Process.Signal(syscall.SIGSTOP)
+	r := run(t, ping...)
+	if r.code != 1 || !strings.Contains(r.stderr, "timed out") {
+		owner.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("rpc to a hanging owner: %+v, want exit 1, timed out (not sent again)", r)
+	}
+	idem := exec_(dseBin, append(ping, "--idempotent")...)
+	var out, errb bytes.Buffer
+	idem.Stdout, idem.Stderr = &out, &errb
+	if err := idem.Start(); err != nil {
+		owner.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // two attempts time out
+	owner.cmd.Process.Signal(syscall.SIGCONT)
+	if err := idem.Wait(); err != nil || strings.TrimSpace(out.String()) != `{"a":1}` {
+		t.Fatalf("idempotent rpc across the owner's hang: %v, stdout %q, stderr %q; want its answer", err, out.String(), errb.String())
+	}
 
 	// SIGKILL the node that runs it, then change the file.
 	owner.kill()

@@ -235,8 +235,9 @@ func rpcCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "args", Usage: "arguments as a JSON object", Value: "{}"},
 			&ucli.DurationFlag{Name: "timeout", Usage: "bound on each attempt (default 10s)"},
-			&ucli.IntFlag{Name: "retry", Usage: "attempts after one that could not reach the service"},
+			&ucli.IntFlag{Name: "retry", Usage: "attempts after one that could not reach the service (or, with --idempotent, timed out)"},
 			&ucli.BoolFlag{Name: "local", Usage: "only call an instance on the addressed node"},
+			&ucli.BoolFlag{Name: "idempotent", Usage: "the action may run more than once: an attempt that timed out or lost its connection is retried on the next instance"},
 		},
 		Action: func(c *ucli.Context) error {
 			a, err := args(c, "SERVICE", "ACTION")
@@ -252,7 +253,7 @@ func rpcCommand() *ucli.Command {
 			if c.Int("retry") < 0 || c.Duration("timeout") < 0 {
 				return usagef("--retry and --timeout must not be negative")
 			}
-			req := api.RPCRequest{Args: argv, Retry: c.Int("retry"), Local: c.Bool("local")}
+			req := api.RPCRequest{Args: argv, Retry: c.Int("retry"), Local: c.Bool("local"), Idempotent: c.Bool("idempotent")}
 			if d := c.Duration("timeout"); d > 0 {
 				req.Timeout = d.String()
 			}

@@ -33,8 +33,16 @@ type RPCOptions struct {
 	// service (transport failures only; never after the method ran).
 	// Within an attempt, a call that could not reach an instance goes on
 	// to the next live one; a call that timed out or lost its connection
-	// after it was sent (the method may have run) is not sent again.
+	// after it was sent (the method may have run) is not sent again,
+	// unless Idempotent.
 	Retry int
+	// Idempotent says the method may run more than once for one call: a
+	// call that timed out or lost its connection after it was sent then
+	// takes the next attempt, if Retry leaves one, on the next live
+	// instance (the owner's host hanging fails over to a standby). Each
+	// such attempt waits at most Timeout, so the whole call at most
+	// (Retry+1) × Timeout, plus the instances that could not be reached.
+	Idempotent bool
 }
 
 type rpcRequest struct {
@@ -78,22 +86,33 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 		return nil, fmt.Errorf("%w: arguments do not encode: %v", ErrInvalid, err)
 	}
 	var last error
+	after := "" // an idempotent attempt's next one starts past this node
 	for attempt := 0; attempt <= opts.Retry; attempt++ {
 		targets, err := n.rpcTargets(service, opts.Local)
 		if err != nil {
 			return nil, err
 		}
+		targets = rotatePast(targets, after)
+		after = ""
 		for _, node := range targets {
 			res, err := n.rpcOnce(ctx, node, req, body, opts.Timeout)
 			if err == nil {
 				n.metrics.rpcCalls.WithLabelValues("ok").Inc()
 				return res, nil
 			}
-			if !errors.Is(err, errNotRun) {
-				n.metrics.rpcCalls.WithLabelValues(ErrorCode(err)).Inc()
-				return nil, err
-			}
 			last = err
+			if errors.Is(err, errNotRun) {
+				continue
+			}
+			if opts.Idempotent && errors.Is(err, ErrUnavailable) && attempt < opts.Retry {
+				// It may have run, which the caller allows: this
+				// attempt is spent, and the next tries the next
+				// instance first.
+				after = node
+				break
+			}
+			n.metrics.rpcCalls.WithLabelValues(ErrorCode(err)).Inc()
+			return nil, err
 		}
 		if ctx.Err() != nil {
 			break
@@ -101,6 +120,16 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 	}
 	n.metrics.rpcCalls.WithLabelValues(ErrorCode(last)).Inc()
 	return nil, last
+}
+
+// rotatePast returns targets starting with the one after node, wrapping
+// around; targets as they are when node is not among them.
+func rotatePast(targets []string, node string) []string {
+	i := slices.Index(targets, node)
+	if i < 0 {
+		return targets
+	}
+	return append(slices.Clone(targets[i+1:]), targets[:i+1]...)
 }
 
 // errNotRun marks an RPC failure after which the method certainly did not

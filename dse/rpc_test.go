@@ -65,6 +65,77 @@ func TestRPCRunsAMethodAtMostOnce(t *testing.T) {
 	}
 }
 
+// TestIdempotentRPCFailsOverOnTimeout: a call the caller marks idempotent
+// that times out on the owner (its host hanging) takes its next attempt on
+// the standby, and the attempts go round the instances; without Retry
+// left, or without Idempotent, it is not sent again.
+func TestIdempotentRPCFailsOverOnTimeout(t *testing.T) {
+	c := dsetest.New(t, 3)
+	ctx := context.Background()
+	var runs [3]atomic.Int32
+	var hangs [3]atomic.Bool
+	release := make(chan struct{})
+	defer close(release)
+	instance := func(i int) *dse.DataService {
+		s := dse.NewDataService("inv", dse.Hooks{})
+		s.AddRPCEndpoint(dse.Endpoint{
+			"lookup": func(context.Context, map[string]any) (any, error) {
+				runs[i].Add(1)
+				if hangs[i].Load() {
+					select { // heeds no ctx
+					case <-release:
+					case <-time.After(5 * time.Second):
+					}
+				}
+				return int64(i), nil
+			},
+		})
+		return s
+	}
+	// Node 1's instance registers first: it owns the service.
+	for _, i := range []int{1, 2} {
+		if err := c.Nodes[i].Register(ctx, instance(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caller := register(t, c.Nodes[0], "caller", dse.Hooks{})
+	call := func(opts dse.RPCOptions) (any, error) {
+		for i := range runs {
+			runs[i].Store(0)
+		}
+		opts.Timeout = 100 * time.Millisecond
+		return caller.RPC(ctx, "inv", "lookup", nil, opts)
+	}
+	wantRuns := func(what string, owner, standby int32) {
+		t.Helper()
+		if g1, g2 := runs[1].Load(), runs[2].Load(); g1 != owner || g2 != standby {
+			t.Fatalf("%s: ran %d times on the owner and %d on the standby, want %d and %d", what, g1, g2, owner, standby)
+		}
+	}
+
+	hangs[1].Store(true)
+	if _, err := call(dse.RPCOptions{Retry: 1}); !errors.Is(err, dse.ErrUnavailable) {
+		t.Fatalf("not idempotent: got %v, want unavailable", err)
+	}
+	wantRuns("not idempotent", 1, 0)
+	if _, err := call(dse.RPCOptions{Idempotent: true}); !errors.Is(err, dse.ErrUnavailable) {
+		t.Fatalf("idempotent, no retry: got %v, want unavailable", err)
+	}
+	wantRuns("idempotent, no retry", 1, 0)
+	got, err := call(dse.RPCOptions{Idempotent: true, Retry: 1})
+	if err != nil || got != int64(2) {
+		t.Fatalf("idempotent, retry 1: got %v %v, want the standby's 2", got, err)
+	}
+	wantRuns("idempotent, retry 1", 1, 1)
+
+	// Both hang: owner, standby, then the owner again.
+	hangs[2].Store(true)
+	if _, err := call(dse.RPCOptions{Idempotent: true, Retry: 2}); !errors.Is(err, dse.ErrUnavailable) || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("idempotent, both hanging: got %v, want timed out", err)
+	}
+	wantRuns("idempotent, both hanging, retry 2", 2, 1)
+}
+
 // TestLocalRPCKeepsItsDeadline: a call served on the caller's own node
 // returns at its deadline even when the method does not heed its ctx.
 func TestLocalRPCKeepsItsDeadline(t *testing.T) {

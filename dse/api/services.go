@@ -173,6 +173,9 @@ type RPCRequest struct {
 	Timeout string         `json:"timeout,omitempty"`
 	Retry   int            `json:"retry,omitempty"`
 	Local   bool           `json:"local,omitempty"`
+	// Idempotent lets a call that timed out go on to another attempt
+	// (dse.RPCOptions.Idempotent).
+	Idempotent bool `json:"idempotent,omitempty"`
 }
 
 func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
@@ -181,7 +184,7 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	opts := dse.RPCOptions{Retry: req.Retry, Local: req.Local}
+	opts := dse.RPCOptions{Retry: req.Retry, Local: req.Local, Idempotent: req.Idempotent}
 	if req.Timeout != "" {
 		d, err := time.ParseDuration(req.Timeout)
 		if err != nil || d <= 0 {
