@@ -415,7 +415,11 @@ func (ss *services) push(pubs []*table.Publication) {
 		}
 	}
 	if len(local) > 0 {
-		ss.enqueue(delivery{pubs: local, receipt: time.Now()})
+		size := 0
+		for _, p := range local {
+			size += p.SizeHint()
+		}
+		ss.enqueue(delivery{pubs: local, receipt: time.Now(), size: size})
 	}
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/table"
 )
 
@@ -162,5 +165,87 @@ func TestPublishRefusedWhenTooManyWait(t *testing.T) {
 	}
 	if _, _, err := s.PublishDelta(ctx, "t", []Row{{int64(2)}}, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeliveryQueueBoundedByBytes: while a subscriber's hook holds the
+// delivery loop, publications queue up to the byte bound; the rest are
+// dropped, and the subscriber still ends with the publisher's content
+// (through the gap rule's catch-up) once the hook lets go.
+func TestDeliveryQueueBoundedByBytes(t *testing.T) {
+	n := singleNode(t)
+	ctx := context.Background()
+	n.svcs.dqMu.Lock()
+	n.svcs.maxQueuedBytes = 64 << 10
+	n.svcs.dqMu.Unlock()
+	pub := NewDataService("p", Hooks{})
+	if err := n.Register(ctx, pub); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pub.Publish(ctx, "t", []Row{{"start"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	var release sync.Once
+	let := func() { release.Do(func() { close(hold) }) }
+	t.Cleanup(let) // before the node closes, which waits for its hooks
+	held := make(chan struct{}, 1)
+	sub := NewDataService("s", Hooks{ReceiveData: func(_, _ string, d Data) {
+		if !d.Snapshot {
+			select {
+			case held <- struct{}{}:
+				<-hold
+			default:
+			}
+		}
+	}})
+	if err := n.Register(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Subscribe(ctx, "p", "t"); err != nil {
+		t.Fatal(err)
+	}
+	id := cache.TableID{Publisher: "p", Table: "t"}
+	waitFor(t, "the snapshot", func() bool { return sub.Cache().Len(id) == 1 })
+	big := strings.Repeat("x", 4<<10)
+	if _, _, err := pub.PublishDelta(ctx, "t", []Row{{big, int64(0)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-held             // the loop is held from here on
+	const deltas = 200 // 800 KB, over 12 times the bound
+	for i := 1; i <= deltas; i++ {
+		if _, err := pub.PublishDeltaAsync("t", []Row{{big, int64(i)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := pub.PublishDelta(ctx, "t", nil, []Row{{"start"}}); err != nil {
+		t.Fatal(err)
+	}
+	n.svcs.dqMu.Lock()
+	items, queued, bytes := len(n.svcs.dq), n.svcs.dqPubs, n.svcs.dqBytes
+	n.svcs.dqMu.Unlock()
+	// One delivery (one entry's publications) is taken whatever its size.
+	if dropped := n.Stats().Dropped; dropped == 0 || bytes > 64<<10 && items > 1 {
+		t.Fatalf("with the loop held: %d publications (%d bytes, %d deliveries) queued, %d dropped; want at most 64 KiB queued, or one delivery, and the rest dropped", queued, bytes, items, dropped)
+	}
+	let()
+	seq, rows, err := pub.GetLastPublishedDataWithSeqnum("t")
+	if err != nil || len(rows) != deltas+1 {
+		t.Fatalf("publisher: %d rows, %v", len(rows), err)
+	}
+	waitFor(t, "the publisher's content", func() bool {
+		got, at, _ := sub.Cache().Rows(id)
+		return at == seq && len(got) == deltas+1
+	})
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -61,7 +61,10 @@ type services struct {
 	dqMu     sync.Mutex
 	dq       []delivery
 	dqPubs   int
+	dqBytes  int
 	dqSignal chan struct{}
+	// maxQueuedBytes is maxQueuedBytes, lowered by tests.
+	maxQueuedBytes int
 }
 
 // delivery is one item of the delivery queue.
@@ -70,14 +73,21 @@ type delivery struct {
 	st      *subState // with svc: a local subscriber joining st
 	svc     *DataService
 	receipt time.Time
+	size    int // pubs' bytes on the wire (estimated for local ones)
 }
 
-// maxQueuedPubs bounds the delivery queue; beyond it, arriving publications
-// are dropped and recovered through the gap rule.
-const maxQueuedPubs = 1 << 20
+// The delivery queue's bounds, in publications and in their bytes on the
+// wire (decoded, they take 2-5× that); beyond either, arriving
+// publications are dropped and recovered through the gap rule. A queue
+// holding none takes anything: one frame, or one catch-up reply, is
+// bounded by the frame limit.
+const (
+	maxQueuedPubs  = 1 << 20
+	maxQueuedBytes = 256 << 20
+)
 
 func newServices(n *Node) *services {
-	return &services{n: n, batcher: newBatcher(n), local: map[string]*DataService{}, subs: map[cache.TableID]*subState{}, dqSignal: make(chan struct{}, 1)}
+	return &services{n: n, batcher: newBatcher(n), local: map[string]*DataService{}, subs: map[cache.TableID]*subState{}, dqSignal: make(chan struct{}, 1), maxQueuedBytes: maxQueuedBytes}
 }
 
 func (ss *services) start() {
@@ -91,13 +101,14 @@ func (ss *services) start() {
 // the bound are dropped (the subscriber recovers through the gap rule).
 func (ss *services) enqueue(d delivery) {
 	ss.dqMu.Lock()
-	if len(d.pubs) > 0 && ss.dqPubs+len(d.pubs) > maxQueuedPubs {
+	if len(d.pubs) > 0 && ss.dqPubs > 0 && (ss.dqPubs+len(d.pubs) > maxQueuedPubs || ss.dqBytes+d.size > ss.maxQueuedBytes) {
 		ss.dqMu.Unlock()
 		ss.n.metrics.dropped.Add(float64(len(d.pubs)))
 		return
 	}
 	ss.dq = append(ss.dq, d)
 	ss.dqPubs += len(d.pubs)
+	ss.dqBytes += d.size
 	ss.dqMu.Unlock()
 	wake(ss.dqSignal)
 }
@@ -113,7 +124,7 @@ func (ss *services) deliverLoop() {
 			ss.dqMu.Lock()
 			items := ss.dq
 			ss.dq = nil
-			ss.dqPubs = 0
+			ss.dqPubs, ss.dqBytes = 0, 0
 			ss.dqMu.Unlock()
 			if len(items) == 0 {
 				break
@@ -371,7 +382,7 @@ func (ss *services) handlePublications(from string, body []byte) {
 		ss.n.logger.Warn("dropping malformed publications", "from", from, "error", err)
 		return
 	}
-	ss.enqueue(delivery{pubs: pubs, receipt: time.Now()})
+	ss.enqueue(delivery{pubs: pubs, receipt: time.Now(), size: len(body)})
 }
 
 // receive sequences arrived publications and applies what is in order
@@ -463,7 +474,7 @@ func (ss *services) catchup(st *subState) {
 		n.logger.Warn("malformed catch-up reply", "publisher", st.id.Publisher, "error", err)
 		return
 	}
-	ss.enqueue(delivery{pubs: pubs, receipt: time.Now()})
+	ss.enqueue(delivery{pubs: pubs, receipt: time.Now(), size: len(body)})
 }
 
 // streamCatchup answers a subscriber node's catch-up request with a reply
