@@ -150,13 +150,15 @@ func startDemo(ctx context.Context, n *dse.Node, dir string) (string, error) {
 	if err := write(1); err != nil {
 		return "", err
 	}
+	// On a restart, node 1 may not have replayed the log that holds the
+	// datasource yet: a name already taken is the demo of a run before.
 	if _, err := n.GetDatasource("demo", true); errors.Is(err, dse.ErrNotFound) {
 		_, err := n.AddDatasource(ctx, dse.DatasourceSpec{
 			Name: "demo", Driver: "file", Enabled: true,
 			Description: "dse dev's demo: a JSON file rewritten every second",
 			Config:      map[string]any{"path": path, "poll_interval": "250ms"},
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, dse.ErrExists) {
 			return "", err
 		}
 	}
