@@ -229,6 +229,7 @@ func runAgent(c *ucli.Context) error {
 		return usagef("%v", err)
 	}
 	opts := nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
+	opts.cfg.JoinsWithToken = opts.joinToken != ""
 	files := pki.Files{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
 	if files != (pki.Files{}) {
 		if files.Cert == "" || files.Key == "" || files.CA == "" {

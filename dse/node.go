@@ -44,9 +44,10 @@ type Node struct {
 	extMu    sync.Mutex
 	external map[string]*externalService
 
-	caughtUp atomic.Bool  // applied the leader's commit index since start
-	watches  atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
-	authSeen atomic.Bool  // tokens were required (also across restarts)
+	caughtUp     atomic.Bool  // applied the leader's commit index since start
+	watches      atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
+	authSeen     atomic.Bool  // tokens were required (also across restarts)
+	plainWarning sync.Once    // warnPlainClusterPort
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -147,6 +148,9 @@ func New(cfg Config) (*Node, error) {
 	n.svcs.start()
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, authMarker)); err == nil {
 		n.authSeen.Store(true)
+	}
+	if n.authSeen.Load() || cfg.BootstrapToken != "" || cfg.JoinsWithToken {
+		n.warnPlainClusterPort()
 	}
 	n.goFunc(n.catchUpLoop)
 	n.goFunc(n.restoreLocal)

@@ -63,16 +63,20 @@ func randomHex(n int) string {
 const authMarker = "auth-required"
 
 // AuthRequired reports whether every API request must carry a token: the
-// node runs with TLS, or the cluster holds tokens, or it ever did.
+// cluster holds tokens, or it ever did; the node runs with TLS, or was
+// given the cluster's first token (both get one before anything else can
+// be done); or it joins with a token and has not caught up yet (its
+// registry may not hold the cluster's tokens yet: it would have let
+// anyone in).
 func (n *Node) AuthRequired() bool {
-	if n.cfg.Secure || n.authSeen.Load() {
+	if n.authSeen.Load() {
 		return true
 	}
 	if n.fsm.AuthEnabled() {
 		n.noteAuth()
 		return true
 	}
-	return false
+	return n.cfg.Secure || n.cfg.BootstrapToken != "" || n.cfg.JoinsWithToken && !n.caughtUp.Load()
 }
 
 // AuthReady reports whether this node can check tokens: it holds them and
@@ -83,9 +87,21 @@ func (n *Node) noteAuth() {
 	if n.authSeen.Swap(true) {
 		return
 	}
+	n.warnPlainClusterPort()
 	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, authMarker), []byte("tokens required\n"), 0o600); err != nil {
 		n.logger.Error("cannot record that tokens are required", "error", err)
 	}
+}
+
+// warnPlainClusterPort warns, once, that tokens guard only the HTTP API of
+// a node without TLS: its cluster port takes any peer's commands.
+func (n *Node) warnPlainClusterPort() {
+	if n.cfg.ClusterTLS != nil {
+		return
+	}
+	n.plainWarning.Do(func() {
+		n.logger.Warn("tokens guard the HTTP API only: without TLS (--tls-cert, --tls-key, --tls-ca) the cluster port takes commands from anyone who can reach it; keep it on a private network", "cluster", n.cfg.Bind)
+	})
 }
 
 // catchUpLoop marks the node caught up once its FSM has applied what the
@@ -209,6 +225,11 @@ func (n *Node) createBootstrapToken() {
 		case <-time.After(250 * time.Millisecond):
 		}
 		if n.fsm.AuthEnabled() {
+			if !generated && n.caughtUp.Load() {
+				if _, ok := n.fsm.TokenByHash(hashSecret(secret)); !ok {
+					n.logger.Warn("the cluster already holds tokens, and not the --bootstrap-token given: it was not added")
+				}
+			}
 			return
 		}
 		if !n.IsLeader() || !n.caughtUp.Load() {
