@@ -156,11 +156,7 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 	}
 	timeout := n.cfg.ApplyTimeout
 	for _, s := range servers {
-		sameID, sameAddr := string(s.ID) == req.ID, string(s.Address) == req.Addr
-		if !sameID && !sameAddr {
-			continue
-		}
-		if sameID && sameAddr {
+		if string(s.ID) == req.ID && string(s.Address) == req.Addr {
 			// A member asking again (an agent back on its data dir, with
 			// --join) keeps its place, as a voter if it was promoted since
 			// it first joined as a non-voter: `members promote` changes
@@ -168,24 +164,12 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 			n.logger.Info("join of an existing member", "id", req.ID)
 			return n.upsertNodeLocal(req)
 		}
-		if sameID && !sameAddr {
-			// A member rebuilt on a new address takes its old entry over;
-			// a live member keeps its own: the id is taken.
-			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
-			st, err := n.peerStatus(ctx, string(s.Address))
-			cancel()
-			if err == nil && st.ID == req.ID {
-				return 0, fmt.Errorf("%w: node id %q is a live member at %s: join under another id, or remove it first (dse members remove %s)", ErrExists, req.ID, s.Address, req.ID)
-			}
-		}
-		n.logger.Info("replacing member", "id", s.ID, "address", s.Address, "new-id", req.ID, "new-address", req.Addr)
-		if err := n.waitFuture(n.raft.RemoveServer(s.ID, 0, timeout)); err != nil {
-			return 0, fmt.Errorf("%w: remove old member %s: %v", ErrUnavailable, s.ID, err)
-		}
 	}
-	// The new member must answer on its cluster port first: this checks its
-	// address and, on a TLS cluster, that its certificate is the cluster
-	// CA's (a node that cannot pass mutual TLS never becomes a member).
+	// The new member must answer on its cluster port first, before any
+	// entry it replaces goes: this checks its address and, on a TLS
+	// cluster, that its certificate is the cluster CA's (a node that cannot
+	// pass mutual TLS never becomes a member); a refused join changes
+	// nothing.
 	var st StatusReport
 	for attempt := range 3 {
 		// A pooled connection to a former member at the same address
@@ -207,6 +191,28 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 	}
 	if st.ID != req.ID {
 		return 0, fmt.Errorf("%w: the node at %s is %q, not %q", ErrInvalid, req.Addr, st.ID, req.ID)
+	}
+	for _, s := range servers {
+		sameID, sameAddr := string(s.ID) == req.ID, string(s.Address) == req.Addr
+		if !sameID && !sameAddr {
+			continue
+		}
+		// An entry at the new member's address is a member gone from it
+		// (the address answers as the new member now).
+		if sameID && !sameAddr {
+			// A member rebuilt on a new address takes its old entry over;
+			// a live member keeps its own: the id is taken.
+			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+			st, err := n.peerStatus(ctx, string(s.Address))
+			cancel()
+			if err == nil && st.ID == req.ID {
+				return 0, fmt.Errorf("%w: node id %q is a live member at %s: join under another id, or remove it first (dse members remove %s)", ErrExists, req.ID, s.Address, req.ID)
+			}
+		}
+		n.logger.Info("replacing member", "id", s.ID, "address", s.Address, "new-id", req.ID, "new-address", req.Addr)
+		if err := n.waitFuture(n.raft.RemoveServer(s.ID, 0, timeout)); err != nil {
+			return 0, fmt.Errorf("%w: remove old member %s: %v", ErrUnavailable, s.ID, err)
+		}
 	}
 	var f raft.IndexFuture
 	if req.Voter {
@@ -240,34 +246,16 @@ func (n *Node) removeLocal(id string, force bool) (uint64, error) {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	var target *raft.Server
-	voters, live := 0, 0
 	for i, s := range servers {
 		if string(s.ID) == id {
 			target = &servers[i]
-		}
-		if s.Suffrage != raft.Voter {
-			continue
-		}
-		voters++
-		if node, ok := n.fsm.Node(string(s.ID)); string(s.ID) == n.id || (ok && node.Up) {
-			live++
 		}
 	}
 	if target == nil {
 		return 0, fmt.Errorf("%w: %q", ErrMemberNotFound, id)
 	}
-	if target.Suffrage == raft.Voter {
-		after := voters - 1
-		liveAfter := live
-		if node, ok := n.fsm.Node(id); id == n.id || (ok && node.Up) {
-			liveAfter--
-		}
-		if after == 0 {
-			return 0, fmt.Errorf("%w: %q is the last voter", ErrQuorum, id)
-		}
-		if need := after/2 + 1; liveAfter < need && !force {
-			return 0, fmt.Errorf("%w: removing %q leaves %d live of %d voters, %d needed (use --force to remove anyway)", ErrQuorum, id, liveAfter, after, need)
-		}
+	if err := n.checkQuorumWithout(servers, id); err != nil && (!force || errors.Is(err, errLastVoter)) {
+		return 0, err
 	}
 	if err := n.waitFuture(n.raft.RemoveServer(target.ID, 0, n.cfg.ApplyTimeout)); err != nil {
 		return 0, fmt.Errorf("%w: remove %s: %v", ErrUnavailable, id, err)
@@ -283,6 +271,68 @@ func (n *Node) removeLocal(id string, force bool) (uint64, error) {
 		return index, err
 	}
 	return index, nil
+}
+
+// errLastVoter is wrapped by checkQuorumWithout's refusal to remove the
+// last voter, which --force does not override.
+var errLastVoter = errors.New("the last voter")
+
+// checkQuorumWithout refuses, with ErrQuorum, the removal of member id
+// from servers when the live voters left could not elect a leader. A voter
+// is live when the registry has it up and it answers on its cluster port
+// now: the registry marks a node down only after the liveness grace, and a
+// removal in that window counted a dead node as live.
+func (n *Node) checkQuorumWithout(servers []raft.Server, id string) error {
+	var voters []raft.Server
+	var target *raft.Server
+	for i, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, s)
+			if string(s.ID) == id {
+				target = &servers[i]
+			}
+		}
+	}
+	if target == nil {
+		return nil // a non-voter: quorum does not change
+	}
+	after := len(voters) - 1
+	if after == 0 {
+		return fmt.Errorf("%w: %q is %w", ErrQuorum, id, errLastVoter)
+	}
+	live := make([]bool, len(voters))
+	var wg sync.WaitGroup
+	for i, s := range voters {
+		if string(s.ID) == id {
+			continue
+		}
+		if string(s.ID) == n.id {
+			live[i] = true
+			continue
+		}
+		if node, ok := n.fsm.Node(string(s.ID)); !ok || !node.Up {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+			defer cancel()
+			st, err := n.peerStatus(ctx, string(s.Address))
+			live[i] = err == nil && st.ID == string(s.ID)
+		}()
+	}
+	wg.Wait()
+	liveAfter := 0
+	for _, l := range live {
+		if l {
+			liveAfter++
+		}
+	}
+	if need := after/2 + 1; liveAfter < need {
+		return fmt.Errorf("%w: removing %q leaves %d live of %d voters, %d needed (use --force to remove anyway)", ErrQuorum, id, liveAfter, after, need)
+	}
+	return nil
 }
 
 // Promote turns a non-voter into a voter.
@@ -325,6 +375,9 @@ func (n *Node) TransferLeadership(ctx context.Context, to string) (string, error
 	rep, err := n.leaderDo(ctx, leaderOp{Op: "transfer", ID: to})
 	if err != nil {
 		return "", err
+	}
+	if to != "" && rep.Leader == to && old == to {
+		return to, nil // it already led
 	}
 	// Wait until this node, too, sees the new leader.
 	for {
@@ -394,6 +447,11 @@ func (n *Node) Leave(ctx context.Context) error {
 			if s.Suffrage == raft.Voter {
 				voters++
 			}
+		}
+		// Refused here, before leadership moves, if it would be refused
+		// after: a refused leave changes nothing.
+		if err := n.checkQuorumWithout(servers, n.id); err != nil {
+			return err
 		}
 		if voters > 1 {
 			if _, err := n.TransferLeadership(ctx, ""); err != nil {

@@ -3,6 +3,7 @@ package dse_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -196,4 +197,65 @@ func TestRejoinAfterWipe(t *testing.T) {
 		rec, ok := n.FSM().Node(id)
 		return ok && rec.Up && len(n.FSM().Nodes()) == 3
 	})
+}
+
+// TestRefusedJoinChangesNothing: a join under a new id at a live member's
+// address is refused (the address answers as that member), and the member
+// keeps its place; it was removed before the new node was checked.
+func TestRefusedJoinChangesNothing(t *testing.T) {
+	c := dsetest.New(t, 3)
+	l := c.Nodes[c.Leader()]
+	victim := c.Nodes[(c.Leader()+1)%3]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := l.Join(ctx, dse.JoinRequest{ID: "ghost", Addr: victim.Addr(), HTTPAddr: "127.0.0.1:9", Voter: true})
+	if !errors.Is(err, dse.ErrInvalid) {
+		t.Fatalf("join of ghost at %s's address: %v, want invalid", victim.ID(), err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ms := members(t, l)
+	if len(ms) != 3 || !slices.ContainsFunc(ms, func(m dse.Member) bool { return m.ID == victim.ID() }) {
+		t.Fatalf("after a refused join: members %+v, want the 3 as before", ms)
+	}
+}
+
+// TestRemoveQuorumCheckBeforeTheGrace: a voter that just died counts as
+// dead at once, before the registry marks it down (after the liveness
+// grace): removing a live voter then would lose quorum, and is refused; a
+// leader's leave, refused likewise, keeps its leadership.
+func TestRemoveQuorumCheckBeforeTheGrace(t *testing.T) {
+	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config) { cfg.LivenessGrace = time.Minute })
+	l := c.WaitLeader()
+	f1, f2 := (l+1)%3, (l+2)%3
+	deadID := c.Nodes[f1].ID()
+	c.Nodes[f1].Close()
+	ctx := context.Background()
+	if rec, _ := c.Nodes[l].FSM().Node(deadID); !rec.Up {
+		t.Fatal("the registry marked the node down already: the test needs the grace to run")
+	}
+	if err := c.Nodes[l].Remove(ctx, c.Nodes[f2].ID(), false); !errors.Is(err, dse.ErrQuorum) {
+		t.Fatalf("removing a live voter with another just dead: %v, want ErrQuorum", err)
+	}
+	if err := c.Nodes[l].Leave(ctx); !errors.Is(err, dse.ErrQuorum) {
+		t.Fatalf("the leader leaving with a voter just dead: %v, want ErrQuorum", err)
+	}
+	if !c.Nodes[l].IsLeader() {
+		t.Fatal("a refused leave moved leadership")
+	}
+	if got := len(members(t, c.Nodes[l])); got != 3 {
+		t.Fatalf("got %d members after refusals, want 3", got)
+	}
+}
+
+// TestTransferToTheLeaderReturnsAtOnce: a transfer to the node that already
+// leads has nothing to wait for (it waited out the whole timeout).
+func TestTransferToTheLeaderReturnsAtOnce(t *testing.T) {
+	c := dsetest.New(t, 3)
+	l := c.Nodes[c.WaitLeader()]
+	from := c.Nodes[(c.WaitLeader()+1)%3]
+	start := time.Now()
+	got, err := from.TransferLeadership(context.Background(), l.ID())
+	if err != nil || got != l.ID() || time.Since(start) > 2*time.Second {
+		t.Fatalf("transfer to the leader %s: %q %v after %s", l.ID(), got, err, time.Since(start))
+	}
 }
