@@ -36,6 +36,10 @@ func TestE2ESecurity(t *testing.T) {
 		}
 	}
 	wantFail(t, 1, []string{"already holds a CA"}, "tls", "init", "--dir", pki)
+	// A certificate named as the CA's files would replace them.
+	for _, id := range []string{"ca", "ca-key"} {
+		wantFail(t, 1, []string{"overwrite the CA"}, "tls", "cert", "--dir", pki, "--id", id)
+	}
 	ca := filepath.Join(pki, "ca.pem")
 	tlsFlags := func(id string) []string {
 		return []string{"--tls-cert", filepath.Join(pki, id+".pem"), "--tls-key", filepath.Join(pki, id+"-key.pem"), "--tls-ca", ca}

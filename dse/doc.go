@@ -66,7 +66,9 @@
 //
 // A node keeps one subscription state per (publisher, table) for all its
 // local subscribers: a sequencer (package seq) that applies publications in
-// order, buffers early ones and drops duplicates, and a copy of the table.
+// order, buffers early ones and drops duplicates. It keeps no copy of the
+// table of its own: each local subscriber's cache holds it, and a new local
+// subscriber starts from one of theirs.
 // A gap, or the registry's seqnum ahead of the applied one, that lasts
 // Config.ResubTimeout triggers a catch-up: the deltas after the last applied
 // seqnum from the publisher's history, or a snapshot when the history is

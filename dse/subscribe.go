@@ -31,7 +31,8 @@ func (st *subState) reorderLocked() {
 }
 
 // subState is this node's subscription to one (publisher, table): one
-// sequencer and one copy of the table, fanned out to every local subscriber.
+// sequencer, fanned out to every local subscriber (whose caches hold the
+// table: the node keeps no copy of its own).
 type subState struct {
 	id         cache.TableID
 	mu         sync.Mutex
@@ -240,7 +241,7 @@ func (ss *services) attach(s *DataService, id cache.TableID) (st *subState, exis
 }
 
 // join adds a local subscriber to st (delivery loop only) and hands it the
-// node's copy of the table as a snapshot.
+// table, as a snapshot from another local subscriber's cache.
 func (ss *services) join(st *subState, s *DataService) {
 	st.mu.Lock()
 	if !st.attaching[s.id] {

@@ -1,9 +1,3 @@
-// Package pki makes and loads the certificates of a dse cluster: a cluster CA
-// (`dse tls init`), node certificates signed by it, valid as server and
-// client (`dse tls cert`), and the tls.Configs for mutual TLS between nodes
-// and HTTPS for clients. It uses crypto/x509 only. Certificates are read
-// from disk again when their files change, so a node's certificate can be
-// rotated by replacing its files (and, to be sure, restarting the node).
 package pki
 
 import (
@@ -109,6 +103,10 @@ func loadCA(dir string) (*x509.Certificate, any, error) {
 func Issue(dir, id string, hosts []string) error {
 	if id == "" || filepath.Base(id) != id {
 		return fmt.Errorf("id %q is not a usable file name", id)
+	}
+	if id == "ca" || id == "ca-key" {
+		// Its files would be the CA's own: the CA key lost for good.
+		return fmt.Errorf("id %q would overwrite the CA's files (ca.pem, ca-key.pem): pick another", id)
 	}
 	if len(hosts) == 0 {
 		hosts = []string{"127.0.0.1", "localhost"}
