@@ -147,3 +147,40 @@ func TestE2EDatasourceFailover(t *testing.T) {
 	}
 	wantFail(t, 1, []string{"not found"}, "--addr", watchFrom.http, "datasources", "get", "inv")
 }
+
+// TestE2EDatasourceTableDropped: a table that a datasource's source no
+// longer has after the datasource starts again (here on a new config; the
+// same on a restart or a failover) is emptied for its subscribers; they
+// kept its old rows for good, and `get` answered seqnum 0.
+func TestE2EDatasourceTableDropped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	n1 := startAgent(t, t.TempDir(), "--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap")
+	eventually(t, 20*time.Second, "a leader", func() bool { return leaderOf(n1) != "" })
+	dir := t.TempDir()
+	both, onlyA := filepath.Join(dir, "both.json"), filepath.Join(dir, "a.json")
+	os.WriteFile(both, []byte(`{"A": [["a1"]], "B": [["b1"], ["b2"]]}`), 0o600)
+	os.WriteFile(onlyA, []byte(`{"A": [["a1"]]}`), 0o600)
+	var ds map[string]any
+	runJSON(t, n1.http, &ds, "datasources", "add", "--name", "ds", "--driver", "file", "--config", `{"path":"`+both+`","poll_interval":"100ms"}`)
+	w := startWatch(t, n1.http, "ds", "B")
+	eventually(t, 20*time.Second, "B's rows", func() bool {
+		ls := w.snapshot()
+		return len(ls) > 0 && len(ls[0]["rows"].([]any)) == 2
+	})
+	runJSON(t, n1.http, &ds, "datasources", "update", "ds", "--config", `{"path":"`+onlyA+`","poll_interval":"100ms"}`)
+	eventually(t, 20*time.Second, "B emptied for its watcher", func() bool {
+		ls := w.snapshot()
+		del, _ := ls[len(ls)-1]["del"].([]any)
+		return len(ls) >= 2 && len(del) == 2
+	})
+	var got struct {
+		Seqnum int     `json:"seqnum"`
+		Rows   [][]any `json:"rows"`
+	}
+	runJSON(t, n1.http, &got, "get", "ds", "B")
+	if got.Seqnum < 2 || len(got.Rows) != 0 {
+		t.Fatalf("get ds B after the source dropped it: %+v, want no rows at a new seqnum", got)
+	}
+}

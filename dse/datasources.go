@@ -365,8 +365,10 @@ func (n *Node) placeDatasources() {
 
 // dsRunner is a datasource running on this node.
 type dsRunner struct {
+	n      *Node
 	d      fsm.Datasource
 	svc    *DataService
+	ctx    context.Context // the run's
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -375,18 +377,54 @@ type dsRunner struct {
 	lastSuccess time.Time
 	polls       int64
 	failures    int64
+	// fresh holds the tables this run has published; swept, once the
+	// run's first good poll has published what the source has, the
+	// datasource's other tables (of an earlier run, on this node or
+	// another, or of an earlier config) were emptied.
+	fresh map[string]bool
+	swept bool
 }
 
 // Publish is the driver's Sink.
 func (r *dsRunner) Publish(ctx context.Context, tbl string, rows []table.Row) error {
+	r.mu.Lock()
+	r.fresh[tbl] = true
+	r.mu.Unlock()
 	_, _, err := r.svc.Publish(ctx, tbl, rows, false)
 	return err
 }
 
-// Status is the driver's Sink.
+// Status is the driver's Sink. A driver's first good poll of a run has
+// published every table its source has (drivers.Sink): the registry's
+// other tables of the datasource are no longer in the source, and are
+// published empty, as the file driver does within a run for a table its
+// file drops. Without that, their subscribers kept an earlier run's rows
+// for good.
 func (r *dsRunner) Status(err error) {
 	r.mu.Lock()
+	sweep := err == nil && !r.swept
+	var stale []string
+	if sweep {
+		for _, t := range r.n.fsm.PublishedTables(r.d.Name) {
+			if !r.fresh[t] {
+				stale = append(stale, t)
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range stale {
+		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		_, _, perr := r.svc.Publish(ctx, t, nil, false)
+		cancel()
+		if perr != nil && err == nil {
+			err = fmt.Errorf("empty table %s, which the source no longer has: %w", t, perr)
+		}
+	}
+	r.mu.Lock()
 	defer r.mu.Unlock()
+	if sweep && err == nil {
+		r.swept = true
+	}
 	r.polls++
 	r.lastErr = err
 	if err != nil {
@@ -465,7 +503,7 @@ func (n *Node) startDatasource(d fsm.Datasource) (*dsRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &dsRunner{d: d, done: make(chan struct{})}
+	r := &dsRunner{n: n, d: d, done: make(chan struct{}), fresh: map[string]bool{}}
 	r.svc = NewDataService(d.Name, Hooks{})
 	r.svc.kind = KindDatasource
 	r.svc.AddRPCEndpoint(Endpoint{"datasource_status": r.statusRPC})
@@ -475,12 +513,11 @@ func (n *Node) startDatasource(d fsm.Datasource) (*dsRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rctx context.Context
-	rctx, r.cancel = context.WithCancel(n.ctx)
+	r.ctx, r.cancel = context.WithCancel(n.ctx)
 	n.logger.Info("datasource started", "datasource", d.Name, "driver", d.Driver, "incarnation", d.Incarnation)
 	go func() {
 		defer close(r.done)
-		drv.Run(rctx, d.Config, r)
+		drv.Run(r.ctx, d.Config, r)
 	}()
 	return r, nil
 }

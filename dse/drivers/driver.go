@@ -49,7 +49,9 @@ func (i Info) Secret(key string) bool {
 type Sink interface {
 	// Publish sets a table's full content.
 	Publish(ctx context.Context, table string, rows []table.Row) error
-	// Status records the outcome of one poll (nil: success).
+	// Status records the outcome of one poll (nil: success). A run's first
+	// successful poll must have published every table the source has: the
+	// datasource's other tables are then published empty.
 	Status(err error)
 }
 
