@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"dse.dev/dse/dse/drivers"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
@@ -453,7 +455,7 @@ func (n *Node) runLoop() {
 	running := map[string]*dsRunner{}
 	defer func() {
 		for _, r := range running {
-			n.stopDatasource(r)
+			n.stopDatasource(r, true)
 		}
 	}()
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -461,8 +463,9 @@ func (n *Node) runLoop() {
 	for {
 		changed := n.fsm.Changed()
 		want := map[string]fsm.Datasource{}
+		inContact := n.inContact()
 		for _, d := range n.fsm.Datasources() {
-			if d.Enabled && d.Node == n.id {
+			if d.Enabled && d.Node == n.id && inContact {
 				want[d.ID] = d
 			}
 		}
@@ -475,7 +478,10 @@ func (n *Node) runLoop() {
 				gone = true
 			}
 			if !ok || gone || w.Incarnation != r.d.Incarnation || w.Name != r.d.Name || !reflect.DeepEqual(w.Config, r.d.Config) {
-				n.stopDatasource(r)
+				if !inContact {
+					n.logger.Warn("stopping a datasource: no word from the cluster's leader for the liveness grace; it moves to a live node", "datasource", r.d.Name)
+				}
+				n.stopDatasource(r, inContact)
 				delete(running, id)
 			}
 		}
@@ -522,12 +528,31 @@ func (n *Node) startDatasource(d fsm.Datasource) (*dsRunner, error) {
 	return r, nil
 }
 
-func (n *Node) stopDatasource(r *dsRunner) {
+// inContact reports whether this node is in touch with the cluster: it
+// leads, or heard from the leader within the liveness grace. Past that, the
+// leader counts it down and moves its datasources to live nodes: this
+// node stops running them (a node partitioned away, or removed from the
+// cluster while it ran, polled their sources beside their new owner).
+func (n *Node) inContact() bool {
+	switch n.raft.State() {
+	case raft.Leader:
+		return true
+	case raft.Shutdown:
+		return false
+	}
+	last := n.raft.LastContact()
+	return !last.IsZero() && time.Since(last) < n.cfg.LivenessGrace
+}
+
+// stopDatasource stops r's driver and takes its service out of the
+// registry; with unregister false (the cluster is out of reach), out of
+// this node only.
+func (n *Node) stopDatasource(r *dsRunner, unregister bool) {
 	r.cancel()
 	<-r.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if n.ctx.Err() == nil {
+	if n.ctx.Err() == nil && unregister {
 		if err := r.svc.Stop(ctx); err != nil && !errors.Is(err, ErrServiceNotFound) {
 			n.logger.Warn("cannot unregister datasource service", "datasource", r.d.Name, "error", err)
 		}

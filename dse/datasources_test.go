@@ -147,3 +147,42 @@ func TestDatasourceSecretsHidden(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedNodeStopsItsDatasources: a node removed from the cluster while
+// it runs a datasource (or cut off from it) stops running it once it has
+// not heard from the leader for the liveness grace, as the cluster moves
+// it to a live node; it went on polling beside the new owner.
+func TestRemovedNodeStopsItsDatasources(t *testing.T) {
+	c := dsetest.New(t, 3)
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "hosts.json")
+	writeJSON(t, file, `{"hosts": [["web1", "up"]]}`)
+	ds, err := c.Nodes[0].AddDatasource(ctx, dse.DatasourceSpec{Name: "inv", Driver: "file", Enabled: true,
+		Config: map[string]any{"path": file, "poll_interval": "50ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owner string
+	dsetest.WaitFor(t, 10*time.Second, "datasource running", func() bool {
+		d, _ := c.Nodes[0].FSM().Datasource(ds.ID)
+		owner = d.Node
+		if owner == "" {
+			return false
+		}
+		st, err := c.Nodes[nodeIndex(c, owner)].DatasourceStatusOf(ctx, "inv")
+		return err == nil && st.Running
+	})
+	removed := c.Nodes[nodeIndex(c, owner)]
+	other := c.Nodes[(nodeIndex(c, owner)+1)%3]
+	if err := other.Remove(ctx, owner, false); err != nil {
+		t.Fatal(err)
+	}
+	dsetest.WaitFor(t, 10*time.Second, "the removed node to stop the datasource", func() bool {
+		st, err := removed.DatasourceStatusOf(ctx, "inv")
+		return err == nil && !st.Running
+	})
+	dsetest.WaitFor(t, 10*time.Second, "the datasource running on a member", func() bool {
+		st, err := other.DatasourceStatusOf(ctx, "inv")
+		return err == nil && st.Running && st.Node != owner
+	})
+}
