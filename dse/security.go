@@ -151,6 +151,16 @@ func (n *Node) Authenticate(secret string) (TokenInfo, error) {
 	return TokenInfo{ID: t.ID, Name: t.Name, Role: t.Role}, nil
 }
 
+// TokenValid reports whether the token with id still exists (not revoked).
+func (n *Node) TokenValid(id string) bool {
+	for _, t := range n.fsm.Tokens() {
+		if t.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // CreateToken makes a token with a role; its secret is returned only here
 // and stored only hashed.
 func (n *Node) CreateToken(ctx context.Context, name, role string) (NewToken, error) {

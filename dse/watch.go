@@ -101,15 +101,29 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	if err := s.Subscribe(ctx, publisher, tbl); err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-overflow:
-		return fmt.Errorf("%w: more than %d events unread", ErrWatchTooSlow, cap(events))
-	case <-ended:
-		return fmt.Errorf("%w: the subscription to %s/%s ended (its publisher was deleted)", ErrNotFound, publisher, tbl)
-	case <-n.ctx.Done():
-		return ErrClosed
+	// A publisher deleted under the watch ends it, as one unknown at the
+	// start fails it (two checks in a row: a service re-registering
+	// under its id is not a deletion).
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	missing := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-overflow:
+			return fmt.Errorf("%w: more than %d events unread", ErrWatchTooSlow, cap(events))
+		case <-ended:
+			return fmt.Errorf("%w: the subscription to %s/%s ended (its publisher was deleted)", ErrNotFound, publisher, tbl)
+		case <-check.C:
+			if n.publisherKnown(publisher) {
+				missing = 0
+			} else if missing++; missing == 2 {
+				return fmt.Errorf("%w: %q was deleted", ErrServiceNotFound, publisher)
+			}
+		case <-n.ctx.Done():
+			return ErrClosed
+		}
 	}
 }
 

@@ -55,10 +55,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		writeError(w, http.StatusForbidden, "forbidden", msg)
 		return r, false
 	}
-	return r.WithContext(context.WithValue(r.Context(), roleKey{}, tok.Role)), true
+	ctx := context.WithValue(r.Context(), roleKey{}, tok.Role)
+	return r.WithContext(context.WithValue(ctx, tokenKey{}, tok.ID)), true
 }
 
-type roleKey struct{}
+type (
+	roleKey  struct{}
+	tokenKey struct{} // the request's token id, when it needed one
+)
 
 // isAdmin reports whether the request may do what only admins may: true on
 // a cluster that does not require tokens.

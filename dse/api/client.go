@@ -269,6 +269,9 @@ func (c *Client) Watch(ctx context.Context, service, tbl string, fn func(line []
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if code := resp.Trailer.Get(watchEndCode); code != "" {
+		return fmt.Errorf("the node ended the watch: %w", dse.FromCode(code, resp.Trailer.Get(watchEndError)))
+	}
 	return fmt.Errorf("%w: the node ended the watch", dse.ErrUnavailable)
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -146,11 +147,33 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	started := false
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
+	// A watch lasts only as long as its token: revoked, it ends, as new
+	// requests with it are refused.
+	token, _ := r.Context().Value(tokenKey{}).(string)
+	var tokenCheck <-chan time.Time
+	if token != "" {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		tokenCheck = t.C
+	}
 	for {
 		select {
+		case <-tokenCheck:
+			if !s.node.TokenValid(token) {
+				s.logger.Info("watch ended: its token was revoked", "token", token, "remote", r.RemoteAddr)
+				cancel(errTokenRevoked)
+				err := fmt.Errorf("%w: %v", dse.ErrUnauthorized, errTokenRevoked)
+				if started {
+					endWatch(w, err)
+				} else {
+					s.fail(w, err)
+				}
+				return
+			}
 		case ev := <-events:
 			if !started {
 				w.Header().Set("Content-Type", "application/x-ndjson")
+				w.Header().Set("Trailer", watchEndCode+", "+watchEndError)
 				w.WriteHeader(http.StatusOK)
 				started = true
 			}
@@ -159,13 +182,31 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case err := <-errc:
-			if !started && r.Context().Err() == nil {
-				s.fail(w, err)
+			if r.Context().Err() == nil {
+				if started {
+					endWatch(w, err)
+				} else {
+					s.fail(w, err)
+				}
 			}
 			return
 		}
 	}
 }
+
+// The trailers that say why the node ended a watch's stream: the error's
+// code and message, as a failed request's body would.
+const (
+	watchEndCode  = "Dse-Watch-End-Code"
+	watchEndError = "Dse-Watch-End-Error"
+)
+
+func endWatch(w http.ResponseWriter, err error) {
+	w.Header().Set(watchEndCode, dse.ErrorCode(err))
+	w.Header().Set(watchEndError, err.Error())
+}
+
+var errTokenRevoked = errors.New("the watch's token was revoked")
 
 // RPCRequest is the body of POST /v1/rpc/{service}/{action}.
 type RPCRequest struct {
