@@ -121,7 +121,9 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 				cancel()
 			}
 			if err != nil {
-				out[i].State = "down"
+				// Unreachable now, whatever the registry's liveness (which
+				// lags by the grace, and stands still without a leader).
+				out[i].State, out[i].Reachable = "down", false
 				return
 			}
 			out[i].State, out[i].LastIndex = st.State, st.LastIndex

@@ -242,8 +242,15 @@ func TestRemoveQuorumCheckBeforeTheGrace(t *testing.T) {
 	if !c.Nodes[l].IsLeader() {
 		t.Fatal("a refused leave moved leadership")
 	}
-	if got := len(members(t, c.Nodes[l])); got != 3 {
-		t.Fatalf("got %d members after refusals, want 3", got)
+	ms := members(t, c.Nodes[l])
+	if len(ms) != 3 {
+		t.Fatalf("got %d members after refusals, want 3", len(ms))
+	}
+	// Listed as it is now, though the registry still has it up.
+	for _, m := range ms {
+		if m.ID == deadID && (m.Reachable || m.State != "down") {
+			t.Fatalf("the dead member listed as %+v, want down and unreachable", m)
+		}
 	}
 }
 
