@@ -41,8 +41,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return r, false
 	}
 	need := requiredRole(r)
-	secret, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	tok, err := s.node.Authenticate(strings.TrimSpace(secret))
+	tok, err := s.node.Authenticate(bearer(r.Header.Get("Authorization")))
 	if err != nil {
 		s.logger.Warn("request refused", "reason", err.Error(), "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dse"`)
@@ -57,6 +56,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 	}
 	ctx := context.WithValue(r.Context(), roleKey{}, tok.Role)
 	return r.WithContext(context.WithValue(ctx, tokenKey{}, tok.ID)), true
+}
+
+// bearer returns the token of an Authorization header: after the Bearer
+// scheme, whose name is case-insensitive (RFC 7235), or the bare token.
+func bearer(h string) string {
+	if len(h) > len("Bearer ") && strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
+		h = h[len("Bearer "):]
+	}
+	return strings.TrimSpace(h)
 }
 
 type (

@@ -208,10 +208,17 @@ func TestHTTPValidate(t *testing.T) {
 		"bad pointer":    {"url": "http://x", "path": "data"},
 		"password alone": {"url": "http://x", "password": "p"},
 		"columns type":   {"url": "http://x", "columns": "a,b"},
+		"url password":   {"url": "http://bob:URLPASS-abc@x/items"},
 	} {
-		if err := (httpDriver{}).Validate(cfg); err == nil {
+		err := (httpDriver{}).Validate(cfg)
+		if err == nil {
 			t.Errorf("%s: accepted %v", name, cfg)
+		} else if strings.Contains(err.Error(), "URLPASS") {
+			t.Errorf("%s: the error shows the password: %v", name, err)
 		}
+	}
+	if err := (httpDriver{}).Validate(map[string]any{"url": "http://bob@x/items"}); err != nil {
+		t.Errorf("a user name alone in the url: %v", err)
 	}
 	if !(httpDriver{}).Info().Secret("password") || (httpDriver{}).Info().Secret("url") {
 		t.Fatal("secret fields wrong")

@@ -48,7 +48,15 @@ func (d httpDriver) Validate(config map[string]any) error {
 	}
 	u, err := url.Parse(str(config, "url", ""))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("config key \"url\": %q is not an http(s) URL", str(config, "url", ""))
+		shown := str(config, "url", "")
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return fmt.Errorf("config key \"url\": %q is not an http(s) URL", shown)
+	}
+	if _, ok := u.User.Password(); ok {
+		// The url is not a secret field: read tokens would see it.
+		return fmt.Errorf("config key \"url\": %q holds a password; give it as \"username\" and \"password\", which are kept secret", u.Redacted())
 	}
 	if p := str(config, "path", ""); p != "" && !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("config key \"path\": %q is not a JSON pointer (it starts with /)", p)
