@@ -76,11 +76,15 @@ func clientFlags(global bool) []ucli.Flag {
 	}
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "addr", Usage: "HTTP address of the node to talk to", EnvVars: env("DSE_ADDR"), Value: defaultAddr},
-		&ucli.BoolFlag{Name: "json", Usage: "print JSON (one value; one object per line for streams)"},
+		jsonFlag(),
 		&ucli.StringFlag{Name: "token", Usage: "API token", EnvVars: env("DSE_TOKEN")},
 		&ucli.StringFlag{Name: "ca", Usage: "CA certificate to verify an HTTPS node (enables HTTPS)", EnvVars: env("DSE_CA")},
 		&ucli.DurationFlag{Name: "request-timeout", Usage: "bound on one request (0: none)", Value: 30 * time.Second},
 	}
+}
+
+func jsonFlag() ucli.Flag {
+	return &ucli.BoolFlag{Name: "json", Usage: "print JSON (one value; one object per line for streams)"}
 }
 
 func newApp(stdout, stderr io.Writer) *ucli.App {

@@ -19,7 +19,7 @@ func tlsCommand() *ucli.Command {
 				Name:     "init",
 				Category: "server",
 				Usage:    "write a new cluster CA: DIR/ca.pem and DIR/ca-key.pem",
-				Flags:    []ucli.Flag{&ucli.StringFlag{Name: "dir", Usage: "where to write the CA"}},
+				Flags:    []ucli.Flag{&ucli.StringFlag{Name: "dir", Usage: "where to write the CA"}, jsonFlag()},
 				Action: func(c *ucli.Context) error {
 					if _, err := args(c); err != nil {
 						return err
@@ -30,8 +30,7 @@ func tlsCommand() *ucli.Command {
 					if err := pki.Init(c.String("dir")); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "wrote %s and %s\n", filepath.Join(c.String("dir"), "ca.pem"), filepath.Join(c.String("dir"), "ca-key.pem"))
-					return nil
+					return wrote(c, "ca", filepath.Join(c.String("dir"), "ca.pem"), filepath.Join(c.String("dir"), "ca-key.pem"))
 				},
 			},
 			{
@@ -42,6 +41,7 @@ func tlsCommand() *ucli.Command {
 					&ucli.StringFlag{Name: "dir", Usage: "the CA's folder, where the certificate goes too"},
 					&ucli.StringFlag{Name: "id", Usage: "the node id (the file names)"},
 					&ucli.StringSliceFlag{Name: "host", Usage: "an IP address or DNS name the certificate is valid for (default 127.0.0.1 and localhost)"},
+					jsonFlag(),
 				},
 				Action: func(c *ucli.Context) error {
 					if _, err := args(c); err != nil {
@@ -53,12 +53,21 @@ func tlsCommand() *ucli.Command {
 					if err := pki.Issue(c.String("dir"), c.String("id"), c.StringSlice("host")); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "wrote %s and %s\n", filepath.Join(c.String("dir"), c.String("id")+".pem"), filepath.Join(c.String("dir"), c.String("id")+"-key.pem"))
-					return nil
+					return wrote(c, "cert", filepath.Join(c.String("dir"), c.String("id")+".pem"), filepath.Join(c.String("dir"), c.String("id")+"-key.pem"))
 				},
 			},
 		},
 	}
+}
+
+// wrote reports the files tls init or cert wrote: with --json as
+// {"ca"|"cert": FILE, "key": FILE}.
+func wrote(c *ucli.Context, kind, cert, key string) error {
+	if jsonOut(c) {
+		return printJSON(c, map[string]string{kind: cert, "key": key})
+	}
+	_, err := fmt.Fprintf(c.App.Writer, "wrote %s and %s\n", cert, key)
+	return err
 }
 
 func tokensCommand() *ucli.Command {
