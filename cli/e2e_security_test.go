@@ -38,6 +38,11 @@ func TestE2ESecurity(t *testing.T) {
 		}
 	}
 	wantFail(t, 1, []string{"already holds a CA"}, "tls", "init", "--dir", pki)
+	var wrote map[string]string
+	runJSON(t, "127.0.0.1:1", &wrote, "tls", "cert", "--dir", pki, "--id", "n9")
+	if wrote["cert"] != filepath.Join(pki, "n9.pem") || wrote["key"] != filepath.Join(pki, "n9-key.pem") {
+		t.Fatalf("tls cert --json: %v", wrote)
+	}
 	// A certificate named as the CA's files would replace them.
 	for _, id := range []string{"ca", "ca-key"} {
 		wantFail(t, 1, []string{"overwrite the CA"}, "tls", "cert", "--dir", pki, "--id", id)
