@@ -195,9 +195,12 @@ func runAgent(c *ucli.Context) error {
 	cfg.Logger = logger
 	// A restart on a data dir resumes the addresses it had, unless told
 	// otherwise.
-	_, adv, httpAddr, err := dse.StoredIdentity(cfg.DataDir)
+	storedID, adv, httpAddr, err := dse.StoredIdentity(cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	if cfg.ID == "" && storedID == "" {
+		return usagef("--id is required on a node's first start (a new --data-dir)")
 	}
 	if !c.IsSet("bind") && adv != "" {
 		cfg.Bind = adv
@@ -226,7 +229,7 @@ func runAgent(c *ucli.Context) error {
 		return usagef("--max-body %d: want at least 1024", c.Int64("max-body"))
 	}
 	if err := cfg.Validate(); err != nil {
-		return usagef("%v", err)
+		return usagef("%s", configFlags.Replace(err.Error()))
 	}
 	opts := nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
 	opts.cfg.JoinsWithToken = opts.joinToken != ""
@@ -275,3 +278,13 @@ func runAgent(c *ucli.Context) error {
 	}
 	return rn.stop()
 }
+
+// configFlags names, in dse.Config's errors, the flags that set the fields.
+var configFlags = strings.NewReplacer(
+	"ID (", "--id (",
+	"ResubTimeout (", "--resub-timeout (",
+	"LivenessGrace (", "--liveness-grace (",
+	"MaxFrameSize (", "--max-frame (",
+	"MaxWatches (", "--max-watches (",
+	"LogStore (", "--log-store (",
+)
