@@ -298,8 +298,21 @@ func (s *DataService) startPublish(tableName string, change func(*pubTable) (add
 	// A new owner's first publication of each table is a snapshot.
 	first := !t.published || (t.inc != 0 && t.inc != inc)
 	if len(add) == 0 && len(del) == 0 && !first && !t.forceSnapshot {
-		pending.res = pubResult{seqnum: t.seqnum}
+		if t.pending == 0 {
+			pending.res = pubResult{seqnum: t.seqnum}
+			t.mu.Unlock()
+			return pending, nil
+		}
+		// Publications of the table are in flight, and the content is
+		// theirs: so is the answer (their seqnum, or their failure; the
+		// last seqnum, now, would vouch for content that has none yet).
+		pending.done = make(chan pubResult, 1)
 		t.mu.Unlock()
+		go func() {
+			var seq uint64
+			err := t.settled(func() { seq = t.seqnum })
+			pending.done <- pubResult{seqnum: seq, err: err}
+		}()
 		return pending, nil
 	}
 	p := &table.Publication{
