@@ -7,11 +7,51 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
 // Row is one tuple of canonical scalars.
 type Row []any
+
+// MarshalJSON writes the row as a JSON array whose numbers keep their kind:
+// a float with an integral value gets a fraction (1.0, not 1), so that the
+// JSON read back (FromJSON: integers as int64, others as float64) is the
+// same row. Through encoding/json's own, a table read with `dse get` and
+// published again changed.
+func (r Row) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 16*len(r)+2)
+	b = append(b, '[')
+	for i, v := range r {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch x := v.(type) {
+		case nil:
+			b = append(b, "null"...)
+		case bool:
+			b = strconv.AppendBool(b, x)
+		case int64:
+			b = strconv.AppendInt(b, x, 10)
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("column %d: %v has no JSON form", i, x)
+			}
+			start := len(b)
+			b = strconv.AppendFloat(b, x, 'g', -1, 64)
+			if !strings.ContainsAny(string(b[start:]), ".e") {
+				b = append(b, ".0"...)
+			}
+		default:
+			e, err := json.Marshal(v)
+			if err != nil {
+				return nil, fmt.Errorf("column %d: %v", i, err)
+			}
+			b = append(b, e...)
+		}
+	}
+	return append(b, ']'), nil
+}
 
 // ErrBadRow is returned for a row that is not a tuple of scalars.
 var ErrBadRow = errors.New("bad row")

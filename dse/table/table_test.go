@@ -2,6 +2,7 @@ package table
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -326,5 +327,33 @@ func TestDecodeBatchBoundsWhatACountClaims(t *testing.T) {
 	tooMany = append(tooMany, 0xdd, 0xff, 0xff, 0xff, 0xf0) // 4 billion rows
 	if _, err := DecodeBatch(append(tooMany, make([]byte, 64)...)); !errors.Is(err, ErrBadBatch) {
 		t.Fatalf("rows over the input: %v", err)
+	}
+}
+
+// TestJSONRoundTrip: rows written as JSON and read back (what `dse get`
+// prints, published again) are the same rows, integers and floats apart.
+func TestJSONRoundTrip(t *testing.T) {
+	in := []Row{
+		{int64(1), 1.0, 1e3, 1.5, -0.25, 1e21, 1e-7, float64(math.MaxInt64)},
+		{"1", true, false, nil, int64(math.MinInt64), "quote \" <tag>"},
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[[1,1.0,1000.0,1.5,-0.25,1e+21,1e-07,9.223372036854776e+18],`; !strings.HasPrefix(string(b), want) {
+		t.Fatalf("JSON %s, want it to start with %s", b, want)
+	}
+	back, err := FromJSON(b, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		if !Equal(in[i], back[i]) {
+			t.Fatalf("row %d: %#v came back as %#v (JSON %s)", i, in[i], back[i], b)
+		}
+	}
+	if _, err := json.Marshal(Row{math.NaN()}); err == nil {
+		t.Fatal("NaN encoded")
 	}
 }
