@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -210,6 +211,9 @@ func datasourcesStatus(c *ucli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "%s (%s): enabled %t, node %s, incarnation %d, running %t, healthy %t, polls %d, failures %d\n",
 		st.Name, st.ID, st.Enabled, orDash(st.Node), st.Incarnation, st.Running, st.Healthy, st.Polls, st.Failures)
+	if st.LastSuccess != nil {
+		fmt.Fprintf(c.App.Writer, "last good poll: %s (%s ago)\n", st.LastSuccess.Format(time.RFC3339), time.Since(*st.LastSuccess).Round(time.Millisecond))
+	}
 	if st.LastError != "" {
 		fmt.Fprintf(c.App.Writer, "last error: %s\n", st.LastError)
 	}

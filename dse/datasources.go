@@ -56,7 +56,7 @@ type DatasourceStatus struct {
 	Running     bool      `json:"running"`
 	Healthy     bool      `json:"healthy"`
 	LastError   string    `json:"last_error"`
-	LastSuccess time.Time `json:"last_success"`
+	LastSuccess *time.Time `json:"last_success,omitempty"` // nil: no good poll yet
 	Polls       int64     `json:"polls"`
 	Failures    int64     `json:"failures"`
 }
@@ -275,7 +275,8 @@ func (n *Node) DatasourceStatusOf(ctx context.Context, idOrName string) (Datasou
 	st.Polls, _ = m["polls"].(int64)
 	st.Failures, _ = m["failures"].(int64)
 	if ns, ok := m["last_success"].(int64); ok && ns > 0 {
-		st.LastSuccess = time.Unix(0, ns).UTC()
+		at := time.Unix(0, ns).UTC()
+		st.LastSuccess = &at
 	}
 	return st, nil
 }
