@@ -104,6 +104,8 @@ func startNode(ctx context.Context, o nodeOptions) (*runningNode, error) {
 		}
 	} else if len(o.join) > 0 {
 		go rejoin(node, o)
+	} else if !o.cfg.Bootstrap && !node.HasState() {
+		o.cfg.Logger.Warn("this node neither starts a cluster (--bootstrap) nor joins one (--join ADDR): it waits until a member adds it (POST /v1/members)")
 	}
 	return rn, nil
 }
