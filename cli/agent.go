@@ -46,6 +46,7 @@ func agentCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "tls-ca", Usage: "the cluster CA"},
 			&ucli.StringFlag{Name: "bootstrap-token", Usage: "with --bootstrap: the first admin token (default: generated and printed once when TLS is on)", EnvVars: []string{"DSE_BOOTSTRAP_TOKEN"}},
 			&ucli.StringFlag{Name: "token", Usage: "token to join a secured cluster with", EnvVars: []string{"DSE_TOKEN"}},
+			&ucli.StringFlag{Name: "cluster-key", Usage: "a secret every node of the cluster is given (16 characters or more): the cluster port talks only to peers that hold it; guards the port without TLS", EnvVars: []string{"DSE_CLUSTER_KEY"}},
 			&ucli.IntFlag{Name: "max-frame", Usage: "largest cluster-port frame, bytes", Value: d.MaxFrameSize},
 			&ucli.Int64Flag{Name: "max-body", Usage: "largest HTTP request body, bytes", Value: api.DefaultMaxBody},
 			&ucli.IntFlag{Name: "max-rows", Usage: "most rows in one table or delta", Value: table.DefaultLimits.MaxRows},
@@ -230,11 +231,15 @@ func runAgent(c *ucli.Context) error {
 	if c.Int64("max-body") < 1024 {
 		return usagef("--max-body %d: want at least 1024", c.Int64("max-body"))
 	}
+	if key := c.String("cluster-key"); key != "" {
+		cfg.ClusterKey = []byte(key)
+	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%s", configFlags.Replace(err.Error()))
 	}
 	opts := nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
 	opts.cfg.JoinsWithToken = opts.joinToken != ""
+
 	files := pki.Files{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
 	if files != (pki.Files{}) {
 		if files.Cert == "" || files.Key == "" || files.CA == "" {
@@ -289,4 +294,5 @@ var configFlags = strings.NewReplacer(
 	"MaxFrameSize (", "--max-frame (",
 	"MaxWatches (", "--max-watches (",
 	"LogStore (", "--log-store (",
+	"ClusterKey (", "--cluster-key (",
 )

@@ -199,3 +199,36 @@ func TestE2ESecurity(t *testing.T) {
 		}
 	})
 }
+
+// TestE2EClusterKey: without TLS, --cluster-key guards the cluster port:
+// nodes given the key form the cluster; one with another key, or none,
+// cannot join (and, the port refusing it, could not send the registry
+// commands either); an agent with tokens and neither TLS nor a key warns.
+func TestE2EClusterKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	const admin, key = "e2e-admin-token-0123456789", "e2e-cluster-key-0123456789"
+	n1 := startAgent(t, t.TempDir(), "--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap", "--bootstrap-token", admin, "--cluster-key", key)
+	n2 := startAgent(t, t.TempDir(), "--id", "n2", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--join", n1.http, "--token", admin, "--cluster-key", key)
+	eventually(t, 20*time.Second, "2 members", func() bool {
+		var ms []member
+		return tryJSON(n2.http, &ms, "--token", admin, "members", "list") && len(ms) == 2 && ms[0].Reachable && ms[1].Reachable
+	})
+	for name, extra := range map[string][]string{"another key": {"--cluster-key", "another-cluster-key-0123"}, "no key": nil} {
+		cmd := exec_(dseBin, append([]string{"agent", "--id", "n3", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0",
+			"--join", n1.http, "--token", admin, "--join-timeout", "5s"}, extra...)...)
+		out, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "cluster key") {
+			t.Fatalf("%s: exit %d, output %s", name, cmd.ProcessState.ExitCode(), out)
+		}
+	}
+	wantFail(t, 2, []string{"--cluster-key"}, "agent", "--id", "x", "--data-dir", t.TempDir(), "--bootstrap", "--cluster-key", "short")
+	if strings.Contains(n1.log.String(), "tokens guard the HTTP API only") || strings.Contains(n1.log.String(), key) {
+		t.Fatal("n1, with a cluster key, warned of an open cluster port, or logged its key")
+	}
+	plain := startAgent(t, t.TempDir(), "--id", "p1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap", "--bootstrap-token", admin)
+	if !strings.Contains(plain.log.String(), "tokens guard the HTTP API only") {
+		t.Fatal("an agent with tokens and neither TLS nor a cluster key did not warn")
+	}
+}

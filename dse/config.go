@@ -65,6 +65,10 @@ type Config struct {
 	// ClusterTLS, when set, is the cluster port's mutual-TLS config (package
 	// pki): peers without a certificate from the cluster CA are refused.
 	ClusterTLS *tls.Config
+	// ClusterKey, when set, is a secret every node of the cluster holds:
+	// the cluster port talks only to peers that prove they hold it
+	// (transport.Config.ClusterKey). It guards the port where TLS does not.
+	ClusterKey []byte
 	// Secure turns authentication on at bootstrap: the new cluster's first
 	// admin token is BootstrapToken, or a generated one handed to
 	// OnBootstrapToken (to be printed once).
@@ -123,6 +127,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("MaxFrameSize (%d) must be at least 65536", c.MaxFrameSize)
 	case c.MaxWatches < 1:
 		return fmt.Errorf("MaxWatches (%d) must be at least 1", c.MaxWatches)
+	case c.ClusterKey != nil && len(c.ClusterKey) < transport.MinClusterKey:
+		return fmt.Errorf("ClusterKey (%d bytes) must be at least %d bytes", len(c.ClusterKey), transport.MinClusterKey)
 	}
 	for name, a := range map[string]string{"Bind": c.Bind, "HTTPAddr": c.HTTPAddr} {
 		if _, _, err := net.SplitHostPort(a); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"dse.dev/dse/fsm"
+	"dse.dev/dse/transport"
 )
 
 // JoinRequest asks the cluster to add a node.
@@ -187,6 +188,9 @@ func (n *Node) joinLocal(req JoinRequest) (uint64, error) {
 	var cve *tls.CertificateVerificationError
 	if errors.As(err, &cve) {
 		return 0, fmt.Errorf("%w: node %q at %s has no certificate from the cluster CA: %v", ErrForbidden, req.ID, req.Addr, err)
+	}
+	if errors.Is(err, transport.ErrClusterKey) {
+		return 0, fmt.Errorf("%w: node %q at %s does not hold the cluster key (--cluster-key): %v", ErrForbidden, req.ID, req.Addr, err)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%w: node %q does not answer on its cluster address %s: %v", ErrUnavailable, req.ID, req.Addr, err)

@@ -105,6 +105,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:       logger.Named("transport"),
 		Faults:       cfg.Faults,
 		TLS:          cfg.ClusterTLS,
+		ClusterKey:   cfg.ClusterKey,
 	})
 	if err != nil {
 		return nil, err

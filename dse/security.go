@@ -94,13 +94,14 @@ func (n *Node) noteAuth() {
 }
 
 // warnPlainClusterPort warns, once, that tokens guard only the HTTP API of
-// a node without TLS: its cluster port takes any peer's commands.
+// a node with neither TLS nor a cluster key: its cluster port takes any
+// peer's commands.
 func (n *Node) warnPlainClusterPort() {
-	if n.cfg.ClusterTLS != nil {
+	if n.cfg.ClusterTLS != nil || n.cfg.ClusterKey != nil {
 		return
 	}
 	n.plainWarning.Do(func() {
-		n.logger.Warn("tokens guard the HTTP API only: without TLS (--tls-cert, --tls-key, --tls-ca) the cluster port takes commands from anyone who can reach it; keep it on a private network", "cluster", n.cfg.Bind)
+		n.logger.Warn("tokens guard the HTTP API only: without TLS (--tls-cert, --tls-key, --tls-ca) or a cluster key (--cluster-key) the cluster port takes commands from anyone who can reach it", "cluster", n.cfg.Bind)
 	})
 }
 

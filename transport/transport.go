@@ -45,6 +45,12 @@ type Config struct {
 	// TLS, when set, wraps every connection (mutual TLS is the caller's
 	// choice through ClientAuth and ClientCAs).
 	TLS *tls.Config
+	// ClusterKey, when set (MinClusterKey bytes or more), must be held by
+	// every peer: each connection starts with a challenge each side
+	// answers with an HMAC of it (the key never crosses the wire). It
+	// guards the port where TLS does not; a peer without it, or with
+	// another, is refused before any frame.
+	ClusterKey []byte
 	// Logger receives connection-level events.
 	Logger hclog.Logger
 	// Faults, when set, drops, duplicates and delays one-way frames.
@@ -65,6 +71,9 @@ func DefaultConfig() Config {
 }
 
 func (c *Config) fill() error {
+	if c.ClusterKey != nil && len(c.ClusterKey) < MinClusterKey {
+		return fmt.Errorf("transport: a cluster key of %d bytes; want at least %d", len(c.ClusterKey), MinClusterKey)
+	}
 	d := DefaultConfig()
 	if c.MaxFrameSize == 0 {
 		c.MaxFrameSize = d.MaxFrameSize
@@ -338,6 +347,22 @@ func (t *Transport) handshake(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	if t.cfg.ClusterKey != nil {
+		err := ErrClusterKey
+		if b[0] == ProtoAuth {
+			err = serverKeyHandshake(conn, t.cfg.ClusterKey, t.cfg.ReadTimeout)
+		}
+		if err == nil {
+			conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
+			_, err = io.ReadFull(conn, b[:])
+		}
+		if err != nil {
+			t.cfg.Logger.Warn("closing connection: the peer did not prove the cluster key", "remote", conn.RemoteAddr(), "error", err)
+			t.untrack(conn)
+			conn.Close()
+			return
+		}
+	}
 	conn.SetDeadline(time.Time{})
 	switch b[0] {
 	case ProtoRaft:
@@ -550,7 +575,13 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout t
 		}
 		conn = tc
 	}
-	conn.SetWriteDeadline(time.Now().Add(timeout))
+	conn.SetDeadline(time.Now().Add(timeout))
+	if t.cfg.ClusterKey != nil {
+		if err := clientKeyHandshake(conn, t.cfg.ClusterKey); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	if _, err := conn.Write([]byte{proto}); err != nil {
 		conn.Close()
 		return nil, err

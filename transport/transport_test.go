@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -675,5 +676,44 @@ func TestDialsLeaveFromTheBindAddress(t *testing.T) {
 	}
 	if la := (&Transport{source: sourceIP("0.0.0.0:7400")}).localAddrFor("127.0.0.1:1"); la != nil {
 		t.Fatalf("an unspecified bind dials from %v", la)
+	}
+}
+
+// TestClusterKey: with a cluster key, only peers that hold it talk: one
+// with another key, or none, is refused before any frame (its call is not
+// sent), both ways; a raw connection that sends a frame without the
+// handshake is closed unanswered.
+func TestClusterKey(t *testing.T) {
+	key := []byte("a-cluster-key-0123456789")
+	srv := newTransport(t, Config{ClusterKey: key})
+	srv.SetHandler(newRecorder())
+	ctx := context.Background()
+	good := newTransport(t, Config{ClusterKey: key})
+	if got, err := good.Call(ctx, srv.Addr(), 1, []byte("hi")); err != nil || string(got) != "echo:hi" {
+		t.Fatalf("with the key: %q, %v", got, err)
+	}
+	for name, cfg := range map[string]Config{"another key": {ClusterKey: []byte("another-key-0123456789")}, "no key": {}} {
+		cli := newTransport(t, cfg)
+		cli.SetHandler(newRecorder())
+		if _, err := cli.Call(ctx, srv.Addr(), 1, []byte("hi")); err == nil {
+			t.Fatalf("%s: the call was answered", name)
+		}
+		// And the other way: the keyed node cannot talk to it.
+		if _, err := good.Call(ctx, cli.Addr(), 1, []byte("hi")); !errors.Is(err, ErrNotSent) {
+			t.Fatalf("%s, keyed caller: %v, want not sent", name, err)
+		}
+	}
+	// A raw peer skipping the handshake is closed on, unanswered.
+	var frame bytes.Buffer
+	frame.WriteByte(ProtoDSE)
+	WriteFrame(&frame, Frame{Type: 1, ID: 1, Body: []byte("hi")}, 1024)
+	c := rawDial(t, srv, frame.Bytes())
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if got, err := io.ReadAll(c); len(got) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a peer without the handshake read %q (%v), want the connection closed unanswered", got, err)
+	}
+	if _, err := New(Config{Bind: "127.0.0.1:0", ClusterKey: []byte("short")}); err == nil {
+		t.Fatal("a 5-byte cluster key accepted")
 	}
 }
