@@ -48,17 +48,17 @@ type DatasourceSpec struct {
 
 // DatasourceStatus tells where a datasource runs and how its source is.
 type DatasourceStatus struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Enabled     bool      `json:"enabled"`
-	Node        string    `json:"node"`
-	Incarnation uint64    `json:"incarnation"`
-	Running     bool      `json:"running"`
-	Healthy     bool      `json:"healthy"`
-	LastError   string    `json:"last_error"`
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Enabled     bool       `json:"enabled"`
+	Node        string     `json:"node"`
+	Incarnation uint64     `json:"incarnation"`
+	Running     bool       `json:"running"`
+	Healthy     bool       `json:"healthy"`
+	LastError   string     `json:"last_error"`
 	LastSuccess *time.Time `json:"last_success,omitempty"` // nil: no good poll yet
-	Polls       int64     `json:"polls"`
-	Failures    int64     `json:"failures"`
+	Polls       int64      `json:"polls"`
+	Failures    int64      `json:"failures"`
 }
 
 // DriversInfo lists every driver (get_drivers_info).
