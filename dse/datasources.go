@@ -480,7 +480,7 @@ func (n *Node) runLoop() {
 			}
 			if !ok || gone || w.Incarnation != r.d.Incarnation || w.Name != r.d.Name || !reflect.DeepEqual(w.Config, r.d.Config) {
 				if !inContact {
-					n.logger.Warn("stopping a datasource: no word from the cluster's leader for the liveness grace; it moves to a live node", "datasource", r.d.Name)
+					n.logger.Warn("stopping a datasource: no word from a leader for an election and the liveness grace; it moves to a live node", "datasource", r.d.Name, "after", n.outOfContactAfter())
 				}
 				n.stopDatasource(r, inContact)
 				delete(running, id)
@@ -530,10 +530,13 @@ func (n *Node) startDatasource(d fsm.Datasource) (*dsRunner, error) {
 }
 
 // inContact reports whether this node is in touch with the cluster: it
-// leads, or heard from the leader within the liveness grace. Past that, the
-// leader counts it down and moves its datasources to live nodes: this
-// node stops running them (a node partitioned away, or removed from the
-// cluster while it ran, polled their sources beside their new owner).
+// leads, or heard from a leader lately. Past that, a leader counts it down
+// and moves its datasources to live nodes: this node stops running them (a
+// node partitioned away, or removed from the cluster while it ran, polled
+// their sources beside their new owner). "Lately" spans an election, and
+// then the liveness grace the new leader gives before it moves anything:
+// followers hear from no leader while one is elected, and stopped every
+// datasource at each leader's failure.
 func (n *Node) inContact() bool {
 	switch n.raft.State() {
 	case raft.Leader:
@@ -542,7 +545,14 @@ func (n *Node) inContact() bool {
 		return false
 	}
 	last := n.raft.LastContact()
-	return !last.IsZero() && time.Since(last) < n.cfg.LivenessGrace
+	return !last.IsZero() && time.Since(last) < n.outOfContactAfter()
+}
+
+// outOfContactAfter is how long a node goes without word from a leader
+// before it counts itself cut off: the time to notice a lost leader (up to
+// twice the heartbeat timeout) and elect another, plus the grace.
+func (n *Node) outOfContactAfter() time.Duration {
+	return 2*n.cfg.HeartbeatTimeout + n.cfg.ElectionTimeout + n.cfg.LivenessGrace
 }
 
 // stopDatasource stops r's driver and takes its service out of the

@@ -3,10 +3,15 @@ package dse_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"dse.dev/dse/dse"
 	"dse.dev/dse/dse/cache"
@@ -185,4 +190,57 @@ func TestRemovedNodeStopsItsDatasources(t *testing.T) {
 		st, err := other.DatasourceStatusOf(ctx, "inv")
 		return err == nil && st.Running && st.Node != owner
 	})
+}
+
+// stopWarnings counts a node's "stopping a datasource" warnings.
+type stopWarnings struct {
+	t *testing.T
+	n *atomic.Int64
+}
+
+func (w stopWarnings) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "stopping a datasource") {
+		w.n.Add(1)
+	}
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// TestLeaderFailureDoesNotStopDatasources: while a new leader is elected,
+// the surviving nodes hear from none; their datasources keep running (each
+// was stopped and started again, tables republished, at every failure).
+func TestLeaderFailureDoesNotStopDatasources(t *testing.T) {
+	var stops atomic.Int64
+	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config) {
+		// The defaults' timings (dsetest's are faster): a follower notices
+		// the loss after 1-2 s, past the 1.5 s grace.
+		d := dse.DefaultConfig()
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LivenessGrace = d.HeartbeatTimeout, d.ElectionTimeout, d.LivenessGrace
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.ID, Level: hclog.Warn, Output: stopWarnings{t, &stops}})
+	})
+	ctx := context.Background()
+	l := c.WaitLeader()
+	for k := range 6 {
+		file := filepath.Join(t.TempDir(), "hosts.json")
+		writeJSON(t, file, `{"hosts": [["web1", "up"]]}`)
+		if _, err := c.Nodes[l].AddDatasource(ctx, dse.DatasourceSpec{Name: fmt.Sprint("inv", k), Driver: "file", Enabled: true,
+			Config: map[string]any{"path": file, "poll_interval": "50ms"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	survivor := c.Nodes[(l+1)%3]
+	dsetest.WaitFor(t, 10*time.Second, "the datasources running", func() bool {
+		for k := range 6 {
+			if st, err := survivor.DatasourceStatusOf(ctx, fmt.Sprint("inv", k)); err != nil || !st.Running {
+				return false
+			}
+		}
+		return true
+	})
+	c.Nodes[l].Close()
+	time.Sleep(4 * time.Second) // an election, and more
+	c.WaitLeader()
+	if n := stops.Load(); n > 0 {
+		t.Fatalf("%d datasources stopped on surviving nodes while a leader was elected", n)
+	}
 }
