@@ -24,6 +24,10 @@ type pubReq struct {
 	inc   uint64 // owner incarnation the publication was computed under
 	epoch uint64 // the table's epoch then; a failure starts a new one
 	done  chan pubResult
+	// settled, under t.mu: the request is sequenced or failed, as
+	// outcome says (for publishes of no change waiting on it: settle).
+	settled bool
+	outcome pubResult
 }
 
 type pubResult struct {
@@ -183,6 +187,10 @@ func (b *batcher) fail(r *pubReq, err error) {
 		t.forceSnapshot = true
 	}
 	t.pending--
+	if t.pending == 0 {
+		t.last = nil
+	}
+	r.settled, r.outcome = true, pubResult{err: err}
 	t.cond.Broadcast()
 	t.mu.Unlock()
 	r.answer(pubResult{err: err})
@@ -302,13 +310,17 @@ func (b *batcher) finish(groups []*group, res *applyResult, err error) {
 		}
 		for k, r := range g.reqs {
 			r.pub.Seqnum = grant.First + uint64(k)
+			r.settled, r.outcome = true, pubResult{seqnum: r.pub.Seqnum}
 			t.recordLocked(r.pub)
 			pubs = append(pubs, r.pub)
 		}
 		t.seqnum = grant.First + uint64(len(g.reqs)) - 1
 		t.inc = g.inc
 		t.pending -= len(g.reqs)
-		if t.pending == 0 && t.readers > 0 {
+		if t.pending == 0 {
+			t.last = nil // hold no publication longer than needed
+		}
+		if t.pending == 0 && t.readers > 0 || t.settleWaiters > 0 {
 			t.cond.Broadcast()
 		}
 		t.mu.Unlock()

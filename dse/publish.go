@@ -32,6 +32,8 @@ type pubTable struct {
 	forceSnapshot bool   // the next publication must be a snapshot
 	epoch         uint64 // bumped when a publication fails to be sequenced
 	history       []*table.Publication
+	last          *pubReq // the last publication queued
+	settleWaiters int     // publishes of no change waiting on one (settle)
 }
 
 func newPubTable(name string, maxHist int) *pubTable {
@@ -61,6 +63,20 @@ func (t *pubTable) settled(f func()) error {
 	}
 	f()
 	return nil
+}
+
+// settle answers a publish of no change with the outcome of req, the
+// publication queued last when it was made: once req is sequenced, its
+// seqnum (not changed); if req failed, its failure.
+func (t *pubTable) settle(req *pubReq, done chan<- pubResult) {
+	t.mu.Lock()
+	for !req.settled {
+		t.cond.Wait()
+	}
+	t.settleWaiters--
+	res := req.outcome
+	t.mu.Unlock()
+	done <- res
 }
 
 func (t *pubTable) publishedNow() bool {
@@ -298,21 +314,20 @@ func (s *DataService) startPublish(tableName string, change func(*pubTable) (add
 	// A new owner's first publication of each table is a snapshot.
 	first := !t.published || (t.inc != 0 && t.inc != inc)
 	if len(add) == 0 && len(del) == 0 && !first && !t.forceSnapshot {
-		if t.pending == 0 {
+		if t.pending == 0 || t.last == nil {
 			pending.res = pubResult{seqnum: t.seqnum}
 			t.mu.Unlock()
 			return pending, nil
 		}
 		// Publications of the table are in flight, and the content is
-		// theirs: so is the answer (their seqnum, or their failure; the
-		// last seqnum, now, would vouch for content that has none yet).
+		// that of the last one queued: so is the answer (its seqnum, or
+		// its failure; the last seqnum, now, would vouch for content that
+		// has none yet, and a later one for content it never had).
 		pending.done = make(chan pubResult, 1)
+		target := t.last
+		t.settleWaiters++
 		t.mu.Unlock()
-		go func() {
-			var seq uint64
-			err := t.settled(func() { seq = t.seqnum })
-			pending.done <- pubResult{seqnum: seq, err: err}
-		}()
+		go t.settle(target, pending.done)
 		return pending, nil
 	}
 	p := &table.Publication{
@@ -331,7 +346,8 @@ func (s *DataService) startPublish(tableName string, change func(*pubTable) (add
 	}
 	pending.done = make(chan pubResult, 1)
 	// Under t.mu: queue order is table order.
-	if !n.svcs.batcher.enqueue(&pubReq{svc: s, t: t, pub: p, inc: inc, epoch: epoch, done: pending.done}) {
+	req := &pubReq{svc: s, t: t, pub: p, inc: inc, epoch: epoch, done: pending.done}
+	if !n.svcs.batcher.enqueue(req) {
 		// The node closed: the change is in the content but was never
 		// sequenced, so whatever comes next must be a snapshot.
 		t.epoch++
@@ -341,6 +357,7 @@ func (s *DataService) startPublish(tableName string, change func(*pubTable) (add
 	}
 	t.published, t.forceSnapshot = true, false
 	t.pending++
+	t.last = req
 	queued = true
 	t.mu.Unlock()
 	return pending, nil

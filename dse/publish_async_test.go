@@ -137,3 +137,40 @@ func TestHookMaySortASnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestNoChangeAnswersWithThePublicationItRepeats: a delta that changes
+// nothing, made while publications are in flight, answers with the seqnum
+// of the last one queued before it (whose content it repeats), not with
+// the table's seqnum when it asked (content not sequenced yet) nor with a
+// later one's (content it never had).
+func TestNoChangeAnswersWithThePublicationItRepeats(t *testing.T) {
+	c := dsetest.New(t, 1)
+	pub := register(t, c.Nodes[0], "pub", dse.Hooks{})
+	ctx := context.Background()
+	if _, _, err := pub.Publish(ctx, "t", rows(0), false); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= 50; i++ {
+		a, err := pub.PublishDeltaAsync("t", rows(1000+i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same, err := pub.PublishDeltaAsync("t", rows(1000+i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := pub.PublishDeltaAsync("t", rows(2000+i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqA, changedA, errA := a.Wait(ctx)
+		seqSame, changedSame, errSame := same.Wait(ctx)
+		seqB, _, errB := b.Wait(ctx)
+		if errA != nil || errSame != nil || errB != nil || !changedA || changedSame {
+			t.Fatalf("round %d: %v %v %v, changed %v %v", i, errA, errSame, errB, changedA, changedSame)
+		}
+		if seqSame != seqA || seqB <= seqA {
+			t.Fatalf("round %d: the repeat answered seqnum %d; its content is the one sequenced at %d (the next publication got %d)", i, seqSame, seqA, seqB)
+		}
+	}
+}
