@@ -209,6 +209,7 @@ func TestHTTPValidate(t *testing.T) {
 		"password alone": {"url": "http://x", "password": "p"},
 		"columns type":   {"url": "http://x", "columns": "a,b"},
 		"url password":   {"url": "http://bob:URLPASS-abc@x/items"},
+		"bad url":        {"url": "http://bob:URLPASS%zz@x/items"},
 	} {
 		err := (httpDriver{}).Validate(cfg)
 		if err == nil {

@@ -48,11 +48,11 @@ func (d httpDriver) Validate(config map[string]any) error {
 	}
 	u, err := url.Parse(str(config, "url", ""))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		shown := str(config, "url", "")
-		if err == nil {
-			shown = u.Redacted()
+		if err != nil {
+			// Not echoed: it may hold a password.
+			return fmt.Errorf("config key \"url\": not a URL")
 		}
-		return fmt.Errorf("config key \"url\": %q is not an http(s) URL", shown)
+		return fmt.Errorf("config key \"url\": %q is not an http(s) URL", u.Redacted())
 	}
 	if _, ok := u.User.Password(); ok {
 		// The url is not a secret field: read tokens would see it.

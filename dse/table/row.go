@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Row is one tuple of canonical scalars.
@@ -18,7 +19,9 @@ type Row []any
 // a float with an integral value gets a fraction (1.0, not 1), so that the
 // JSON read back (FromJSON: integers as int64, others as float64) is the
 // same row. Through encoding/json's own, a table read with `dse get` and
-// published again changed.
+// published again changed. Floats are otherwise formatted as encoding/json
+// formats them, and strings are not HTML-escaped (rows are data, not
+// markup; the API's encoders do not escape either).
 func (r Row) MarshalJSON() ([]byte, error) {
 	b := make([]byte, 0, 16*len(r)+2)
 	b = append(b, '[')
@@ -34,16 +37,14 @@ func (r Row) MarshalJSON() ([]byte, error) {
 		case int64:
 			b = strconv.AppendInt(b, x, 10)
 		case float64:
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return nil, fmt.Errorf("column %d: %v has no JSON form", i, x)
+			var err error
+			if b, err = appendJSONFloat(b, x); err != nil {
+				return nil, fmt.Errorf("column %d: %v", i, err)
 			}
-			start := len(b)
-			b = strconv.AppendFloat(b, x, 'g', -1, 64)
-			if !strings.ContainsAny(string(b[start:]), ".e") {
-				b = append(b, ".0"...)
-			}
+		case string:
+			b = appendJSONString(b, x)
 		default:
-			e, err := json.Marshal(v)
+			e, err := json.Marshal(v) // []byte: base64, as before
 			if err != nil {
 				return nil, fmt.Errorf("column %d: %v", i, err)
 			}
@@ -51,6 +52,88 @@ func (r Row) MarshalJSON() ([]byte, error) {
 		}
 	}
 	return append(b, ']'), nil
+}
+
+// appendJSONFloat formats f as encoding/json does, with ".0" after an
+// integral value.
+func appendJSONFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("%v has no JSON form", f)
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 to e-9, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+		return b, nil
+	}
+	if !slices.Contains(b[start:], '.') {
+		b = append(b, ".0"...)
+	}
+	return b, nil
+}
+
+// appendJSONString quotes s as encoding/json does without HTML escaping:
+// quotes, backslashes and control characters escaped, invalid UTF-8 as
+// U+FFFD, U+2028 and U+2029 escaped (JavaScript line terminators).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // ErrBadRow is returned for a row that is not a tuple of scalars.

@@ -341,7 +341,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `[[1,1.0,1000.0,1.5,-0.25,1e+21,1e-07,9.223372036854776e+18],`; !strings.HasPrefix(string(b), want) {
+	if want := `[[1,1.0,1000.0,1.5,-0.25,1e+21,1e-7,9223372036854776000.0],`; !strings.HasPrefix(string(b), want) {
 		t.Fatalf("JSON %s, want it to start with %s", b, want)
 	}
 	back, err := FromJSON(b, DefaultLimits)
@@ -355,5 +355,28 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 	if _, err := json.Marshal(Row{math.NaN()}); err == nil {
 		t.Fatal("NaN encoded")
+	}
+	// Strings and non-integral floats as encoding/json writes them, without
+	// HTML escaping.
+	for _, v := range []any{"<a&b>", "quote \" back \\ slash", "ctl \x00\x01\b\f\n\r\t\x1f end", "bad \xff\xfe utf8", "sep \u2028 \u2029", "é ü 日本", "", 1.5e6, 1.234567890125e11, 1e-5, 1e-6, 123.456, -1e300, 5e-324} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		enc.Encode([]any{v})
+		got, err := Row{v}.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := strings.TrimSpace(want.String())
+		if f, ok := v.(float64); ok && f == math.Trunc(f) && !strings.ContainsAny(w, ".e") {
+			w = strings.TrimSuffix(w, "]") + ".0]"
+		}
+		var out bytes.Buffer
+		enc = json.NewEncoder(&out)
+		enc.SetEscapeHTML(false)
+		enc.Encode(Row{v}) // as the API writes rows
+		if string(got) != w || strings.TrimSpace(out.String()) != w {
+			t.Errorf("%q: got %s (encoder: %s), want %s", v, got, strings.TrimSpace(out.String()), w)
+		}
 	}
 }
