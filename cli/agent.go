@@ -238,7 +238,9 @@ func runAgent(c *ucli.Context) error {
 		return usagef("%s", configFlags.Replace(err.Error()))
 	}
 	opts := nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
-	opts.cfg.JoinsWithToken = opts.joinToken != ""
+	// Only a node joining from a new data dir: a member back on its own
+	// knows from its registry (and its auth-required marker).
+	opts.cfg.JoinsWithToken = opts.joinToken != "" && len(join) > 0 && storedID == ""
 
 	files := pki.Files{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
 	if files != (pki.Files{}) {

@@ -127,6 +127,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("MaxFrameSize (%d) must be at least 65536", c.MaxFrameSize)
 	case c.MaxWatches < 1:
 		return fmt.Errorf("MaxWatches (%d) must be at least 1", c.MaxWatches)
+	case c.BootstrapToken != "" && (!c.Bootstrap || len(c.BootstrapToken) < 16):
+		return fmt.Errorf("BootstrapToken goes with Bootstrap, and has 16 characters or more")
 	case c.ClusterKey != nil && len(c.ClusterKey) < transport.MinClusterKey:
 		return fmt.Errorf("ClusterKey (%d bytes) must be at least %d bytes", len(c.ClusterKey), transport.MinClusterKey)
 	}

@@ -220,7 +220,7 @@ func (n *Node) RevokeToken(ctx context.Context, id string) error {
 }
 
 // createBootstrapToken gives a secure cluster its first admin token: the
-// leader creates it (BootstrapToken, or a generated one handed to
+// node given it creates it, through the leader, (BootstrapToken, or a generated one handed to
 // OnBootstrapToken) if the cluster has none, also after a crash that came
 // between bootstrapping and creating it.
 func (n *Node) createBootstrapToken() {
@@ -243,8 +243,8 @@ func (n *Node) createBootstrapToken() {
 			}
 			return
 		}
-		if !n.IsLeader() || !n.caughtUp.Load() {
-			continue
+		if !n.caughtUp.Load() {
+			continue // the registry may hold tokens this node has not seen
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 		_, err := n.createToken(ctx, "bootstrap", RoleAdmin, secret)

@@ -53,3 +53,32 @@ func TestTokensRequiredBeforeTheyReplicate(t *testing.T) {
 	}
 	dsetest.WaitFor(t, 10*time.Second, "the joined node to open, as its cluster is", func() bool { return !j1.AuthRequired() })
 }
+
+// TestBootstrapTokenAddedLater: the bootstrap node of an open cluster,
+// restarted with a bootstrap token while another node leads, adds it (only
+// the leader did, so the node answered 503 for good, as a follower).
+func TestBootstrapTokenAddedLater(t *testing.T) {
+	c := dsetest.New(t, 3)
+	ctx := context.Background()
+	if _, err := c.Nodes[0].TransferLeadership(ctx, c.Nodes[1].ID()); err != nil {
+		t.Fatal(err)
+	}
+	old := c.Nodes[0]
+	old.Close()
+	cfg := dsetest.Config(t, "", c.Dir(0))
+	cfg.Bind, cfg.Bootstrap, cfg.BootstrapToken = old.Addr(), true, "operator-admin-token-03"
+	var n *dse.Node
+	dsetest.WaitFor(t, 5*time.Second, "the restart", func() bool {
+		var err error
+		n, err = dse.New(cfg)
+		return err == nil
+	})
+	defer n.Close()
+	dsetest.WaitFor(t, 15*time.Second, "the token added", func() bool { return n.AuthReady() })
+	if _, err := n.Authenticate("operator-admin-token-03"); err != nil {
+		t.Fatalf("the bootstrap token: %v", err)
+	}
+	if n.IsLeader() {
+		t.Log("the restarted node leads again: the token was added by a leader")
+	}
+}
