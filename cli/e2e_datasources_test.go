@@ -90,7 +90,7 @@ func TestE2EDatasourceFailover(t *testing.T) {
 	// open, nothing answers). A call that timed out may have run there, so
 	// it is not sent again, unless the caller says the action is
 	// idempotent: then its later attempts find the host back.
-	ping := []string{"--addr", watchFrom.http, "rpc", "inv", "ping", "--args", `{"a":1}`, "--timeout", "250ms", "--retry", "5"}
+	ping := []string{"--addr", watchFrom.http, "rpc", "inv", "ping", "--args", `{"a":1}`, "--timeout", "250ms", "--retry", "12"}
 	owner.cmd.Process.Signal(syscall.SIGSTOP)
 	r := run(t, ping...)
 	if r.code != 1 || !strings.Contains(r.stderr, "timed out") {

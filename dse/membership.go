@@ -322,10 +322,17 @@ func (n *Node) checkQuorumWithout(servers []raft.Server, id string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-			defer cancel()
-			st, err := n.peerStatus(ctx, string(s.Address))
-			live[i] = err == nil && st.ID == string(s.ID)
+			// Twice, each up to a heartbeat timeout (1 s at least): the ask
+			// shares its connection with publication pushes, and a busy
+			// peer that misses once is not dead.
+			for range 2 {
+				ctx, cancel := context.WithTimeout(n.ctx, max(time.Second, n.cfg.HeartbeatTimeout))
+				st, err := n.peerStatus(ctx, string(s.Address))
+				cancel()
+				if live[i] = err == nil && st.ID == string(s.ID); live[i] {
+					return
+				}
+			}
 		}()
 	}
 	wg.Wait()

@@ -75,13 +75,16 @@ type delivery struct {
 	svc     *DataService
 	receipt time.Time
 	size    int // pubs' bytes on the wire (estimated for local ones)
+	// catchup: a catch-up reply, taken whatever the queue holds (at most
+	// one per subscription is in flight; it repairs what drops broke).
+	catchup bool
 }
 
 // The delivery queue's bounds, in publications and in their bytes on the
 // wire (decoded, they take 2-5× that); beyond either, arriving
 // publications are dropped and recovered through the gap rule. A queue
-// holding none takes anything: one frame, or one catch-up reply, is
-// bounded by the frame limit.
+// holding none takes anything: one frame is bounded by the frame limit. A
+// catch-up reply is always taken (one per subscription at most).
 const (
 	maxQueuedPubs  = 1 << 20
 	maxQueuedBytes = 256 << 20
@@ -102,7 +105,7 @@ func (ss *services) start() {
 // the bound are dropped (the subscriber recovers through the gap rule).
 func (ss *services) enqueue(d delivery) {
 	ss.dqMu.Lock()
-	if len(d.pubs) > 0 && ss.dqPubs > 0 && (ss.dqPubs+len(d.pubs) > maxQueuedPubs || ss.dqBytes+d.size > ss.maxQueuedBytes) {
+	if len(d.pubs) > 0 && ss.dqPubs > 0 && !d.catchup && (ss.dqPubs+len(d.pubs) > maxQueuedPubs || ss.dqBytes+d.size > ss.maxQueuedBytes) {
 		ss.dqMu.Unlock()
 		ss.n.metrics.dropped.Add(float64(len(d.pubs)))
 		return
@@ -475,7 +478,7 @@ func (ss *services) catchup(st *subState) {
 		n.logger.Warn("malformed catch-up reply", "publisher", st.id.Publisher, "error", err)
 		return
 	}
-	ss.enqueue(delivery{pubs: pubs, receipt: time.Now(), size: len(body)})
+	ss.enqueue(delivery{pubs: pubs, receipt: time.Now(), size: len(body), catchup: true})
 }
 
 // streamCatchup answers a subscriber node's catch-up request with a reply

@@ -110,9 +110,12 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	for {
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrClosed) {
+				return fmt.Errorf("%w: the node is shutting down", ErrClosed)
+			}
 			return ctx.Err()
 		case <-overflow:
-			return fmt.Errorf("%w: more than %d events unread", ErrWatchTooSlow, cap(events))
+			return fmt.Errorf("%w: %w: more than %d events unread", ErrUnavailable, ErrWatchTooSlow, cap(events))
 		case <-ended:
 			return fmt.Errorf("%w: the subscription to %s/%s ended (its publisher was deleted)", ErrNotFound, publisher, tbl)
 		case <-check.C:
