@@ -256,6 +256,14 @@ func (f *FSM) Tokens() []Token {
 	return out
 }
 
+// TokenExists reports whether the token with id exists (not revoked).
+func (f *FSM) TokenExists(id string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.s.tokens[id]
+	return ok
+}
+
 // TokenByHash finds the token whose secret hashes to hash.
 func (f *FSM) TokenByHash(hash string) (Token, bool) {
 	f.mu.RLock()
