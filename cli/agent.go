@@ -238,9 +238,10 @@ func runAgent(c *ucli.Context) error {
 		return usagef("%s", configFlags.Replace(err.Error()))
 	}
 	opts := nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
-	// Only a node joining from a new data dir: a member back on its own
-	// knows from its registry (and its auth-required marker).
-	opts.cfg.JoinsWithToken = opts.joinToken != "" && len(join) > 0 && storedID == ""
+	// The node applies it only when it has no Raft state yet: a member
+	// back on its own knows from its registry (and its auth-required
+	// marker).
+	opts.cfg.JoinsWithToken = opts.joinToken != "" && len(join) > 0
 
 	files := pki.Files{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")}
 	if files != (pki.Files{}) {

@@ -246,3 +246,42 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// watchProc is a `dse watch` process whose end a test awaits.
+type watchProc struct {
+	cmd      *exec.Cmd
+	out, err lockedBuffer
+}
+
+// startWatchProc runs the CLI with args (a watch) and waits for its
+// snapshot line.
+func startWatchProc(t *testing.T, args ...string) *watchProc {
+	t.Helper()
+	w := &watchProc{cmd: exec.Command(dseBin, args...)}
+	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.err
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.cmd.Process.Kill()
+		w.cmd.Wait()
+	})
+	eventually(t, 20*time.Second, "the watch's snapshot", func() bool { return strings.Contains(w.out.String(), `"snapshot":true`) })
+	return w
+}
+
+// wantEnd waits up to 20 s for the watch to exit 1 with why in its error.
+func (w *watchProc) wantEnd(t *testing.T, why string) {
+	t.Helper()
+	ended := make(chan error, 1)
+	go func() { ended <- w.cmd.Wait() }()
+	select {
+	case err := <-ended:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(w.err.String(), why) {
+			t.Fatalf("watch ended with %v, stderr %q; want exit 1 and %q", err, w.err.String(), why)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the watch still runs 20 s later; want it ended with %q", why)
+	}
+}

@@ -3,10 +3,8 @@ package cli_test
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -122,29 +120,12 @@ func TestE2ESecurity(t *testing.T) {
 		if r := run(t, append([]string{"--addr", n1.http}, as(rwTok, "publish", "secured", "t", "--file", writeFile(t, `[[1]]`))...)...); r.code != 0 {
 			t.Fatalf("publish: %+v", r)
 		}
-		watch := exec_(dseBin, append([]string{"--addr", n3.http}, as(rwTok, "watch", "secured", "t", "--timeout", "60s")...)...)
-		var wout, werr lockedBuffer
-		watch.Stdout, watch.Stderr = &wout, &werr
-		if err := watch.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer watch.Process.Kill()
-		eventually(t, 20*time.Second, "the watch's snapshot", func() bool { return strings.Contains(wout.String(), `"snapshot":true`) })
+		watch := startWatchProc(t, append([]string{"--addr", n3.http}, as(rwTok, "watch", "secured", "t", "--timeout", "60s")...)...)
 		if r := run(t, append([]string{"--addr", n1.http}, as(admin, "tokens", "revoke", rw["id"].(string))...)...); r.code != 0 {
 			t.Fatalf("revoke: %+v", r)
 		}
 		wantFail(t, 1, []string{"unauthorized"}, append([]string{"--addr", n3.http}, as(rwTok, "services", "list")...)...)
-		ended := make(chan error, 1)
-		go func() { ended <- watch.Wait() }()
-		select {
-		case err := <-ended:
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(werr.String(), "revoked") {
-				t.Fatalf("watch with a revoked token: %v, stderr %q; want exit 1, revoked", err, werr.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("a watch with a revoked token still runs 20 s later")
-		}
+		watch.wantEnd(t, "revoked")
 		if log := n1.log.String(); strings.Contains(log, rwTok) || strings.Contains(log, roTok) || strings.Contains(log, admin) {
 			t.Fatal("a token appears in the log")
 		}

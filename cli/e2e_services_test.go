@@ -3,7 +3,6 @@ package cli_test
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -235,30 +234,13 @@ func TestE2EServicesPublishWatchRestart(t *testing.T) {
 
 	t.Run("delete", func(t *testing.T) {
 		// A watch open on the service ends with it, saying why.
-		watch := exec_(dseBin, "--addr", n3.http, "watch", "ext", "t", "--timeout", "60s")
-		var wout, werr lockedBuffer
-		watch.Stdout, watch.Stderr = &wout, &werr
-		if err := watch.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer watch.Process.Kill()
-		eventually(t, 20*time.Second, "the watch's snapshot", func() bool { return strings.Contains(wout.String(), `"snapshot":true`) })
+		watch := startWatchProc(t, "--addr", n3.http, "watch", "ext", "t", "--timeout", "60s")
 		if r := run(t, "--addr", n2.http, "services", "delete", "ext"); r.code != 0 {
 			t.Fatalf("delete: %+v", r)
 		}
 		wantFail(t, 1, []string{"service not found"}, "--addr", n3.http, "get", "ext", "t")
 		wantFail(t, 1, []string{"service not found"}, "--addr", n3.http, "services", "delete", "ext")
-		ended := make(chan error, 1)
-		go func() { ended <- watch.Wait() }()
-		select {
-		case err := <-ended:
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(werr.String(), `"ext" was deleted`) {
-				t.Fatalf("watch of a deleted service: %v, stderr %q; want exit 1, was deleted", err, werr.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("the watch of a deleted service still runs 20 s later")
-		}
+		watch.wantEnd(t, `"ext" was deleted`)
 	})
 }
 

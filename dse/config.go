@@ -75,9 +75,10 @@ type Config struct {
 	Secure           bool
 	BootstrapToken   string
 	OnBootstrapToken func(secret string)
-	// JoinsWithToken says the node joins its cluster with a token: until it
-	// has caught up with the cluster's registry (and so learned whether
-	// the cluster holds tokens), it serves no request without one.
+	// JoinsWithToken says the node joins its cluster with a token: started
+	// without Raft state, until it has caught up with the cluster's
+	// registry (and so learned whether the cluster holds tokens), it
+	// serves no request without one.
 	JoinsWithToken bool
 	// Faults, when set, injects drops, duplicates and delays into the
 	// node's outgoing pushes (tests and chaos runs only).

@@ -550,9 +550,12 @@ func (n *Node) inContact() bool {
 
 // outOfContactAfter is how long a node goes without word from a leader
 // before it counts itself cut off: the time to notice a lost leader (up to
-// twice the heartbeat timeout) and elect another, plus the grace.
+// twice the heartbeat timeout) and elect another (up to twice the election
+// timeout a round), plus the grace. A node cut off from a live leader stops
+// a few seconds after the leader moved its datasources: meanwhile both
+// poll, but the cut-off one's publications are fenced.
 func (n *Node) outOfContactAfter() time.Duration {
-	return 2*n.cfg.HeartbeatTimeout + n.cfg.ElectionTimeout + n.cfg.LivenessGrace
+	return 2*n.cfg.HeartbeatTimeout + 2*n.cfg.ElectionTimeout + n.cfg.LivenessGrace
 }
 
 // stopDatasource stops r's driver and takes its service out of the

@@ -52,10 +52,16 @@ func TestHistoryKeepsTheLastRun(t *testing.T) {
 
 // singleNode starts a one-node cluster on loopback and waits for it to
 // lead; the test's cleanup closes it.
-func singleNode(tb testing.TB) *Node {
+func singleNode(tb testing.TB) *Node { return singleNodeWith(tb, nil) }
+
+// singleNodeWith is singleNode with adjust applied to its config.
+func singleNodeWith(tb testing.TB, adjust func(*Config)) *Node {
 	tb.Helper()
 	cfg := DefaultConfig()
 	cfg.ID, cfg.DataDir, cfg.Bind, cfg.HTTPAddr, cfg.Bootstrap = "n1", tb.TempDir(), "127.0.0.1:0", "127.0.0.1:0", true
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	n, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -173,7 +179,7 @@ func TestPublishRefusedWhenTooManyWait(t *testing.T) {
 // dropped, and the subscriber still ends with the publisher's content
 // (through the gap rule's catch-up) once the hook lets go.
 func TestDeliveryQueueBoundedByBytes(t *testing.T) {
-	n := singleNode(t)
+	n := singleNodeWith(t, func(cfg *Config) { cfg.ResubTimeout = 200 * time.Millisecond })
 	ctx := context.Background()
 	n.svcs.dqMu.Lock()
 	n.svcs.maxQueuedBytes = 64 << 10
@@ -228,6 +234,21 @@ func TestDeliveryQueueBoundedByBytes(t *testing.T) {
 	// One delivery (one entry's publications) is taken whatever its size.
 	if dropped := n.Stats().Dropped; dropped < deltas/2 || bytes > 64<<10 && items > 1 {
 		t.Fatalf("with the loop held: %d publications (%d bytes, %d deliveries) queued, %d dropped; want at most 64 KiB queued, or one delivery, and the rest dropped", queued, bytes, items, dropped)
+	}
+	// The subscription is behind the registry: it catches up, and the reply
+	// queues whatever the bound (it repairs the drops), but one at a time,
+	// however many resub timeouts the hook holds out.
+	time.Sleep(2 * time.Second) // 10 resub timeouts
+	n.svcs.dqMu.Lock()
+	replies := 0
+	for _, d := range n.svcs.dq {
+		if d.catchup != nil {
+			replies++
+		}
+	}
+	n.svcs.dqMu.Unlock()
+	if replies != 1 {
+		t.Fatalf("%d catch-up replies queued while the hook held the loop, want 1", replies)
 	}
 	let()
 	seq, rows, err := pub.GetLastPublishedDataWithSeqnum("t")

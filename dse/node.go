@@ -48,6 +48,7 @@ type Node struct {
 	watches      atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
 	authSeen     atomic.Bool  // tokens were required (also across restarts)
 	plainWarning sync.Once    // warnPlainClusterPort
+	joinsFresh   bool         // joins with a token, without Raft state (AuthRequired)
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -245,6 +246,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("dse: start raft: %w", err)
 	}
 	n.raft = r
+	n.joinsFresh = n.cfg.JoinsWithToken && !existing
 	if n.cfg.Bootstrap && (n.cfg.Secure || n.cfg.BootstrapToken != "") {
 		n.goFunc(n.createBootstrapToken)
 	}

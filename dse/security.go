@@ -76,7 +76,7 @@ func (n *Node) AuthRequired() bool {
 		n.noteAuth()
 		return true
 	}
-	return n.cfg.Secure || n.cfg.BootstrapToken != "" || n.cfg.JoinsWithToken && !n.caughtUp.Load()
+	return n.cfg.Secure || n.cfg.BootstrapToken != "" || n.joinsFresh && !n.caughtUp.Load()
 }
 
 // AuthReady reports whether this node can check tokens: it holds them and
@@ -229,8 +229,14 @@ func (n *Node) createBootstrapToken() {
 		case <-time.After(250 * time.Millisecond):
 		}
 		if n.fsm.AuthEnabled() {
-			if !generated && n.caughtUp.Load() {
-				if _, ok := n.fsm.TokenByHash(hashSecret(secret)); !ok {
+			if n.caughtUp.Load() {
+				_, ours := n.fsm.TokenByHash(hashSecret(secret))
+				switch {
+				case ours && generated && n.cfg.OnBootstrapToken != nil:
+					// An attempt that failed after its entry committed
+					// (a timeout, a leader change): it is the token.
+					n.cfg.OnBootstrapToken(secret)
+				case !ours && !generated:
 					n.logger.Warn("the cluster already holds tokens, and not the --bootstrap-token given: it was not added")
 				}
 			}

@@ -42,6 +42,10 @@ type subState struct {
 	attaching  map[string]bool // local subscribers the delivery loop will add
 	catchingUp bool
 	restarted  bool // started over during a catch-up: catch up again after it
+	// replyQueued: a catch-up reply waits in the delivery queue (which
+	// takes them whatever it holds): no other catch-up starts until it is
+	// delivered, or a slow hook piled up a reply every ResubTimeout.
+	replyQueued bool
 }
 
 // services is the node's engine: the services it hosts, its subscriptions,
@@ -75,9 +79,10 @@ type delivery struct {
 	svc     *DataService
 	receipt time.Time
 	size    int // pubs' bytes on the wire (estimated for local ones)
-	// catchup: a catch-up reply, taken whatever the queue holds (at most
-	// one per subscription is in flight; it repairs what drops broke).
-	catchup bool
+	// catchup, for a catch-up reply: its subscription. Taken whatever the
+	// queue holds (it repairs what drops broke; one per subscription
+	// waits at most: replyQueued).
+	catchup *subState
 }
 
 // The delivery queue's bounds, in publications and in their bytes on the
@@ -105,7 +110,7 @@ func (ss *services) start() {
 // the bound are dropped (the subscriber recovers through the gap rule).
 func (ss *services) enqueue(d delivery) {
 	ss.dqMu.Lock()
-	if len(d.pubs) > 0 && ss.dqPubs > 0 && !d.catchup && (ss.dqPubs+len(d.pubs) > maxQueuedPubs || ss.dqBytes+d.size > ss.maxQueuedBytes) {
+	if len(d.pubs) > 0 && ss.dqPubs > 0 && d.catchup == nil && (ss.dqPubs+len(d.pubs) > maxQueuedPubs || ss.dqBytes+d.size > ss.maxQueuedBytes) {
 		ss.dqMu.Unlock()
 		ss.n.metrics.dropped.Add(float64(len(d.pubs)))
 		return
@@ -138,6 +143,11 @@ func (ss *services) deliverLoop() {
 					ss.join(d.st, d.svc)
 				} else {
 					ss.receive(d.pubs, d.receipt)
+				}
+				if st := d.catchup; st != nil {
+					st.mu.Lock()
+					st.replyQueued = false
+					st.mu.Unlock()
 				}
 			}
 		}
@@ -424,7 +434,7 @@ type catchupRequest struct {
 func (ss *services) catchup(st *subState) {
 	n := ss.n
 	st.mu.Lock()
-	if st.catchingUp {
+	if st.catchingUp || st.replyQueued {
 		st.mu.Unlock()
 		return
 	}
@@ -478,7 +488,10 @@ func (ss *services) catchup(st *subState) {
 		n.logger.Warn("malformed catch-up reply", "publisher", st.id.Publisher, "error", err)
 		return
 	}
-	ss.enqueue(delivery{pubs: pubs, receipt: time.Now(), size: len(body), catchup: true})
+	st.mu.Lock()
+	st.replyQueued = true
+	st.mu.Unlock()
+	ss.enqueue(delivery{pubs: pubs, receipt: time.Now(), size: len(body), catchup: st})
 }
 
 // streamCatchup answers a subscriber node's catch-up request with a reply
@@ -607,7 +620,7 @@ func (ss *services) checkResub(only map[cache.TableID]bool) {
 	for _, st := range all {
 		committed := ss.n.fsm.Seqnum(st.id.Publisher, st.id.Table)
 		st.mu.Lock()
-		if !st.catchingUp && st.seq.NeedsCatchup(now, committed, ss.n.cfg.ResubTimeout) {
+		if !st.catchingUp && !st.replyQueued && st.seq.NeedsCatchup(now, committed, ss.n.cfg.ResubTimeout) {
 			due = append(due, st)
 		}
 		st.mu.Unlock()

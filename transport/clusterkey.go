@@ -48,6 +48,10 @@ func clientKeyHandshake(conn net.Conn, key []byte) error {
 	}
 	var reply [nonceSize + sha256.Size]byte
 	if _, err := io.ReadFull(conn, reply[:]); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return err // slow, not refused: may be tried again
+		}
 		return fmt.Errorf("%w: the peer closed the handshake (it has another key, or none): %v", ErrClusterKey, err)
 	}
 	sn := reply[:nonceSize]

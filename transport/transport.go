@@ -577,10 +577,17 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout t
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
 	if t.cfg.ClusterKey != nil {
-		if err := clientKeyHandshake(conn, t.cfg.ClusterKey); err != nil {
+		// Ended early when ctx is (the node closing).
+		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+		err := clientKeyHandshake(conn, t.cfg.ClusterKey)
+		if !stop() && err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
 			conn.Close()
 			return nil, err
 		}
+		conn.SetDeadline(time.Now().Add(timeout))
 	}
 	if _, err := conn.Write([]byte{proto}); err != nil {
 		conn.Close()
