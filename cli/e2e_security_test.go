@@ -46,8 +46,9 @@ func TestE2ESecurity(t *testing.T) {
 		wantFail(t, 1, []string{"overwrite the CA"}, "tls", "cert", "--dir", pki, "--id", id)
 	}
 	ca := filepath.Join(pki, "ca.pem")
+	// With a cluster key too: its proofs then ride on the mutual TLS.
 	tlsFlags := func(id string) []string {
-		return []string{"--tls-cert", filepath.Join(pki, id+".pem"), "--tls-key", filepath.Join(pki, id+"-key.pem"), "--tls-ca", ca}
+		return []string{"--tls-cert", filepath.Join(pki, id+".pem"), "--tls-key", filepath.Join(pki, id+"-key.pem"), "--tls-ca", ca, "--cluster-key", "e2e-cluster-key-with-tls-0123"}
 	}
 	const admin = "e2e-admin-token-0123456789"
 	n1 := startAgent(t, t.TempDir(), append([]string{"--id", "n1", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap", "--bootstrap-token", admin}, tlsFlags("n1")...)...)

@@ -1,12 +1,18 @@
 package transport
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"time"
 )
@@ -22,67 +28,122 @@ const MinClusterKey = 16
 // key (or holds another), or when one side has a key and the other none.
 var ErrClusterKey = errors.New("cluster key mismatch")
 
-const nonceSize = 32
+// ekmLabel names the TLS keying material the proofs are made over.
+const ekmLabel = "EXPORTER-dse-cluster-key"
 
-// keyMAC is the proof of one side: HMAC-SHA256 over its role and both
-// nonces, so that neither a proof nor a reflected one can be replayed.
-func keyMAC(key []byte, role string, client, server []byte) []byte {
+// The cluster-key handshake. The client sends ProtoAuth; then, unless the
+// connection already runs mutual TLS, both sides start TLS 1.3 with a
+// throwaway certificate (the key, not the certificate, authenticates: the
+// client checks none). Each side then proves it holds the key with an
+// HMAC-SHA256 of the session's exported keying material, which is unique
+// to that TLS session: a proof cannot be replayed, reflected or relayed
+// into another session, and a machine in the middle, holding two sessions,
+// can pass neither side's proof to the other. Everything after runs inside
+// TLS, encrypted and authenticated.
+
+// keyProof is one side's proof for a session.
+func keyProof(key []byte, role string, ekm []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(role))
-	m.Write(client)
-	m.Write(server)
+	m.Write(ekm)
 	return m.Sum(nil)
 }
 
-// clientKeyHandshake proves the key to a server and checks its proof: the
-// client sends ProtoAuth and a nonce; the server answers its nonce and its
-// proof; the client sends its proof. The caller has set a deadline.
-func clientKeyHandshake(conn net.Conn, key []byte) error {
-	cn := make([]byte, 1+nonceSize)
-	cn[0] = ProtoAuth
-	if _, err := rand.Read(cn[1:]); err != nil {
-		return err
-	}
-	if _, err := conn.Write(cn); err != nil {
-		return err
-	}
-	var reply [nonceSize + sha256.Size]byte
-	if _, err := io.ReadFull(conn, reply[:]); err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return err // slow, not refused: may be tried again
-		}
-		return fmt.Errorf("%w: the peer closed the handshake (it has another key, or none): %v", ErrClusterKey, err)
-	}
-	sn := reply[:nonceSize]
-	if !hmac.Equal(reply[nonceSize:], keyMAC(key, "server", cn[1:], sn)) {
-		return fmt.Errorf("%w: the peer holds another key", ErrClusterKey)
-	}
-	_, err := conn.Write(keyMAC(key, "client", cn[1:], sn))
-	return err
+// sessionKeyMaterial returns the keying material of tc's session.
+func sessionKeyMaterial(tc *tls.Conn) ([]byte, error) {
+	cs := tc.ConnectionState()
+	return cs.ExportKeyingMaterial(ekmLabel, nil, 32)
 }
 
-// serverKeyHandshake is the server's side, after it read ProtoAuth.
-func serverKeyHandshake(conn net.Conn, key []byte, timeout time.Duration) error {
-	conn.SetDeadline(time.Now().Add(timeout))
-	cn := make([]byte, nonceSize)
-	if _, err := io.ReadFull(conn, cn); err != nil {
-		return err
+// throwawayTLS returns a server config with a new self-signed certificate,
+// for the cluster key's TLS when no mutual TLS is configured.
+func throwawayTLS() (*tls.Config, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]byte, nonceSize, nonceSize+sha256.Size)
-	if _, err := rand.Read(out); err != nil {
-		return err
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "dse cluster-key session"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(100 * 365 * 24 * time.Hour),
 	}
-	sn := out[:nonceSize:nonceSize]
-	if _, err := conn.Write(append(out, keyMAC(key, "server", cn, sn)...)); err != nil {
-		return err
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion:   tls.VersionTLS13,
+	}, nil
+}
+
+// clientKeyHandshake runs the client's side on conn (its deadline set by
+// the caller) and returns the connection to use: TLS, unless conn was.
+func clientKeyHandshake(conn net.Conn, key []byte) (net.Conn, error) {
+	if _, err := conn.Write([]byte{ProtoAuth}); err != nil {
+		return nil, err
+	}
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		// The peer checks the key, not a certificate.
+		tc = tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		if err := tc.Handshake(); err != nil {
+			return nil, refused(err)
+		}
+	}
+	ekm, err := sessionKeyMaterial(tc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tc.Write(keyProof(key, "client", ekm)); err != nil {
+		return nil, err
 	}
 	proof := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(conn, proof); err != nil {
+	if _, err := io.ReadFull(tc, proof); err != nil {
+		return nil, refused(err)
+	}
+	if !hmac.Equal(proof, keyProof(key, "server", ekm)) {
+		return nil, fmt.Errorf("%w: the peer holds another key", ErrClusterKey)
+	}
+	return tc, nil
+}
+
+// refused makes a peer's hang-up in the handshake a key mismatch (it has
+// another key, or none); a timeout stays a timeout (slow, not refused).
+func refused(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
 		return err
 	}
-	if !hmac.Equal(proof, keyMAC(key, "client", cn, sn)) {
-		return fmt.Errorf("%w: the peer holds another key", ErrClusterKey)
+	return fmt.Errorf("%w: the peer ended the handshake (it has another key, or none): %v", ErrClusterKey, err)
+}
+
+// serverKeyHandshake runs the server's side, after it read ProtoAuth,
+// starting TLS with srv unless conn already runs it; it returns the
+// connection to use.
+func serverKeyHandshake(conn net.Conn, key []byte, srv *tls.Config, timeout time.Duration) (net.Conn, error) {
+	conn.SetDeadline(time.Now().Add(timeout))
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		tc = tls.Server(conn, srv)
+		if err := tc.Handshake(); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	ekm, err := sessionKeyMaterial(tc)
+	if err != nil {
+		return nil, err
+	}
+	proof := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(tc, proof); err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(proof, keyProof(key, "client", ekm)) {
+		return nil, fmt.Errorf("%w: the peer holds another key", ErrClusterKey)
+	}
+	if _, err := tc.Write(keyProof(key, "server", ekm)); err != nil {
+		return nil, err
+	}
+	return tc, nil
 }

@@ -46,10 +46,11 @@ type Config struct {
 	// choice through ClientAuth and ClientCAs).
 	TLS *tls.Config
 	// ClusterKey, when set (MinClusterKey bytes or more), must be held by
-	// every peer: each connection starts with a challenge each side
-	// answers with an HMAC of it (the key never crosses the wire). It
-	// guards the port where TLS does not; a peer without it, or with
-	// another, is refused before any frame.
+	// every peer: each connection runs TLS (a throwaway certificate, when
+	// TLS is not set) and each side proves the key with an HMAC of the
+	// session's keying material (the key never crosses the wire). It
+	// guards the port where mutual TLS does not; a peer without it, or
+	// with another, is refused before any frame.
 	ClusterKey []byte
 	// Logger receives connection-level events.
 	Logger hclog.Logger
@@ -150,7 +151,8 @@ type Transport struct {
 	ln     net.Listener
 	addr   string
 	raftCh chan net.Conn
-	source net.IP // outbound connections leave from it (sourceIP)
+	source net.IP      // outbound connections leave from it (sourceIP)
+	keyTLS *tls.Config // the cluster key's server TLS, without mutual TLS
 
 	mu      sync.Mutex
 	handler Handler
@@ -168,6 +170,13 @@ func New(cfg Config) (*Transport, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
+	var keyTLS *tls.Config
+	if cfg.ClusterKey != nil && cfg.TLS == nil {
+		var err error
+		if keyTLS, err = throwawayTLS(); err != nil {
+			return nil, fmt.Errorf("transport: cluster key's TLS: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Bind)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %s: %w", cfg.Bind, err)
@@ -183,6 +192,7 @@ func New(cfg Config) (*Transport, error) {
 		addr:   addr,
 		source: sourceIP(cfg.Bind),
 		raftCh: make(chan net.Conn),
+		keyTLS: keyTLS,
 		peers:  map[string]*peer{},
 		conns:  map[net.Conn]struct{}{},
 		ctx:    ctx,
@@ -349,8 +359,17 @@ func (t *Transport) handshake(conn net.Conn) {
 	}
 	if t.cfg.ClusterKey != nil {
 		err := ErrClusterKey
+		var kc net.Conn
 		if b[0] == ProtoAuth {
-			err = serverKeyHandshake(conn, t.cfg.ClusterKey, t.cfg.ReadTimeout)
+			kc, err = serverKeyHandshake(conn, t.cfg.ClusterKey, t.keyTLS, t.cfg.ReadTimeout)
+		}
+		if err == nil && kc != conn {
+			t.untrack(conn)
+			conn = kc
+			if !t.track(conn) {
+				conn.Close()
+				return
+			}
 		}
 		if err == nil {
 			conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
@@ -579,7 +598,7 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout t
 	if t.cfg.ClusterKey != nil {
 		// Ended early when ctx is (the node closing).
 		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-		err := clientKeyHandshake(conn, t.cfg.ClusterKey)
+		kc, err := clientKeyHandshake(conn, t.cfg.ClusterKey)
 		if !stop() && err == nil {
 			err = ctx.Err()
 		}
@@ -587,6 +606,7 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout t
 			conn.Close()
 			return nil, err
 		}
+		conn = kc
 		conn.SetDeadline(time.Now().Add(timeout))
 	}
 	if _, err := conn.Write([]byte{proto}); err != nil {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -715,5 +716,57 @@ func TestClusterKey(t *testing.T) {
 	}
 	if _, err := New(Config{Bind: "127.0.0.1:0", ClusterKey: []byte("short")}); err == nil {
 		t.Fatal("a 5-byte cluster key accepted")
+	}
+}
+
+// TestClusterKeyResistsARelay: a machine between two keyed nodes, holding
+// a TLS session with each, cannot pass the client's proof on to the
+// server: each proof is bound to its own session.
+func TestClusterKeyResistsARelay(t *testing.T) {
+	key := []byte("a-cluster-key-0123456789")
+	srv := newTransport(t, Config{ClusterKey: key})
+	srv.SetHandler(newRecorder())
+	cli := newTransport(t, Config{ClusterKey: key})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	relayed := make(chan error, 1)
+	go func() {
+		c1, err := ln.Accept()
+		if err != nil {
+			relayed <- err
+			return
+		}
+		defer c1.Close()
+		c1.SetDeadline(time.Now().Add(5 * time.Second))
+		own, _ := throwawayTLS()
+		var b [1]byte
+		io.ReadFull(c1, b[:])
+		t1 := tls.Server(c1, own)
+		proof := make([]byte, 32)
+		if _, err := io.ReadFull(t1, proof); err != nil {
+			relayed <- err
+			return
+		}
+		c2, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			relayed <- err
+			return
+		}
+		defer c2.Close()
+		c2.SetDeadline(time.Now().Add(5 * time.Second))
+		c2.Write([]byte{ProtoAuth})
+		t2 := tls.Client(c2, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		t2.Write(proof) // the client's proof, for another session
+		_, err = io.ReadFull(t2, make([]byte, 32))
+		relayed <- err // the server's proof, had it taken the client's
+	}()
+	if _, err := cli.Call(context.Background(), ln.Addr().String(), 1, []byte("hi")); err == nil {
+		t.Fatal("the call through the relay was answered")
+	}
+	if err := <-relayed; err == nil {
+		t.Fatal("the server took a proof relayed from another session")
 	}
 }
