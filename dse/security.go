@@ -212,10 +212,11 @@ func (n *Node) RevokeToken(ctx context.Context, id string) error {
 	return nil
 }
 
-// createBootstrapToken gives a secure cluster its first admin token: the
-// node given it creates it, through the leader, (BootstrapToken, or a generated one handed to
-// OnBootstrapToken) if the cluster has none, also after a crash that came
-// between bootstrapping and creating it.
+// createBootstrapToken gives a secure cluster its first admin token
+// (BootstrapToken, or a generated one handed to OnBootstrapToken) if the
+// cluster has none: the bootstrap node creates it through the leader, also
+// after a crash that came between bootstrapping and creating it, and as a
+// follower (restarted with a token on an open cluster).
 func (n *Node) createBootstrapToken() {
 	secret := n.cfg.BootstrapToken
 	generated := secret == ""
