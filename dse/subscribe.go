@@ -46,6 +46,9 @@ type subState struct {
 	// takes them whatever it holds): no other catch-up starts until it is
 	// delivered, or a slow hook piled up a reply every ResubTimeout.
 	replyQueued bool
+	// catchupWanted: a catch-up was asked for while a reply was queued; it
+	// runs once that reply is delivered.
+	catchupWanted bool
 }
 
 // services is the node's engine: the services it hosts, its subscriptions,
@@ -146,8 +149,12 @@ func (ss *services) deliverLoop() {
 				}
 				if st := d.catchup; st != nil {
 					st.mu.Lock()
-					st.replyQueued = false
+					again := st.catchupWanted
+					st.replyQueued, st.catchupWanted = false, false
 					st.mu.Unlock()
+					if again {
+						ss.n.goFunc(func() { ss.catchup(st) })
+					}
 				}
 			}
 		}
@@ -434,7 +441,12 @@ type catchupRequest struct {
 func (ss *services) catchup(st *subState) {
 	n := ss.n
 	st.mu.Lock()
-	if st.catchingUp || st.replyQueued {
+	if st.catchingUp {
+		st.mu.Unlock()
+		return
+	}
+	if st.replyQueued {
+		st.catchupWanted = true // after the reply queued is delivered
 		st.mu.Unlock()
 		return
 	}

@@ -492,6 +492,14 @@ func (c *TokenCreate) apply(s *state, _ uint64) any {
 	if _, ok := s.tokens[t.ID]; ok {
 		return fmt.Errorf("%w: token id %q exists", ErrInvalid, t.ID)
 	}
+	for _, o := range s.tokens {
+		if o.Hash == t.Hash {
+			// Two tokens of one secret: revoking one by id would leave
+			// the secret working (a retried create whose first attempt
+			// committed late made them).
+			return fmt.Errorf("%w: a token with that secret exists", ErrInvalid)
+		}
+	}
 	if t.Role != "admin" && s.admins() == 0 {
 		// The first token turns authentication on: a read or write one
 		// would leave nobody able to administer the cluster.

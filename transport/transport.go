@@ -275,10 +275,15 @@ func (t *Transport) Close() error {
 	t.closed = true
 	peers := t.peers
 	t.peers = map[string]*peer{}
+	conns := make([]net.Conn, 0, len(t.conns))
 	for c := range t.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	t.mu.Unlock()
+	// Outside the lock: closing a TLS connection writes its close alert.
+	for _, c := range conns {
+		c.Close()
+	}
 	t.cancel()
 	err := t.ln.Close()
 	for _, p := range peers {
@@ -572,7 +577,9 @@ func (sc *serverConn) reply(f Frame) error {
 
 // dial opens an outbound connection speaking proto.
 func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
+	// One deadline for the connect and every handshake after it.
+	deadline := time.Now().Add(timeout)
+	d := net.Dialer{Deadline: deadline}
 	if la := t.localAddrFor(addr); la != nil {
 		d.LocalAddr = la
 	}
@@ -587,14 +594,14 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout t
 			cfg.ServerName = host
 		}
 		tc := tls.Client(conn, cfg)
-		conn.SetDeadline(time.Now().Add(timeout))
+		conn.SetDeadline(deadline)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, err
 		}
 		conn = tc
 	}
-	conn.SetDeadline(time.Now().Add(timeout))
+	conn.SetDeadline(deadline)
 	if t.cfg.ClusterKey != nil {
 		// Ended early when ctx is (the node closing).
 		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
@@ -607,7 +614,6 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte, timeout t
 			return nil, err
 		}
 		conn = kc
-		conn.SetDeadline(time.Now().Add(timeout))
 	}
 	if _, err := conn.Write([]byte{proto}); err != nil {
 		conn.Close()
@@ -663,8 +669,13 @@ func (l *raftLayer) Addr() net.Addr { return addrString(l.t.addr) }
 
 func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	deadline := time.Now().Add(timeout)
+	// Ended by the node closing (l.ctx, before Raft's shutdown waits for
+	// its dials) as by the transport's.
+	ctx, cancel := context.WithCancel(l.ctx)
+	defer cancel()
+	defer context.AfterFunc(l.t.ctx, cancel)()
 	for {
-		conn, err := l.t.dial(l.t.ctx, string(address), ProtoRaft, time.Until(deadline))
+		conn, err := l.t.dial(ctx, string(address), ProtoRaft, time.Until(deadline))
 		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Until(deadline) < raftRedialEvery {
 			return conn, err
 		}
