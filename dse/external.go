@@ -125,7 +125,7 @@ type externalService struct {
 // anywhere is refused with ErrServiceExists.
 func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, error) {
 	if !validName(id) {
-		return DataServiceInfo{}, fmt.Errorf("%w: service id %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, id)
+		return DataServiceInfo{}, fmt.Errorf("%w: service id %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, id)
 	}
 	if _, ok := n.fsm.Service(id); ok {
 		return DataServiceInfo{}, fmt.Errorf("%w: %q", ErrServiceExists, id)
@@ -144,14 +144,15 @@ func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, e
 }
 
 func (n *Node) startExternal(ctx context.Context, id string) error {
-	return n.startExternalWith(ctx, id, nil)
+	return n.startExternalWith(ctx, id, nil, true)
 }
 
 // startExternalWith starts an external service; stored tables (after a
 // restart) are republished as snapshots before any client publish can run.
-func (n *Node) startExternalWith(ctx context.Context, id string, stored map[string][]Row) error {
+func (n *Node) startExternalWith(ctx context.Context, id string, stored map[string][]Row, create bool) error {
 	s := NewDataService(id, Hooks{})
 	s.kind = KindExternal
+	s.exclusive = create
 	ext := &externalService{DataService: s, dirty: map[string]bool{}}
 	s.AddRPCEndpoint(Endpoint{"publish": ext.publishRPC})
 	ext.mu.Lock()
@@ -216,6 +217,11 @@ type PublishResult struct {
 // service runs (through its publish RPC), and returns once the publication
 // is sequenced and on the owner node's disk.
 func (n *Node) Publish(ctx context.Context, service, tbl string, rows []Row, snapshot bool) (PublishResult, error) {
+	if !validName(tbl) {
+		// Here, not at the owner: refused there, it came back as the
+		// method's failure (502), not as bad input.
+		return PublishResult{}, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, tbl)
+	}
 	if err := table.CanonicalRows(rows, table.DefaultLimits); err != nil {
 		return PublishResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -329,23 +335,28 @@ func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]R
 			}
 		}
 	}
+	// One service that cannot start does not hold up the others: it stays
+	// in stored, to be tried again.
+	var failed []error
 	for _, id := range slices.Sorted(maps.Keys(stored)) {
 		if rec, ok := n.fsm.Service(id); !ok || rec.Kind != KindExternal || !slices.Contains(rec.Instances, n.id) {
 			n.logger.Info("forgetting a stored service the cluster deleted", "service", id)
 			if err := n.store.deleteService(id); err != nil {
-				return err
+				failed = append(failed, err)
+				continue
 			}
 			delete(stored, id)
 			continue
 		}
 		if _, running := n.svcs.get(id); !running {
-			if err := n.startExternalWith(ctx, id, stored[id]); err != nil {
-				return fmt.Errorf("restart %s: %w", id, err)
+			if err := n.startExternalWith(ctx, id, stored[id], false); err != nil {
+				failed = append(failed, fmt.Errorf("restart %s: %w", id, err))
+				continue
 			}
 		}
 		delete(stored, id)
 	}
-	return nil
+	return errors.Join(failed...)
 }
 
 // stopRemoved stops local services whose instance on this node left the

@@ -3,6 +3,7 @@ package dse_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -185,5 +186,30 @@ func TestRPCResultOverTheFrameLimitRunsOnce(t *testing.T) {
 	}
 	if n := runs.Load(); n != 1 {
 		t.Fatalf("dump ran %d times for one call", n)
+	}
+}
+
+// TestConcurrentCreatesOfOneService: two `services create` of one id on two
+// nodes at once: one creates it, the other is refused as existing (both
+// passed their node's own check, and both made an instance).
+func TestConcurrentCreatesOfOneService(t *testing.T) {
+	c := dsetest.New(t, 3)
+	ctx := context.Background()
+	for i := range 10 {
+		id := fmt.Sprint("dup", i)
+		errs := make(chan error, 2)
+		for _, n := range c.Nodes[1:] {
+			go func() {
+				_, err := n.CreateService(ctx, id)
+				errs <- err
+			}()
+		}
+		e1, e2 := <-errs, <-errs
+		if (e1 == nil) == (e2 == nil) || !errors.Is(e1, dse.ErrServiceExists) && !errors.Is(e2, dse.ErrServiceExists) {
+			t.Fatalf("%s: creates answered %v and %v, want one success and one exists", id, e1, e2)
+		}
+		if svc, ok := c.Nodes[0].FSM().Service(id); !ok || len(svc.Instances) != 1 {
+			t.Fatalf("%s: registry holds %+v, want one instance", id, svc)
+		}
 	}
 }

@@ -74,6 +74,9 @@ type DataService struct {
 	hooks Hooks
 	kind  string
 	cache *cache.Cache
+	// exclusive: Register creates the service, or fails as existing
+	// (`dse services create`), instead of adding an instance.
+	exclusive bool
 
 	mu        sync.Mutex
 	node      *Node
@@ -158,7 +161,7 @@ func (s *DataService) method(action string) (RPCMethod, bool) {
 // by and take over when the owner's node goes down.
 func (n *Node) Register(ctx context.Context, s *DataService) error {
 	if !validName(s.id) {
-		return fmt.Errorf("%w: service id %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, s.id)
+		return fmt.Errorf("%w: service id %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, s.id)
 	}
 	s.mu.Lock()
 	if s.node != nil {
@@ -179,7 +182,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 		s.mu.Unlock()
 		return err
 	}
-	err := n.applyErr(ctx, fsm.CmdServiceRegister, fsm.ServiceRegister{ID: s.id, Node: n.id, Kind: s.kind, Endpoints: s.actions()})
+	err := n.applyErr(ctx, fsm.CmdServiceRegister, fsm.ServiceRegister{ID: s.id, Node: n.id, Kind: s.kind, Endpoints: s.actions(), Exclusive: s.exclusive})
 	if err != nil {
 		n.svcs.remove(s.id)
 		s.mu.Lock()

@@ -87,6 +87,10 @@ type ServiceRegister struct {
 	Node      string   `msgpack:"node"`
 	Kind      string   `msgpack:"kind"`
 	Endpoints []string `msgpack:"endpoints"`
+	// Exclusive creates the service or fails with ErrServiceExists: two
+	// creates racing from two nodes each passed their own node's check
+	// and both made an instance.
+	Exclusive bool `msgpack:"excl,omitempty"`
 }
 
 // ServiceUnregister removes a service's instance on Node, or every instance

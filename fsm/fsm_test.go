@@ -97,6 +97,8 @@ func TestServiceOwnershipAndFailover(t *testing.T) {
 	}
 	inc := s.Incarnation
 	a.ok(CmdServiceRegister, ServiceRegister{ID: "s", Node: "n1"})
+	// A create (exclusive) of an id taken fails, even on a node with none.
+	a.fails(CmdServiceRegister, ServiceRegister{ID: "s", Node: "n1", Exclusive: true}, ErrServiceExists)
 	if s, _ = a.f.Service("s"); s.Owner != "n2" || s.Incarnation != inc || len(s.Instances) != 2 {
 		t.Fatalf("standby changed ownership: %+v", s)
 	}

@@ -308,6 +308,9 @@ func (c *ServiceRegister) apply(s *state, index uint64) any {
 		return fmt.Errorf("%w: %q", ErrNodeNotFound, c.Node)
 	}
 	svc, ok := s.services[c.ID]
+	if ok && c.Exclusive {
+		return fmt.Errorf("%w: %q", ErrServiceExists, c.ID)
+	}
 	if ok && svc.Kind != c.Kind {
 		return fmt.Errorf("%w: service %q is of kind %q, not %q", ErrServiceExists, c.ID, svc.Kind, c.Kind)
 	}
