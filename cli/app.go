@@ -169,6 +169,16 @@ func flagValue[T any](c *ucli.Context, name string, get func(*ucli.Context, stri
 	return get(c, name)
 }
 
+// flagSet reports whether a flag was given, before or after the command.
+func flagSet(c *ucli.Context, name string) bool {
+	for _, x := range c.Lineage() {
+		if (x.Command != nil || x.App != nil) && x.IsSet(name) {
+			return true
+		}
+	}
+	return false
+}
+
 func jsonOut(c *ucli.Context) bool {
 	return flagValue(c, "json", (*ucli.Context).Bool)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -261,8 +262,14 @@ func rpcCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if d := c.Duration("timeout"); d > 0 {
-				cl = api.NewClient(api.ClientConfig{Addr: cl.Addr(), Token: cl.Token(), TLS: cl.TLS(), Timeout: d*time.Duration(req.Retry+1) + 5*time.Second})
+			if d := c.Duration("timeout"); d > 0 && !flagSet(c, "request-timeout") {
+				// The request lasts as long as its attempts may (an explicit
+				// --request-timeout still bounds it).
+				total := time.Duration(math.MaxInt64)
+				if d < total/time.Duration(req.Retry+2) {
+					total = d*time.Duration(req.Retry+1) + 5*time.Second
+				}
+				cl = api.NewClient(api.ClientConfig{Addr: cl.Addr(), Token: cl.Token(), TLS: cl.TLS(), Timeout: total})
 			}
 			raw, err := cl.RPC(c.Context, a[0], a[1], req)
 			if err != nil {

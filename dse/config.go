@@ -143,8 +143,8 @@ func (c *Config) Validate() error {
 
 // validName reports whether s is a usable node, service or table id.
 func validName(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
+	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
+		return false // "." and "..": URL paths clean them away
 	}
 	for _, r := range s {
 		switch {

@@ -155,7 +155,7 @@ func validateWithDriver(driver string, cfg map[string]any) error {
 // on a live node, which publishes its tables as the service named Name.
 func (n *Node) AddDatasource(ctx context.Context, spec DatasourceSpec) (Datasource, error) {
 	if !validName(spec.Name) {
-		return Datasource{}, fmt.Errorf("%w: datasource name %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, spec.Name)
+		return Datasource{}, fmt.Errorf("%w: datasource name %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, spec.Name)
 	}
 	cfg, err := normalizeConfig(spec.Config)
 	if err != nil {

@@ -271,3 +271,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRPCToAServiceNotRunningYet: a service the registry has but whose
+// instance does not run (its node restarting) is unavailable, which callers
+// retry, not "not found", which tells them it is gone.
+func TestRPCToAServiceNotRunningYet(t *testing.T) {
+	n := singleNode(t)
+	ctx := context.Background()
+	s := NewDataService("x", Hooks{})
+	if err := n.Register(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	s.stopLocal() // as after a restart, before the service starts again
+	_, err := n.RPC(ctx, "x", "ping", nil, RPCOptions{Timeout: time.Second, Retry: 1})
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrServiceNotFound) {
+		t.Fatalf("got %v, want unavailable", err)
+	}
+	if _, err := n.RPC(ctx, "nope", "ping", nil, RPCOptions{}); !errors.Is(err, ErrServiceNotFound) {
+		t.Fatalf("an unknown service: %v, want not found", err)
+	}
+}

@@ -281,7 +281,7 @@ func (s *DataService) publish(ctx context.Context, tableName string, change func
 // seqnum. The service counts as busy (Wait) until the batcher answers.
 func (s *DataService) startPublish(tableName string, change func(*pubTable) (add, del, content []Row), useSnapshot bool) (*Publishing, error) {
 	if !validName(tableName) {
-		return nil, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, tableName)
+		return nil, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, tableName)
 	}
 	n, ok := s.enter()
 	if !ok {

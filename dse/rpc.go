@@ -114,8 +114,21 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 			n.metrics.rpcCalls.WithLabelValues(ErrorCode(err)).Inc()
 			return nil, err
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || attempt == opts.Retry {
 			break
+		}
+		// A short pause before the next attempt: an instance restarting or
+		// moving is back within moments, not within microseconds.
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(50*time.Millisecond<<attempt, time.Second)):
+		}
+	}
+	if errors.Is(last, ErrServiceNotFound) {
+		if _, ok := n.fsm.Service(service); ok {
+			// The registry has it: its instances are starting or moving,
+			// which is not the service being gone.
+			last = fmt.Errorf("%w: no instance of %q answered (starting, or moving): %v", ErrUnavailable, service, last)
 		}
 	}
 	n.metrics.rpcCalls.WithLabelValues(ErrorCode(last)).Inc()

@@ -213,7 +213,7 @@ func (n *Node) Service(id string) (*DataService, bool) { return n.svcs.get(id) }
 // receives the table as a snapshot, then its deltas in order.
 func (s *DataService) Subscribe(ctx context.Context, publisher, tableName string) error {
 	if !validName(publisher) || !validName(tableName) {
-		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, publisher, tableName)
+		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, publisher, tableName)
 	}
 	n, ok := s.enter()
 	if !ok {

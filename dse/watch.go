@@ -30,7 +30,7 @@ var ErrWatchTooSlow = errors.New("watcher fell behind")
 // the registry has no such publisher (service or datasource).
 func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- WatchEvent) error {
 	if !validName(publisher) || !validName(tbl) {
-		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':'", ErrInvalid, publisher, tbl)
+		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, publisher, tbl)
 	}
 	if !n.publisherKnown(publisher) {
 		// A typo would otherwise wait for a publisher that never comes.

@@ -64,6 +64,9 @@ type Driver interface {
 	Run(ctx context.Context, config map[string]any, sink Sink)
 }
 
+// MinPollInterval is the shortest poll_interval a config may ask for.
+const MinPollInterval = 50 * time.Millisecond
+
 // ErrUnknownDriver is returned for a driver id no driver has.
 var ErrUnknownDriver = errors.New("unknown driver")
 
@@ -133,8 +136,14 @@ func checkFields(info Info, config map[string]any) error {
 			if !ok {
 				return fmt.Errorf("config key %q must be a duration string like \"5s\", got %T", k, v)
 			}
-			if d, err := time.ParseDuration(s); err != nil || d <= 0 {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
 				return fmt.Errorf("config key %q: %q is not a positive duration", k, s)
+			}
+			if k == "poll_interval" && d < MinPollInterval {
+				// "1ns" polled millions of times a second: a busy node, and
+				// for the http driver a flood at its URL.
+				return fmt.Errorf("config key %q: %s is shorter than the least, %s", k, s, MinPollInterval)
 			}
 		case "list":
 			l, ok := v.([]any)

@@ -96,7 +96,7 @@ func write(t *testing.T, path, content string) {
 func TestFileJSONFollowsChangesAndKeepsLastGood(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "state.json")
 	write(t, p, `{"hosts": [["web1", "up"], ["db1", "up"]], "ports": [[80]]}`)
-	s := run(t, fileDriver{}, map[string]any{"path": p, "poll_interval": "20ms"})
+	s := run(t, fileDriver{}, map[string]any{"path": p, "poll_interval": "50ms"})
 	waitFor(t, "first read", func() bool { r, _ := s.get("hosts"); return len(r) == 2 })
 	write(t, p, `{"hosts": [["web1", "down"]]}`)
 	waitFor(t, "change", func() bool {
@@ -122,7 +122,7 @@ func TestFileJSONFollowsChangesAndKeepsLastGood(t *testing.T) {
 func TestFileCSV(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "users.csv")
 	write(t, p, "alice,admin\nbob,user\n")
-	s := run(t, fileDriver{}, map[string]any{"path": p, "poll_interval": "20ms"})
+	s := run(t, fileDriver{}, map[string]any{"path": p, "poll_interval": "50ms"})
 	waitFor(t, "csv table", func() bool {
 		r, _ := s.get("users")
 		return reflect.DeepEqual(r, []table.Row{{"alice", "admin"}, {"bob", "user"}})
@@ -162,7 +162,7 @@ func TestHTTPPollsWithBasicAuth(t *testing.T) {
 	}))
 	defer srv.Close()
 	cfg := map[string]any{"url": srv.URL, "table": "items", "path": "/data/items", "columns": []any{"name", "n", "x"},
-		"username": "svc", "password": "s3cret", "poll_interval": "20ms"}
+		"username": "svc", "password": "s3cret", "poll_interval": "50ms"}
 	s := run(t, httpDriver{client: srv.Client()}, cfg)
 	waitFor(t, "items", func() bool {
 		r, _ := s.get("items")
@@ -193,7 +193,7 @@ func TestHTTPTimeoutAndBadJSON(t *testing.T) {
 	defer srv.Close()
 	defer close(block)
 	for _, path := range []string{"/slow", "/bad"} {
-		s := run(t, httpDriver{client: srv.Client()}, map[string]any{"url": srv.URL + path, "timeout": "50ms", "poll_interval": "20ms"})
+		s := run(t, httpDriver{client: srv.Client()}, map[string]any{"url": srv.URL + path, "timeout": "50ms", "poll_interval": "50ms"})
 		waitFor(t, path+" failure", s.failing)
 		if _, ok := s.get("data"); ok {
 			t.Fatalf("%s: published despite failing", path)
@@ -209,6 +209,7 @@ func TestHTTPValidate(t *testing.T) {
 		"password alone": {"url": "http://x", "password": "p"},
 		"columns type":   {"url": "http://x", "columns": "a,b"},
 		"url password":   {"url": "http://bob:URLPASS-abc@x/items"},
+		"poll too often": {"url": "http://x", "poll_interval": "1ns"},
 		"bad url":        {"url": "http://bob:URLPASS%zz@x/items"},
 	} {
 		err := (httpDriver{}).Validate(cfg)

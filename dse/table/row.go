@@ -183,8 +183,13 @@ func Canonical(v any) (any, error) {
 	case float32:
 		return float64(x), nil
 	case json.Number:
-		if i, err := x.Int64(); err == nil {
+		i, err := x.Int64()
+		if err == nil {
 			return i, nil
+		}
+		if !strings.ContainsAny(string(x), ".eE") {
+			// An integer literal: made a float, it would lose digits.
+			return nil, fmt.Errorf("integer %s overflows int64", x)
 		}
 		f, err := x.Float64()
 		if err != nil {
@@ -248,6 +253,11 @@ func CanonicalRows(rows []Row, lim Limits) error {
 // FromJSON parses a JSON array of rows, each a JSON array of scalars. It
 // names the first row or value that is not.
 func FromJSON(data []byte, lim Limits) ([]Row, error) {
+	if !utf8.Valid(data) {
+		// encoding/json would make each bad byte U+FFFD, and so merge rows
+		// that differ.
+		return nil, fmt.Errorf("%w: not valid UTF-8", ErrBadRow)
+	}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.UseNumber()
 	var raw any

@@ -71,6 +71,21 @@ func TestCanonicalRowLeavesCanonicalValues(t *testing.T) {
 	}
 }
 
+// TestFromJSONRefusesWhatItWouldAlter: bytes that are not UTF-8 (which
+// encoding/json replaces, merging distinct rows), and integers beyond
+// int64 (which became lossy floats), are refused.
+func TestFromJSONRefusesWhatItWouldAlter(t *testing.T) {
+	for _, in := range []string{"[[\"a\xffb\"],[\"a\xfeb\"]]", `[[12345678901234567890123]]`, `[[9223372036854775808]]`, `[[-9223372036854775809]]`} {
+		if rows, err := FromJSON([]byte(in), DefaultLimits); !errors.Is(err, ErrBadRow) {
+			t.Errorf("%q: got %v, %v; want a bad row", in, rows, err)
+		}
+	}
+	rows, err := FromJSON([]byte(`[[9223372036854775807, -9223372036854775808, 1e30, 12345678901234567890.0]]`), DefaultLimits)
+	if err != nil || rows[0][0] != int64(math.MaxInt64) || rows[0][1] != int64(math.MinInt64) || rows[0][2] != 1e30 {
+		t.Fatalf("the int64 bounds and floats: %v, %v", rows, err)
+	}
+}
+
 func TestFromJSON(t *testing.T) {
 	rows, err := FromJSON([]byte(`[[1, "a", 2.5, true, null], [-7]]`), DefaultLimits)
 	if err != nil {
