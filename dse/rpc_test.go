@@ -195,6 +195,11 @@ func TestRPCResultOverTheFrameLimitRunsOnce(t *testing.T) {
 func TestConcurrentCreatesOfOneService(t *testing.T) {
 	c := dsetest.New(t, 3)
 	ctx := context.Background()
+	for _, id := range []string{".", ".."} { // URL paths clean them away
+		if _, err := c.Nodes[0].CreateService(ctx, id); !errors.Is(err, dse.ErrInvalid) {
+			t.Fatalf("service id %q: %v, want invalid", id, err)
+		}
+	}
 	for i := range 10 {
 		id := fmt.Sprint("dup", i)
 		errs := make(chan error, 2)
