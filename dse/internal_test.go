@@ -287,6 +287,14 @@ func TestRPCToAServiceNotRunningYet(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrServiceNotFound) {
 		t.Fatalf("got %v, want unavailable", err)
 	}
+	deep := map[string]any{}
+	for v, i := any(int64(1)), 0; i < 100; i++ {
+		v = map[string]any{"a": v}
+		deep["a"] = v
+	}
+	if _, err := n.RPC(ctx, "x", "ping", deep, RPCOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("arguments nested 100 deep: %v, want invalid", err)
+	}
 	if _, err := n.RPC(ctx, "nope", "ping", nil, RPCOptions{}); !errors.Is(err, ErrServiceNotFound) {
 		t.Fatalf("an unknown service: %v, want not found", err)
 	}

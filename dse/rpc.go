@@ -85,6 +85,11 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 	if err != nil {
 		return nil, fmt.Errorf("%w: arguments do not encode: %v", ErrInvalid, err)
 	}
+	if err := mpcheck.Check(body); err != nil {
+		// What the receiving node would refuse (nesting over 64, say):
+		// refused here as bad arguments, not there as unavailable.
+		return nil, fmt.Errorf("%w: arguments: %v", ErrInvalid, err)
+	}
 	var last error
 	after := "" // an idempotent attempt's next one starts past this node
 	for attempt := 0; attempt <= opts.Retry; attempt++ {
