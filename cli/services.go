@@ -265,9 +265,11 @@ func rpcCommand() *ucli.Command {
 			if d := c.Duration("timeout"); d > 0 && !flagSet(c, "request-timeout") {
 				// The request lasts as long as its attempts may (an explicit
 				// --request-timeout still bounds it).
+				// Each attempt up to d, up to a second's pause between
+				// attempts, and some slack.
 				total := time.Duration(math.MaxInt64)
-				if d < total/time.Duration(req.Retry+2) {
-					total = d*time.Duration(req.Retry+1) + 5*time.Second
+				if d < total/time.Duration(req.Retry+2)-time.Second {
+					total = (d+time.Second)*time.Duration(req.Retry+1) + 5*time.Second
 				}
 				cl = api.NewClient(api.ClientConfig{Addr: cl.Addr(), Token: cl.Token(), TLS: cl.TLS(), Timeout: total})
 			}

@@ -41,7 +41,8 @@ type RPCOptions struct {
 	// takes the next attempt, if Retry leaves one, on the next live
 	// instance (the owner's host hanging fails over to a standby). Each
 	// such attempt waits at most Timeout, so the whole call at most
-	// (Retry+1) × Timeout, plus the instances that could not be reached.
+	// (Retry+1) × Timeout, plus the instances that could not be reached
+	// and the pauses between attempts (a second at most each).
 	Idempotent bool
 }
 
