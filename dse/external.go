@@ -136,19 +136,17 @@ func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, e
 	if err := n.store.addService(id); err != nil {
 		return DataServiceInfo{}, fmt.Errorf("%w: store: %v", ErrUnavailable, err)
 	}
-	if err := n.startExternal(ctx, id); err != nil {
+	if err := n.startExternalWith(ctx, id, nil, true); err != nil {
 		n.store.deleteService(id)
 		return DataServiceInfo{}, err
 	}
 	return n.ServiceInfo(id)
 }
 
-func (n *Node) startExternal(ctx context.Context, id string) error {
-	return n.startExternalWith(ctx, id, nil, true)
-}
-
 // startExternalWith starts an external service; stored tables (after a
 // restart) are republished as snapshots before any client publish can run.
+// With create, it registers exclusively (`dse services create`): an id
+// taken meanwhile fails as existing.
 func (n *Node) startExternalWith(ctx context.Context, id string, stored map[string][]Row, create bool) error {
 	s := NewDataService(id, Hooks{})
 	s.kind = KindExternal
