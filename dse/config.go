@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"dse.dev/dse/dse/raftlog"
 	"dse.dev/dse/transport"
 )
 
@@ -84,6 +85,15 @@ type Config struct {
 	// node's outgoing pushes (tests and chaos runs only).
 	Faults *transport.Faults
 }
+
+// Raft log stores a node can keep its log and stable state in (package
+// raftlog).
+const (
+	// LogStoreWAL is hashicorp/raft-wal: one fsync per append. The default.
+	LogStoreWAL = raftlog.WAL
+	// LogStoreBoltDB is hashicorp/raft-boltdb/v2: two fsyncs per commit.
+	LogStoreBoltDB = raftlog.BoltDB
+)
 
 // DefaultConfig returns the defaults for every setting but ID and DataDir.
 func DefaultConfig() Config {

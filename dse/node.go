@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"dse.dev/dse/dse/raftlog"
 	"dse.dev/dse/fsm"
 	"dse.dev/dse/transport"
 )
@@ -29,7 +30,7 @@ type Node struct {
 
 	trans   *transport.Transport
 	netTran *raft.NetworkTransport
-	logs    logStore
+	logs    raftlog.Store
 	logKind string // LogStoreWAL or LogStoreBoltDB
 	raft    *raft.Raft
 	fsm     *fsm.FSM
@@ -213,7 +214,7 @@ func (n *Node) startRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("dse: raft config: %w", err)
 	}
-	store, kind, err := openLogStore(n.cfg.DataDir, n.cfg.LogStore, n.logger)
+	store, kind, err := raftlog.Open(n.cfg.DataDir, n.cfg.LogStore, n.logger)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"dse.dev/dse/dse/raftlog"
 )
 
 // nopFSM applies nothing: the floor measures Raft alone.
@@ -68,7 +70,7 @@ func raftAlone(b *testing.B, kind string) *raft.Raft {
 	var nodes []*raft.Raft
 	var servers []raft.Server
 	for i := range 3 {
-		store, _, err := openLogStore(b.TempDir(), kind, nil)
+		store, _, err := raftlog.Open(b.TempDir(), kind, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,14 +1,11 @@
-package dse
+package raftlog
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	walfs "github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
@@ -16,174 +13,81 @@ import (
 	"github.com/hashicorp/raft-wal/types"
 )
 
-// raft-wal v0.4.0, the only release the module proxy serves, has three
-// faults that lose a node's log. walStore works around each, from outside,
-// through the options raft-wal takes (its segment filer and meta store):
+// raft-wal v0.4.0, dse's log store until 2026-12, had three faults that
+// lost a node's log; v0.4.2 fixes two of them, and the WAL is opened with
+// the repairs the third, and data dirs v0.4.0 wrote, still need:
 //
 //  1. A tail truncation (a follower dropping entries a new leader does not
-//     have) marks the open segment sealed in the meta store without the
-//     segment writer writing the index block sealed segments are read
-//     through, so the next start cannot read the log ("sealed segment has no
-//     index block", hashicorp/raft-wal#31; fixed by #33, unreleased).
-//     Before the WAL opens, indexSegments rewrites such a segment, with
-//     raft-wal's own segment writer, into a new segment sealed with its
-//     index.
+//     have) marked the open segment sealed in the meta store without the
+//     index block sealed segments are read through ("sealed segment has no
+//     index block", hashicorp/raft-wal#31). v0.4.1 seals the segment with
+//     its index (#33), but a data dir v0.4.0 wrote may hold such a segment
+//     (dse repaired them when it next opened the log, so the run before an
+//     upgrade may have left one): before the WAL opens, indexSegments
+//     rewrites it, with raft-wal's own segment writer, into a new segment
+//     sealed with its index (testdata/wal-v0.4.0 holds such a dir).
 //  2. The append that fills a segment writes its index block, and the
 //     rotation (sealing it in the meta store, then a new segment) runs later
 //     on a goroutine of the WAL's own. A crash, or Close, in between leaves a
 //     tail that is sealed on disk and open in the meta store: after a
-//     restart every append fails ("segment is sealed"). openWAL sees the
-//     recovered tail sealed, completes the rotation in the meta store
-//     (completeRotation), which leaves that segment sealed without an
-//     index, as in 1, and opens the WAL again.
-//  3. A DeleteRange in that same window acts on the state before the
-//     rotation, and the rotation then seals the wrong segment and starts the
-//     next one at index 1. walStore serializes appends and deletes and
-//     waits for the rotation an append started before it returns.
+//     restart every append fails ("segment is sealed"). Still so in v0.4.2.
+//     openWAL sees the recovered tail sealed, completes the rotation in the
+//     meta store (completeRotation), which leaves that segment sealed
+//     without an index, as in 1, and opens the WAL again.
+//  3. A DeleteRange in that same window acted on the state before the
+//     rotation, which then sealed the wrong segment and started the next one
+//     at index 1. v0.4.2's DeleteRange waits for a queued rotation
+//     (TestStockRaftWALTruncatesRightAfterASeal).
 //
-// Each has a test that fails without its workaround (logstore_test.go).
+// Each repair has a test that fails without it (raftlog_test.go).
 
 // openWAL opens (or creates) the raft-wal log in dir, with segment files of
 // segmentSize bytes, logging to logger (nil: nowhere).
-func openWAL(dir string, segmentSize int, logger hclog.Logger) (logStore, error) {
+func openWAL(dir string, segmentSize int, logger hclog.Logger) (*wal.WAL, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("dse: raft log: %w", err)
+		return nil, fmt.Errorf("raftlog: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
-		rot := &walRotation{}
-		filer := &walFiler{SegmentFiler: segment.NewFiler(dir, walfs.New()), rot: rot}
+		filer := &tailFiler{SegmentFiler: segment.NewFiler(dir, walfs.New())}
 		if err := indexSegments(dir, filer.SegmentFiler); err != nil {
-			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+			return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 		}
 		meta := &metadb.BoltMetaDB{}
 		w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithSegmentFiler(filer), wal.WithSegmentSize(segmentSize), wal.WithLogger(logger.Named("wal")))
 		if err != nil {
-			// wal.Open leaves the segment files it opened before failing
-			// open; a node that cannot open its log exits.
+			// wal.Open leaves the meta store, and the segment files it
+			// opened before failing, open; a node that cannot open its log
+			// exits.
 			meta.Close()
-			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+			return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 		}
-		s := &walStore{WAL: w, meta: meta, rot: rot}
 		if !filer.sealedTail {
-			return s, nil
+			return w, nil
 		}
 		if attempt > 0 {
-			s.Close()
-			return nil, fmt.Errorf("dse: open raft log %s: its tail segment is still sealed after completing its rotation", dir)
+			w.Close()
+			return nil, fmt.Errorf("raftlog: open %s: its tail segment is still sealed after completing its rotation", dir)
 		}
-		if err := errors.Join(s.Close(), completeRotation(dir, filer.SegmentFiler)); err != nil {
-			return nil, fmt.Errorf("dse: open raft log %s: %w", dir, err)
+		if err := w.Close(); err != nil {
+			return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
+		}
+		if err := completeRotation(dir, filer.SegmentFiler); err != nil {
+			return nil, fmt.Errorf("raftlog: open %s: %w", dir, err)
 		}
 	}
 }
 
-// walStore is the raft-wal log with appends and deletes serialized, each
-// append returning only once a rotation it started is done, and Close
-// closing the meta database too, which WAL.Close leaves open (its file lock
-// would make a reopen in the same process wait).
-type walStore struct {
-	*wal.WAL
-	meta *metadb.BoltMetaDB
-	rot  *walRotation
-	mu   sync.Mutex // held across StoreLogs and DeleteRange
-}
-
-func (s *walStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
-
-func (s *walStore) StoreLogs(logs []*raft.Log) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.WAL.StoreLogs(logs); err != nil {
-		return err
-	}
-	s.rot.wait()
-	return nil
-}
-
-func (s *walStore) DeleteRange(min, max uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.WAL.DeleteRange(min, max)
-}
-
-func (s *walStore) Close() error {
-	err := s.WAL.Close()
-	s.rot.created() // a rotation the close cut short will not come
-	return errors.Join(err, s.meta.Close())
-}
-
-// walRotation tracks a segment an append has sealed until the WAL has
-// created the next one, the last step of its rotation.
-type walRotation struct {
-	mu      sync.Mutex
-	pending chan struct{} // closed when the rotation is done; nil if none
-}
-
-func (r *walRotation) sealed() {
-	r.mu.Lock()
-	if r.pending == nil {
-		r.pending = make(chan struct{})
-	}
-	r.mu.Unlock()
-}
-
-func (r *walRotation) created() {
-	r.mu.Lock()
-	if r.pending != nil {
-		close(r.pending)
-		r.pending = nil
-	}
-	r.mu.Unlock()
-}
-
-// wait returns once no rotation is pending. A rotation is one meta store
-// commit and a file creation; one that has not finished in rotationWait has
-// failed (the WAL logs why, and the next append reports the sealed
-// segment), and is no longer waited for.
-func (r *walRotation) wait() {
-	r.mu.Lock()
-	ch := r.pending
-	r.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	t := time.NewTimer(rotationWait)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-		r.mu.Lock()
-		if r.pending == ch {
-			r.pending = nil
-		}
-		r.mu.Unlock()
-	}
-}
-
-var rotationWait = 10 * time.Second // a var for tests
-
-// walFiler is raft-wal's segment filer, with the sealing of segments
-// reported to rot (fault 3 above), and a tail recovered sealed noted (fault
-// 2).
-type walFiler struct {
+// tailFiler is raft-wal's segment filer, noting a tail that RecoverTail
+// found sealed on disk (fault 2).
+type tailFiler struct {
 	types.SegmentFiler
-	rot        *walRotation
-	sealedTail bool // RecoverTail found the tail sealed on disk
+	sealedTail bool
 }
 
-func (f *walFiler) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
-	w, err := f.SegmentFiler.Create(info)
-	f.rot.created()
-	if err != nil {
-		return nil, err
-	}
-	return sealWatch{SegmentWriter: w, rot: f.rot}, nil
-}
-
-func (f *walFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, error) {
+func (f *tailFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, error) {
 	w, err := f.SegmentFiler.RecoverTail(info)
 	if err != nil {
 		return nil, err
@@ -191,21 +95,7 @@ func (f *walFiler) RecoverTail(info types.SegmentInfo) (types.SegmentWriter, err
 	if sealed, _, _ := w.Sealed(); sealed {
 		f.sealedTail = true
 	}
-	return sealWatch{SegmentWriter: w, rot: f.rot}, nil
-}
-
-// sealWatch reports to rot when the append it made sealed its segment.
-type sealWatch struct {
-	types.SegmentWriter
-	rot *walRotation
-}
-
-func (w sealWatch) Sealed() (bool, uint64, error) {
-	sealed, indexStart, err := w.SegmentWriter.Sealed()
-	if sealed {
-		w.rot.sealed()
-	}
-	return sealed, indexStart, err
+	return w, nil
 }
 
 // completeRotation commits to the meta store in dir what the rotation of

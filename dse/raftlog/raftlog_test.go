@@ -1,4 +1,4 @@
-package dse
+package raftlog
 
 import (
 	"bytes"
@@ -20,9 +20,9 @@ import (
 )
 
 func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
-	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
+	for _, kind := range []string{WAL, BoltDB} {
 		dir := t.TempDir()
-		s, got, err := openLogStore(dir, kind, nil)
+		s, got, err := Open(dir, kind, nil)
 		if err != nil || got != kind {
 			t.Fatalf("open %s: %v, %q", kind, err, got)
 		}
@@ -31,7 +31,7 @@ func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 		}
 		s.Close()
 		// No kind named: the dir's own.
-		s, got, err = openLogStore(dir, "", nil)
+		s, got, err = Open(dir, "", nil)
 		if err != nil || got != kind {
 			t.Fatalf("reopen %s: %v, %q", kind, err, got)
 		}
@@ -40,18 +40,18 @@ func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 		}
 		s.Close()
 		// The other kind named: refused, nothing created.
-		other := LogStoreWAL
-		if kind == LogStoreWAL {
-			other = LogStoreBoltDB
+		other := WAL
+		if kind == WAL {
+			other = BoltDB
 		}
-		if _, _, err := openLogStore(dir, other, nil); err == nil || !strings.Contains(err.Error(), "holds a "+kind) {
+		if _, _, err := Open(dir, other, nil); err == nil || !strings.Contains(err.Error(), "holds a "+kind) {
 			t.Fatalf("open %s dir as %s: %v", kind, other, err)
 		}
-		if have, err := existingLogStore(dir); err != nil || have != kind {
+		if have, err := Existing(dir); err != nil || have != kind {
 			t.Fatalf("after refusal: %q, %v", have, err)
 		}
 	}
-	if _, kind, err := openLogStore(t.TempDir(), "", nil); err != nil || kind != LogStoreWAL {
+	if _, kind, err := Open(t.TempDir(), "", nil); err != nil || kind != WAL {
 		t.Fatalf("new dir: %q, %v", kind, err)
 	}
 }
@@ -62,10 +62,10 @@ func TestOpenLogStoreKeepsTheDirsKind(t *testing.T) {
 // TestStockRaftWALCannotReopenAfterATailTruncation); indexSegments is what
 // makes the wal kind pass, and leaves a log stock raft-wal reads.
 func TestLogStoresReopenAfterATailTruncation(t *testing.T) {
-	for _, kind := range []string{LogStoreBoltDB, LogStoreWAL} {
+	for _, kind := range []string{BoltDB, WAL} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			s, _, err := openLogStore(dir, kind, nil)
+			s, _, err := Open(dir, kind, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func TestLogStoresReopenAfterATailTruncation(t *testing.T) {
 			storeTerms(t, s, 6, 6, 2)
 			s.Close()
 			for restart := 0; restart < 2; restart++ {
-				s, _, err = openLogStore(dir, "", nil)
+				s, _, err = Open(dir, "", nil)
 				if err != nil {
 					t.Fatalf("restart %d: %v", restart, err)
 				}
@@ -98,7 +98,7 @@ func TestLogStoresReopenAfterATailTruncation(t *testing.T) {
 				}
 				s.Close()
 			}
-			if kind == LogStoreWAL {
+			if kind == WAL {
 				// The segment dse rewrote is an ordinary one again.
 				stockReads(t, filepath.Join(dir, walDir), 1, 6)
 			}
@@ -130,34 +130,34 @@ func stockReads(t *testing.T, dir string, first, last uint64) {
 	}
 }
 
-// TestStockRaftWALCannotReopenAfterATailTruncation pins the fault
-// indexSegments works around (hashicorp/raft-wal#31, fixed by #33 in no
-// release the proxy serves). If this starts failing, the raft-wal in go.mod
-// has the fix and indexSegments can go.
-func TestStockRaftWALCannotReopenAfterATailTruncation(t *testing.T) {
+// TestStockRaftWALReopensAfterATailTruncation pins a fault fixed upstream:
+// raft-wal v0.4.0 sealed a truncated tail without its index block and could
+// not read the log after a restart (hashicorp/raft-wal#31); v0.4.1 seals it
+// with its index (#33). dse's repair of such segments stays for the data
+// dirs v0.4.0 wrote (TestWALOpensADataDirV040Wrote).
+func TestStockRaftWALReopensAfterATailTruncation(t *testing.T) {
 	dir := t.TempDir()
-	open := func() (*wal.WAL, *metadb.BoltMetaDB) {
-		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(dir, wal.WithMetaStore(meta))
+	open := func() *wal.WAL {
+		w, err := wal.Open(dir, wal.WithMetaStore(&metadb.BoltMetaDB{}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return w, meta
+		return w
 	}
-	w, meta := open()
+	w := open()
 	storeTerms(t, w, 1, 10, 1)
 	if err := w.DeleteRange(6, 10); err != nil {
 		t.Fatal(err)
 	}
 	storeTerms(t, w, 6, 6, 2)
 	w.Close()
-	meta.Close()
-	w, meta = open()
-	defer meta.Close()
+	w = open()
 	defer w.Close()
-	var l raft.Log
-	if err := w.GetLog(1, &l); err == nil || !strings.Contains(err.Error(), "sealed segment has no index block") {
-		t.Fatalf("stock raft-wal read entry 1 after a tail truncation and a restart: %v; the fault is fixed upstream", err)
+	for i := uint64(1); i <= 6; i++ {
+		var l raft.Log
+		if err := w.GetLog(i, &l); err != nil {
+			t.Fatalf("stock raft-wal: entry %d after a tail truncation and a restart: %v (the upstream fix regressed)", i, err)
+		}
 	}
 }
 
@@ -178,7 +178,7 @@ func storeTerms(t *testing.T, s raft.LogStore, first, last, term uint64) {
 // rotates one every few appends, and checks every entry against a model after
 // each step.
 func TestLogStoresAgreeWithAModel(t *testing.T) {
-	for _, kind := range []string{LogStoreBoltDB, LogStoreWAL} {
+	for _, kind := range []string{BoltDB, WAL} {
 		t.Run(kind, func(t *testing.T) {
 			for seed := int64(1); seed <= 4; seed++ {
 				checkLogStoreModel(t, kind, seed)
@@ -190,15 +190,15 @@ func TestLogStoresAgreeWithAModel(t *testing.T) {
 func checkLogStoreModel(t *testing.T, kind string, seed int64) {
 	rng := rand.New(rand.NewSource(seed))
 	dir := t.TempDir()
-	open := func() logStore {
-		if kind == LogStoreWAL {
+	open := func() Store {
+		if kind == WAL {
 			s, err := openWAL(filepath.Join(dir, walDir), 8<<10, nil)
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
 			return s
 		}
-		s, _, err := openLogStore(dir, kind, nil)
+		s, _, err := Open(dir, kind, nil)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
@@ -263,7 +263,7 @@ func checkLogStoreModel(t *testing.T, kind string, seed int64) {
 		}
 		checkLogStore(t, s, model, first, last, fmt.Sprintf("seed %d step %d", seed, step))
 	}
-	if kind == LogStoreWAL && len(model) > 0 {
+	if kind == WAL && len(model) > 0 {
 		// Reopened by dse, then by stock raft-wal: what dse repaired is an
 		// ordinary log.
 		s.Close()
@@ -275,7 +275,7 @@ func checkLogStoreModel(t *testing.T, kind string, seed int64) {
 }
 
 // checkLogStore compares s with the model: its bounds, and every entry.
-func checkLogStore(t *testing.T, s logStore, model map[uint64][]byte, first, last uint64, at string) {
+func checkLogStore(t *testing.T, s Store, model map[uint64][]byte, first, last uint64, at string) {
 	t.Helper()
 	gotFirst, err1 := s.FirstIndex()
 	gotLast, err2 := s.LastIndex()
@@ -327,9 +327,7 @@ func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 		if err := s.StoreLogs([]*raft.Log{{Index: last, Term: 1, Data: data}}); err != nil {
 			t.Fatal(err)
 		}
-		if segs, err := filer.List(); err != nil {
-			t.Fatal(err)
-		} else if len(segs) == 2 {
+		if rotated(t, filer, 2, 50*time.Millisecond) {
 			break // the append sealed the first segment, and the rotation is done
 		}
 	}
@@ -360,15 +358,30 @@ func TestWALCompletesARotationACrashInterrupted(t *testing.T) {
 }
 
 // TestWALTruncatesRightAfterASeal: Raft may truncate the tail the moment an
-// append that sealed a segment returns. raft-wal v0.4.0 rotates on a
-// goroutine of its own, and a truncation before the rotation leaves the log
-// with a segment starting at index 1 again; walStore waits for the rotation.
+// append that sealed a segment returns. raft-wal rotates on a goroutine of
+// its own, and v0.4.0 truncated before the rotation, leaving the log with a
+// segment starting at index 1 again; v0.4.2's DeleteRange waits for the
+// rotation. Run on dse's store and on stock raft-wal, so that a regression
+// upstream shows.
 func TestWALTruncatesRightAfterASeal(t *testing.T) {
-	s, err := openWAL(t.TempDir(), 8<<10, nil)
+	ours, err := openWAL(t.TempDir(), 8<<10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer ours.Close()
+	truncateRightAfterSeals(t, ours)
+}
+
+func TestStockRaftWALTruncatesRightAfterASeal(t *testing.T) {
+	w, err := wal.Open(t.TempDir(), wal.WithMetaStore(&metadb.BoltMetaDB{}), wal.WithSegmentSize(8<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	truncateRightAfterSeals(t, w)
+}
+
+func truncateRightAfterSeals(t *testing.T, s Store) {
 	model := map[uint64][]byte{}
 	var last uint64
 	for i := 0; i < 200; i++ {
@@ -402,6 +415,9 @@ func TestWALCompletesARotationWhoseOnlyCommitIsTorn(t *testing.T) {
 	}
 	if err := s.StoreLogs([]*raft.Log{{Index: 1, Term: 1, Data: bytes.Repeat([]byte("t"), 12<<10)}}); err != nil {
 		t.Fatal(err)
+	}
+	if !rotated(t, segment.NewFiler(dir, walfs.New()), 2, 5*time.Second) {
+		t.Fatal("the append that sealed the segment was not followed by a rotation")
 	}
 	s.Close()
 	sealed := undoLastRotation(t, dir)
@@ -444,6 +460,25 @@ func appendAcrossRestarts(t *testing.T, dir string, model map[uint64][]byte, las
 	return last
 }
 
+// rotated reports whether the WAL's segment files number want within d: the
+// rotation that follows the append that sealed a segment runs on a
+// goroutine of raft-wal's own, and creates the next segment's file last.
+func rotated(t *testing.T, filer types.SegmentFiler, want int, d time.Duration) bool {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(time.Millisecond) {
+		segs, err := filer.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(segs) >= want {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // undoLastRotation puts the meta store in dir back as it was before the last
 // segment rotation, as a crash before the rotation would have left it, and
 // returns the segment that rotation sealed.
@@ -470,35 +505,66 @@ func undoLastRotation(t *testing.T, dir string) types.SegmentInfo {
 	return *tail
 }
 
-// TestWALFailedRotationIsWaitedForOnce: a rotation that fails (here: its
-// meta store is gone) holds up the append that started it for rotationWait,
-// and later appends report the sealed segment at once.
-func TestWALFailedRotationIsWaitedForOnce(t *testing.T) {
-	defer func(d time.Duration) { rotationWait = d }(rotationWait)
-	rotationWait = 200 * time.Millisecond
-	s, err := openWAL(t.TempDir(), 8<<10, nil)
+// legacyDir is a raft-wal dir written by dse with raft-wal v0.4.0, its
+// repairs included (testdata/README.md says how): entries 1-5 of term 1,
+// 6-28 of term 2 and 29-31 of term 3, in a segment the repair rewrote (1-5),
+// two sealed with their index (6-16, 17-27), one a tail truncation sealed
+// without an index (28), and the open tail (29-31).
+const legacyDir = "testdata/wal-v0.4.0"
+
+func legacyTerm(i uint64) uint64 {
+	switch {
+	case i <= 5:
+		return 1
+	case i <= 28:
+		return 2
+	}
+	return 3
+}
+
+// copyLegacy copies legacyDir into a new temp dir.
+func copyLegacy(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(legacyDir)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestWALOpensADataDirV040Wrote: the log of a node upgraded from raft-wal
+// v0.4.0 opens and reads whole, entries appended after it too; stock
+// raft-wal v0.4.2 cannot read its segment sealed without an index, which
+// indexSegments rewrites.
+func TestWALOpensADataDirV040Wrote(t *testing.T) {
+	dir := copyLegacy(t)
+	w, err := wal.Open(dir, wal.WithMetaStore(&metadb.BoltMetaDB{}), wal.WithSegmentSize(8<<10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	ws := s.(*walStore)
-	ws.meta.Close()
-	data := bytes.Repeat([]byte("f"), 3000)
-	var failed error
-	start := time.Now()
-	for i := uint64(1); i <= 10 && failed == nil; i++ {
-		failed = s.StoreLogs([]*raft.Log{{Index: i, Term: 1, Data: data}})
+	var l raft.Log
+	err = w.GetLog(28, &l)
+	w.Close()
+	if err == nil || !strings.Contains(err.Error(), "no index block") {
+		t.Fatalf("stock raft-wal read entry 28 of a segment sealed without an index: %v; indexSegments would be unneeded", err)
 	}
-	if failed == nil || !strings.Contains(failed.Error(), "sealed") {
-		t.Fatalf("appends after a failed rotation: %v", failed)
+
+	dir = copyLegacy(t)
+	s, err := openWAL(dir, 8<<10, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 5*rotationWait {
-		t.Fatalf("appends after a failed rotation took %s", took)
+	for i := uint64(1); i <= 31; i++ {
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil || l.Term != legacyTerm(i) || len(l.Data) != 700 || l.Data[0] != byte(i) {
+			t.Fatalf("entry %d: term %d, %d bytes, %v", i, l.Term, len(l.Data), err)
+		}
 	}
-	start = time.Now()
-	if err := s.StoreLogs([]*raft.Log{{Index: 11, Term: 1, Data: data}}); err == nil || time.Since(start) > rotationWait {
-		t.Fatalf("another append: %v after %s", err, time.Since(start))
+	if err := s.StoreLogs([]*raft.Log{{Index: 32, Term: 4, Data: []byte("after the upgrade")}}); err != nil {
+		t.Fatal(err)
 	}
+	s.Close()
+	stockReads(t, dir, 1, 32)
 }
 
 // TestWALIndexesASegmentAgainAfterACrash: a crash while dse rewrote a
@@ -506,18 +572,8 @@ func TestWALFailedRotationIsWaitedForOnce(t *testing.T) {
 // before the meta store named it, leaves that file behind; the next start
 // rewrites the segment again in its place.
 func TestWALIndexesASegmentAgainAfterACrash(t *testing.T) {
-	dir := t.TempDir()
+	dir := copyLegacy(t)
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta))
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeTerms(t, w, 1, 10, 1)
-	if err := w.DeleteRange(6, 10); err != nil {
-		t.Fatal(err)
-	}
-	storeTerms(t, w, 6, 8, 2)
-	w.Close()
 	ps, err := meta.Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -530,22 +586,22 @@ func TestWALIndexesASegmentAgainAfterACrash(t *testing.T) {
 		}
 	}
 	if unindexed == nil {
-		t.Fatalf("stock raft-wal left no segment sealed without an index: %+v", ps.Segments)
+		t.Fatalf("%s has no segment sealed without an index: %+v", legacyDir, ps.Segments)
 	}
 	filer := segment.NewFiler(dir, walfs.New())
 	if _, err := indexSegment(filer, *unindexed, ps.NextSegmentID); err != nil { // then the crash
 		t.Fatal(err)
 	}
-	s, err := openWAL(dir, wal.DefaultSegmentSize, nil)
+	s, err := openWAL(dir, 8<<10, nil)
 	if err != nil {
 		t.Fatalf("open after a crash in the rewrite: %v", err)
 	}
-	for i := uint64(1); i <= 8; i++ {
+	for i := uint64(1); i <= 31; i++ {
 		var l raft.Log
-		if err := s.GetLog(i, &l); err != nil || l.Term != 1+i/6 {
+		if err := s.GetLog(i, &l); err != nil || l.Term != legacyTerm(i) {
 			t.Fatalf("entry %d: term %d, %v", i, l.Term, err)
 		}
 	}
 	s.Close()
-	stockReads(t, dir, 1, 8)
+	stockReads(t, dir, 1, 31)
 }
