@@ -2,17 +2,16 @@ package dse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"dse.dev/dse/dse/cache"
+	"dse.dev/dse/dse/cluster"
 	"dse.dev/dse/dse/table"
+	"dse.dev/dse/dse/wire"
 	"dse.dev/dse/fsm"
 )
 
@@ -145,36 +144,6 @@ func (b *batcher) run() {
 	}
 }
 
-// applyLocal submits an entry to the local Raft and waits for it (a wait
-// that also ends when the node closes). An entry Raft refused outright
-// (leadership moved or is being transferred) is forwarded to the leader, as
-// leaderDo does for a lone entry: nothing was submitted after it, so
-// nothing can overtake it.
-func (b *batcher) applyLocal(data []byte, cmd fsm.Publish) (*applyResult, error) {
-	start := time.Now()
-	fut := b.n.raft.Apply(data, b.n.cfg.ApplyTimeout)
-	err := b.n.waitFuture(fut)
-	b.n.metrics.applyLatency.Observe(time.Since(start).Seconds())
-	switch {
-	case err == nil:
-		res := toApplyResult(fut.Response())
-		return &res, nil
-	case notAccepted(err):
-		ctx, cancel := context.WithTimeout(b.n.ctx, b.n.cfg.ApplyTimeout)
-		defer cancel()
-		return b.n.apply(ctx, fsm.CmdPublish, cmd)
-	}
-	// Leadership lost after accepting: the entry may or may not commit;
-	// the requests fail and their tables heal with a snapshot.
-	return nil, fmt.Errorf("%w: raft apply: %v", ErrUnavailable, err)
-}
-
-// notAccepted reports whether raft refused an entry outright (so it can
-// never commit, and may be sent again).
-func notAccepted(err error) bool {
-	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
-}
-
 // fail answers a request with err and makes its table's next publication a
 // snapshot: publications already queued behind it (computed against its
 // content) fail too, through the epoch.
@@ -249,31 +218,18 @@ func (b *batcher) commit(reqs []*pubReq) {
 	for i, g := range groups {
 		cmd.Requests[i] = fsm.PublishRequest{Service: g.svc.id, Incarnation: g.inc, Table: g.t.name, Count: uint64(len(g.reqs))}
 	}
-	data, err := fsm.Encode(fsm.CmdPublish, cmd)
-	if err != nil {
-		b.finish(groups, nil, fmt.Errorf("%w: %v", ErrInvalid, err))
-		return
-	}
-	var res *applyResult
-	if n.IsLeader() {
-		res, err = b.applyLocal(data, cmd)
-	} else {
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
-		res, err = n.apply(ctx, fsm.CmdPublish, cmd)
-		cancel()
-	}
-	b.finish(groups, res, err)
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ApplyTimeout)
+	grants, err := n.cluster.Sequence(ctx, cmd)
+	cancel()
+	b.finish(groups, grants, err)
 }
 
 // finish answers the requests of a committed (or failed) entry: it records
 // and pushes the publications granted, in order, and fails the rest.
-func (b *batcher) finish(groups []*group, res *applyResult, err error) {
+func (b *batcher) finish(groups []*group, grants []cluster.Grant, err error) {
 	n := b.n
-	if err == nil && res.Code != "" {
-		err = res.err() // the entry as a whole failed (fsm.ErrAnswered)
-	}
-	if err == nil && len(res.Grants) != len(groups) {
-		err = fmt.Errorf("%w: %d grants for %d requests", ErrUnavailable, len(res.Grants), len(groups))
+	if err == nil && len(grants) != len(groups) {
+		err = fmt.Errorf("%w: %d grants for %d requests", ErrUnavailable, len(grants), len(groups))
 	}
 	if err != nil {
 		for _, g := range groups {
@@ -287,10 +243,10 @@ func (b *batcher) finish(groups []*group, res *applyResult, err error) {
 	var pubs []*table.Publication
 	var done []*pubReq
 	for i, g := range groups {
-		grant := res.Grants[i]
-		if gerr := FromCode(grant.Code, grant.Msg); gerr != nil {
+		grant := grants[i]
+		if grant.Err != nil {
 			for _, r := range g.reqs {
-				b.fail(r, gerr)
+				b.fail(r, grant.Err)
 			}
 			continue
 		}
@@ -419,7 +375,7 @@ func (ss *services) push(pubs []*table.Publication) {
 		}
 		built[d] = frames
 		for _, f := range frames {
-			if err := n.trans.Send(d.addr, msgPublication, f); err != nil {
+			if err := n.trans.Send(d.addr, wire.Publication, f); err != nil {
 				count := int(f[1])<<24 | int(f[2])<<16 | int(f[3])<<8 | int(f[4])
 				n.metrics.dropped.Add(float64(count))
 				n.logger.Debug("push dropped", "peer", d.addr, "publications", count, "error", err)

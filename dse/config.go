@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/raftlog"
 	"dse.dev/dse/transport"
 )
@@ -118,8 +119,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.DataDir == "":
 		return errors.New("DataDir is required")
-	case c.ID != "" && !validName(c.ID):
-		return fmt.Errorf("ID (%q) must be 1-128 characters of letters, digits, '.', '_' or '-'", c.ID)
+	case c.ID != "" && !name.Valid(c.ID):
+		return fmt.Errorf("ID (%q) must be %s", c.ID, name.Rule)
 	case c.ResubTimeout < 10*time.Millisecond:
 		return fmt.Errorf("ResubTimeout (%s) must be at least 10ms", c.ResubTimeout)
 	case c.LivenessGrace < 10*time.Millisecond:
@@ -151,17 +152,10 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// validName reports whether s is a usable node, service or table id.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
-		return false // "." and "..": URL paths clean them away
+// checkTableID checks a publisher's id and a table's name.
+func checkTableID(publisher, table string) error {
+	if err := name.Check("publisher", publisher); err != nil {
+		return err
 	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-', r == ':':
-		default:
-			return false
-		}
-	}
-	return true
+	return name.Check("table name", table)
 }

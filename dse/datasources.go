@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"dse.dev/dse/dse/drivers"
+	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 )
@@ -154,8 +153,8 @@ func validateWithDriver(driver string, cfg map[string]any) error {
 // AddDatasource registers a datasource; once enabled the leader places it
 // on a live node, which publishes its tables as the service named Name.
 func (n *Node) AddDatasource(ctx context.Context, spec DatasourceSpec) (Datasource, error) {
-	if !validName(spec.Name) {
-		return Datasource{}, fmt.Errorf("%w: datasource name %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, spec.Name)
+	if err := name.Check("datasource name", spec.Name); err != nil {
+		return Datasource{}, err
 	}
 	cfg, err := normalizeConfig(spec.Config)
 	if err != nil {
@@ -300,7 +299,7 @@ func (n *Node) placeLoop() {
 }
 
 func (n *Node) placeDatasources() {
-	servers, _, err := n.configuration()
+	servers, _, err := n.cluster.Configuration()
 	if err != nil {
 		return
 	}
@@ -339,8 +338,7 @@ func (n *Node) placeDatasources() {
 		}
 		if place != d.Node {
 			n.logger.Info("placing datasource", "datasource", d.Name, "from", d.Node, "to", place)
-			res, _ := n.applyLocal(fsm.MustEncode(fsm.CmdDatasourcePlace, fsm.DatasourcePlace{ID: d.ID, Node: place}))
-			if err := res.err(); err != nil {
+			if err := n.cluster.ApplyLeader(fsm.MustEncode(fsm.CmdDatasourcePlace, fsm.DatasourcePlace{ID: d.ID, Node: place})); err != nil {
 				n.logger.Warn("placement failed", "datasource", d.Name, "error", err)
 				continue
 			}
@@ -356,8 +354,7 @@ func (n *Node) placeDatasources() {
 		if svc, ok := n.fsm.Service(d.Name); ok && svc.Kind == KindDatasource {
 			for _, inst := range svc.Instances {
 				if inst != place && (!live[inst] || d.Node == place) {
-					res, _ := n.applyLocal(fsm.MustEncode(fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: d.Name, Node: inst}))
-					if err := res.err(); err != nil {
+					if err := n.cluster.ApplyLeader(fsm.MustEncode(fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: d.Name, Node: inst})); err != nil {
 						n.logger.Warn("cannot remove a stale datasource instance", "datasource", d.Name, "node", inst, "error", err)
 					}
 				}
@@ -464,7 +461,7 @@ func (n *Node) runLoop() {
 	for {
 		changed := n.fsm.Changed()
 		want := map[string]fsm.Datasource{}
-		inContact := n.inContact()
+		inContact := n.cluster.InContact()
 		for _, d := range n.fsm.Datasources() {
 			if d.Enabled && d.Node == n.id && inContact {
 				want[d.ID] = d
@@ -480,7 +477,7 @@ func (n *Node) runLoop() {
 			}
 			if !ok || gone || w.Incarnation != r.d.Incarnation || w.Name != r.d.Name || !reflect.DeepEqual(w.Config, r.d.Config) {
 				if !inContact {
-					n.logger.Warn("stopping a datasource: no word from a leader for an election and the liveness grace; it moves to a live node", "datasource", r.d.Name, "after", n.outOfContactAfter())
+					n.logger.Warn("stopping a datasource: no word from a leader for an election and the liveness grace; it moves to a live node", "datasource", r.d.Name, "after", n.cluster.OutOfContactAfter())
 				}
 				n.stopDatasource(r, inContact)
 				delete(running, id)
@@ -527,35 +524,6 @@ func (n *Node) startDatasource(d fsm.Datasource) (*dsRunner, error) {
 		drv.Run(r.ctx, d.Config, r)
 	}()
 	return r, nil
-}
-
-// inContact reports whether this node is in touch with the cluster: it
-// leads, or heard from a leader lately. Past that, a leader counts it down
-// and moves its datasources to live nodes: this node stops running them (a
-// node partitioned away, or removed from the cluster while it ran, polled
-// their sources beside their new owner). "Lately" spans an election, and
-// then the liveness grace the new leader gives before it moves anything:
-// followers hear from no leader while one is elected, and stopped every
-// datasource at each leader's failure.
-func (n *Node) inContact() bool {
-	switch n.raft.State() {
-	case raft.Leader:
-		return true
-	case raft.Shutdown:
-		return false
-	}
-	last := n.raft.LastContact()
-	return !last.IsZero() && time.Since(last) < n.outOfContactAfter()
-}
-
-// outOfContactAfter is how long a node goes without word from a leader
-// before it counts itself cut off: the time to notice a lost leader (up to
-// twice the heartbeat timeout) and elect another (up to twice the election
-// timeout a round), plus the grace. A node cut off from a live leader stops
-// a few seconds after the leader moved its datasources: meanwhile both
-// poll, but the cut-off one's publications are fenced.
-func (n *Node) outOfContactAfter() time.Duration {
-	return 2*n.cfg.HeartbeatTimeout + 2*n.cfg.ElectionTimeout + n.cfg.LivenessGrace
 }
 
 // stopDatasource stops r's driver and takes its service out of the

@@ -1,118 +1,53 @@
 package dse
 
-import (
-	"errors"
+import "dse.dev/dse/dse/errdefs"
 
-	"dse.dev/dse/fsm"
-	"dse.dev/dse/transport"
-)
-
-// Errors returned by the node. Check them with errors.Is; they survive being
-// forwarded between nodes and through the HTTP API.
+// The errors the node returns (package errdefs). Check them with errors.Is;
+// they survive being forwarded between nodes and through the HTTP API.
 var (
 	// ErrNoLeader is returned when the cluster has no known leader.
-	ErrNoLeader = errors.New("no cluster leader")
+	ErrNoLeader = errdefs.ErrNoLeader
 	// ErrNotLeader is returned by a leader-only operation run elsewhere.
-	ErrNotLeader = errors.New("not the leader")
+	ErrNotLeader = errdefs.ErrNotLeader
 	// ErrMemberNotFound is returned for an id that is not a cluster member.
-	ErrMemberNotFound = errors.New("member not found")
+	ErrMemberNotFound = errdefs.ErrMemberNotFound
 	// ErrQuorum is returned for a removal that would leave the cluster unable
 	// to elect a leader.
-	ErrQuorum = errors.New("would lose quorum")
+	ErrQuorum = errdefs.ErrQuorum
 	// ErrServiceNotFound is returned for an unknown service id.
-	ErrServiceNotFound = errors.New("service not found")
+	ErrServiceNotFound = errdefs.ErrServiceNotFound
 	// ErrServiceExists is returned when a service id is already taken.
-	ErrServiceExists = errors.New("service already exists")
+	ErrServiceExists = errdefs.ErrServiceExists
 	// ErrNoSuchMethod is returned by an RPC to an action the service lacks.
-	ErrNoSuchMethod = errors.New("no such method")
+	ErrNoSuchMethod = errdefs.ErrNoSuchMethod
 	// ErrUnavailable is returned when a node or service cannot be reached in
 	// time.
-	ErrUnavailable = errors.New("unavailable")
+	ErrUnavailable = errdefs.ErrUnavailable
 	// ErrFenced is returned to a publisher that no longer owns its service.
-	ErrFenced = errors.New("stale incarnation")
+	ErrFenced = errdefs.ErrFenced
 	// ErrInvalid is returned for malformed input; the message names what.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = errdefs.ErrInvalid
 	// ErrNotFound is returned for a missing table, datasource or token.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errdefs.ErrNotFound
 	// ErrExists is returned when a name is taken.
-	ErrExists = errors.New("already exists")
+	ErrExists = errdefs.ErrExists
 	// ErrClosed is returned after the node has shut down.
-	ErrClosed = errors.New("node closed")
+	ErrClosed = errdefs.ErrClosed
 	// ErrUnauthorized is returned for a request without a valid token.
-	ErrUnauthorized = errors.New("unauthorized")
+	ErrUnauthorized = errdefs.ErrUnauthorized
 	// ErrForbidden is returned for a token whose role is too low.
-	ErrForbidden = errors.New("forbidden")
+	ErrForbidden = errdefs.ErrForbidden
+	// ErrRemote is wrapped by the error an RPC returns when the remote
+	// method itself failed; the message is the method's.
+	ErrRemote = errdefs.ErrRemote
 )
-
-// errorCodes names each sentinel on the wire and in the HTTP API.
-var errorCodes = map[string]error{
-	"no_leader":         ErrNoLeader,
-	"not_leader":        ErrNotLeader,
-	"member_not_found":  ErrMemberNotFound,
-	"quorum":            ErrQuorum,
-	"service_not_found": ErrServiceNotFound,
-	"service_exists":    ErrServiceExists,
-	"no_such_method":    ErrNoSuchMethod,
-	"unavailable":       ErrUnavailable,
-	"fenced":            ErrFenced,
-	"invalid":           ErrInvalid,
-	"not_found":         ErrNotFound,
-	"exists":            ErrExists,
-	"closed":            ErrClosed,
-	"unauthorized":      ErrUnauthorized,
-	"forbidden":         ErrForbidden,
-}
-
-// fsmErrors maps the FSM's business errors to the node's.
-var fsmErrors = []struct{ from, to error }{
-	{fsm.ErrServiceNotFound, ErrServiceNotFound},
-	{fsm.ErrServiceExists, ErrServiceExists},
-	{fsm.ErrNodeNotFound, ErrMemberNotFound},
-	{fsm.ErrFenced, ErrFenced},
-	{fsm.ErrDatasourceNotFound, ErrNotFound},
-	{fsm.ErrDatasourceExists, ErrExists},
-	{fsm.ErrInvalid, ErrInvalid},
-	{fsm.ErrTokenNotFound, ErrNotFound},
-	{fsm.ErrAnswered, ErrUnavailable},
-	{transport.ErrUnavailable, ErrUnavailable},
-	{transport.ErrQueueFull, ErrUnavailable},
-}
 
 // CodedError is an error with a stable code, as carried between nodes and to
 // HTTP clients. errors.Is matches it against the sentinel of its code.
-type CodedError struct {
-	Code string
-	Msg  string
-}
-
-func (e *CodedError) Error() string { return e.Msg }
-
-// Unwrap returns the sentinel the code names.
-func (e *CodedError) Unwrap() error { return errorCodes[e.Code] }
+type CodedError = errdefs.CodedError
 
 // ErrorCode returns the stable code of err's sentinel, or "internal".
-func ErrorCode(err error) string {
-	var ce *CodedError
-	if errors.As(err, &ce) && errorCodes[ce.Code] != nil {
-		return ce.Code
-	}
-	for code, sentinel := range errorCodes {
-		if errors.Is(err, sentinel) {
-			return code
-		}
-	}
-	for _, m := range fsmErrors {
-		if errors.Is(err, m.from) {
-			return ErrorCode(m.to)
-		}
-	}
-	return "internal"
-}
+func ErrorCode(err error) string { return errdefs.Code(err) }
 
 // FromCode rebuilds an error from its code and message.
-func FromCode(code, msg string) error {
-	if code == "" {
-		return nil
-	}
-	return &CodedError{Code: code, Msg: msg}
-}
+func FromCode(code, msg string) error { return errdefs.FromCode(code, msg) }

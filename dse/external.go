@@ -15,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 )
@@ -124,8 +125,8 @@ type externalService struct {
 // are set by Publish (`dse services create`). An id already registered
 // anywhere is refused with ErrServiceExists.
 func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, error) {
-	if !validName(id) {
-		return DataServiceInfo{}, fmt.Errorf("%w: service id %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, id)
+	if err := name.Check("service id", id); err != nil {
+		return DataServiceInfo{}, err
 	}
 	if _, ok := n.fsm.Service(id); ok {
 		return DataServiceInfo{}, fmt.Errorf("%w: %q", ErrServiceExists, id)
@@ -215,10 +216,10 @@ type PublishResult struct {
 // service runs (through its publish RPC), and returns once the publication
 // is sequenced and on the owner node's disk.
 func (n *Node) Publish(ctx context.Context, service, tbl string, rows []Row, snapshot bool) (PublishResult, error) {
-	if !validName(tbl) {
+	if err := name.Check("table name", tbl); err != nil {
 		// Here, not at the owner: refused there, it came back as the
 		// method's failure (502), not as bad input.
-		return PublishResult{}, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, tbl)
+		return PublishResult{}, err
 	}
 	if err := table.CanonicalRows(rows, table.DefaultLimits); err != nil {
 		return PublishResult{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -314,7 +315,7 @@ func (n *Node) restoreLocal() {
 func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]Row) error {
 	// Decide with an up-to-date registry: a service deleted while this node
 	// was down must not come back.
-	for !n.caughtUp.Load() {
+	for !n.cluster.CaughtUp() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -73,20 +73,6 @@ func singleNodeWith(tb testing.TB, adjust func(*Config)) *Node {
 	return n
 }
 
-func TestLeaderRefusesUndecodableCommands(t *testing.T) {
-	n := singleNode(t)
-	for !n.IsLeader() {
-		time.Sleep(5 * time.Millisecond)
-	}
-	rep := n.runLeaderOp(context.Background(), leaderOp{Op: "apply", Cmd: []byte{0x99, 1}})
-	if !errors.Is(FromCode(rep.Code, rep.Msg), ErrInvalid) {
-		t.Fatalf("got %+v, want invalid", rep)
-	}
-	if n.FSM().Index() > n.raft.LastIndex() {
-		t.Fatal("index moved")
-	}
-}
-
 // TestPushSkipsAPublicationThatDoesNotEncode: a bad publication after a good
 // one in the same push is logged and left out; the good one still goes.
 func TestPushSkipsAPublicationThatDoesNotEncode(t *testing.T) {

@@ -10,42 +10,35 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"dse.dev/dse/dse/raftlog"
+	"dse.dev/dse/dse/cluster"
 	"dse.dev/dse/fsm"
 	"dse.dev/dse/transport"
 )
 
 // Node is one process's membership in a dse cluster: its cluster port, its
-// Raft instance and replicated FSM, and the services it hosts.
+// Raft instance and replicated FSM (package cluster), and the services it
+// hosts.
 type Node struct {
 	cfg    Config
 	id     string
 	logger hclog.Logger
 
 	trans   *transport.Transport
-	netTran *raft.NetworkTransport
-	logs    raftlog.Store
-	logKind string // LogStoreWAL or LogStoreBoltDB
-	raft    *raft.Raft
+	cluster *cluster.Membership
 	fsm     *fsm.FSM
 
 	metrics *nodeMetrics
 	reg     *prometheus.Registry
-	svcs    *services     // the engine: hosted services, subscriptions, group commit
-	applies *applyBatcher // the registry's group commit
-	once    *onceIDs      // ids of the commands sent through leaderDo
+	svcs    *services // the engine: hosted services, subscriptions, group commit
 	store   *tableStore
 
 	extMu    sync.Mutex
 	external map[string]*externalService
 
-	caughtUp     atomic.Bool  // applied the leader's commit index since start
 	watches      atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
 	authSeen     atomic.Bool  // tokens were required (also across restarts)
 	plainWarning sync.Once    // warnPlainClusterPort
@@ -120,34 +113,41 @@ func New(cfg Config) (*Node, error) {
 		fsm:      fsm.New(),
 		done:     make(chan struct{}),
 		external: map[string]*externalService{},
+		reg:      prometheus.NewRegistry(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.svcs = newServices(n)
-	n.applies = newApplyBatcher(n)
-	n.once = newOnceIDs(n.id)
-	n.goFunc(n.applies.run) // before Raft: its first writes may come at once
 	if n.store, err = openTableStore(cfg.DataDir); err != nil {
 		n.cancel()
 		trans.Close()
 		return nil, err
 	}
-	if err := n.startRaft(); err != nil {
+	n.cluster, err = cluster.New(n.ctx, cluster.Config{
+		ID:                cfg.ID,
+		DataDir:           cfg.DataDir,
+		HTTPAddr:          cfg.HTTPAddr,
+		LogStore:          cfg.LogStore,
+		Bootstrap:         cfg.Bootstrap,
+		HeartbeatTimeout:  cfg.HeartbeatTimeout,
+		ElectionTimeout:   cfg.ElectionTimeout,
+		ApplyTimeout:      cfg.ApplyTimeout,
+		LivenessGrace:     cfg.LivenessGrace,
+		SnapshotRetain:    cfg.SnapshotRetain,
+		SnapshotThreshold: cfg.SnapshotThreshold,
+	}, trans, n.fsm, n.reg, logger)
+	if err != nil {
 		n.cancel()
 		trans.Close()
 		n.store.close()
-		if n.logs != nil {
-			n.logs.Close()
-		}
 		return nil, err
 	}
+	n.joinsFresh = cfg.JoinsWithToken && !n.cluster.Existing()
+	n.initMetrics()
+	n.svcs = newServices(n)
 	if err := saveIdentity(cfg.DataDir, identity{ID: n.id, Advertise: trans.Addr(), HTTPAddr: cfg.HTTPAddr}); err != nil {
 		n.Close()
 		return nil, err
 	}
 	trans.SetHandler(n)
-	n.initMetrics()
-	n.goFunc(n.livenessLoop)
-	n.goFunc(n.selfRegisterLoop)
 	n.svcs.start()
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, authMarker)); err == nil {
 		n.authSeen.Store(true)
@@ -155,7 +155,10 @@ func New(cfg Config) (*Node, error) {
 	if n.authSeen.Load() || cfg.BootstrapToken != "" || cfg.JoinsWithToken {
 		n.warnPlainClusterPort()
 	}
-	n.goFunc(n.catchUpLoop)
+	if cfg.Bootstrap && (cfg.Secure || cfg.BootstrapToken != "") {
+		n.goFunc(n.createBootstrapToken)
+	}
+	n.goFunc(n.noteAuthOnceSynced)
 	n.goFunc(n.restoreLocal)
 	n.goFunc(n.placeLoop)
 	n.goFunc(n.runLoop)
@@ -196,84 +199,12 @@ func saveIdentity(dir string, id identity) error {
 	return nil
 }
 
-// logCacheSize is how many recent Raft entries a node keeps in memory (as
-// Consul does, 512).
-const logCacheSize = 512
-
-func (n *Node) startRaft() error {
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(n.id)
-	rc.Logger = n.logger.Named("raft")
-	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
-	rc.ElectionTimeout = n.cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = n.cfg.HeartbeatTimeout / 2
-	rc.CommitTimeout = 5 * time.Millisecond
-	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
-	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 256
-	if err := raft.ValidateConfig(rc); err != nil {
-		return fmt.Errorf("dse: raft config: %w", err)
-	}
-	store, kind, err := raftlog.Open(n.cfg.DataDir, n.cfg.LogStore, n.logger)
-	if err != nil {
-		return err
-	}
-	n.logs = store
-	n.logKind = kind
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, n.cfg.SnapshotRetain, n.logger.Named("snapshots"))
-	if err != nil {
-		return fmt.Errorf("dse: snapshot store: %w", err)
-	}
-	n.netTran = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.trans.RaftLayer(n.ctx),
-		MaxPool: 3,
-		Timeout: 2 * time.Second,
-		Logger:  n.logger.Named("raft-net"),
-	})
-	existing, err := raft.HasExistingState(store, store, snaps)
-	if err != nil {
-		return fmt.Errorf("dse: read raft state: %w", err)
-	}
-	// Recent entries stay in memory: the leader reads every entry it
-	// replicates back from the log store, and raft-wal serves each read
-	// with a pread.
-	logs, err := raft.NewLogCache(logCacheSize, store)
-	if err != nil {
-		return fmt.Errorf("dse: raft log cache: %w", err)
-	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.netTran)
-	if err != nil {
-		n.netTran.Close()
-		return fmt.Errorf("dse: start raft: %w", err)
-	}
-	n.raft = r
-	n.joinsFresh = n.cfg.JoinsWithToken && !existing
-	if n.cfg.Bootstrap && (n.cfg.Secure || n.cfg.BootstrapToken != "") {
-		n.goFunc(n.createBootstrapToken)
-	}
-	if n.cfg.Bootstrap && !existing {
-		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
-			Suffrage: raft.Voter,
-			ID:       raft.ServerID(n.id),
-			Address:  raft.ServerAddress(n.trans.Addr()),
-		}}})
-		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			r.Shutdown()
-			n.netTran.Close()
-			return fmt.Errorf("dse: bootstrap: %w", err)
-		}
-		n.logger.Info("bootstrapped a new cluster")
-	}
-	return nil
-}
-
-// HasState reports whether the node resumed existing Raft state at start.
-func (n *Node) HasState() bool {
-	return n.fsm.Index() > 0 || n.raft.LastIndex() > 0
-}
+// HasState reports whether the node holds Raft state: resumed at start, or
+// received since.
+func (n *Node) HasState() bool { return n.cluster.HasState() }
 
 // LogStore names the Raft log store the node runs on.
-func (n *Node) LogStore() string { return n.logKind }
+func (n *Node) LogStore() string { return n.cluster.LogStore() }
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.id }
@@ -311,19 +242,12 @@ func (n *Node) goFunc(f func()) {
 func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		n.cancel()
-		var errs []error
-		if n.raft != nil {
-			errs = append(errs, n.raft.Shutdown().Error())
-		}
+		errs := []error{n.cluster.ShutdownRaft()}
 		n.goMu.Lock()
 		n.goClosed = true
 		n.goMu.Unlock()
 		n.wg.Wait()
-		if n.netTran != nil {
-			errs = append(errs, n.netTran.Close())
-		}
-		errs = append(errs, n.trans.Close())
-		errs = append(errs, n.logs.Close(), n.store.close())
+		errs = append(errs, n.cluster.Close(), n.trans.Close(), n.store.close())
 		n.stopErr = errors.Join(errs...)
 		close(n.done)
 		n.logger.Info("node stopped")
@@ -332,38 +256,18 @@ func (n *Node) Close() error {
 }
 
 // IsLeader reports whether this node is the Raft leader.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.cluster.IsLeader() }
 
 // Leader returns the current leader's id and cluster address, empty if none
 // is known.
-func (n *Node) Leader() (id, addr string) {
-	a, i := n.raft.LeaderWithID()
-	return string(i), string(a)
-}
+func (n *Node) Leader() (id, addr string) { return n.cluster.Leader() }
 
 // WaitLeader blocks until the cluster has a leader this node knows of.
-func (n *Node) WaitLeader(ctx context.Context) (string, error) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if id, _ := n.Leader(); id != "" {
-			return id, nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
-		case <-n.ctx.Done():
-			return "", ErrClosed
-		case <-t.C:
-		}
-	}
-}
+func (n *Node) WaitLeader(ctx context.Context) (string, error) { return n.cluster.WaitLeader(ctx) }
 
-// configuration returns the current Raft membership.
-func (n *Node) configuration() ([]raft.Server, uint64, error) {
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, 0, err
-	}
-	return f.Configuration().Servers, f.Index(), nil
+// applyErr commits a registry command whose only result is an error,
+// through the registry's group commit, and returns once this node's FSM
+// has applied it.
+func (n *Node) applyErr(ctx context.Context, t fsm.CommandType, body any) error {
+	return n.cluster.Write(ctx, t, body)
 }

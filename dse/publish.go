@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/table"
 )
 
@@ -280,8 +281,8 @@ func (s *DataService) publish(ctx context.Context, tableName string, change func
 // it has it as a slice of its own), then queues the publication for its
 // seqnum. The service counts as busy (Wait) until the batcher answers.
 func (s *DataService) startPublish(tableName string, change func(*pubTable) (add, del, content []Row), useSnapshot bool) (*Publishing, error) {
-	if !validName(tableName) {
-		return nil, fmt.Errorf("%w: table name %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, tableName)
+	if err := name.Check("table name", tableName); err != nil {
+		return nil, err
 	}
 	n, ok := s.enter()
 	if !ok {

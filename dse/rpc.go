@@ -17,12 +17,6 @@ import (
 // DefaultRPCTimeout bounds an RPC whose caller set no timeout.
 const DefaultRPCTimeout = 10 * time.Second
 
-// ErrRemote is wrapped by the error an RPC returns when the remote method
-// itself failed; the message is the method's.
-var ErrRemote = errors.New("remote error")
-
-func init() { errorCodes["remote"] = ErrRemote }
-
 // RPCOptions are rpc's optional arguments.
 type RPCOptions struct {
 	// Timeout bounds the call (each attempt); zero means DefaultRPCTimeout.

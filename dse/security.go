@@ -76,12 +76,12 @@ func (n *Node) AuthRequired() bool {
 		n.noteAuth()
 		return true
 	}
-	return n.cfg.Secure || n.cfg.BootstrapToken != "" || n.joinsFresh && !n.caughtUp.Load()
+	return n.cfg.Secure || n.cfg.BootstrapToken != "" || n.joinsFresh && !n.cluster.CaughtUp()
 }
 
 // AuthReady reports whether this node can check tokens: it holds them and
 // has caught up with the leader since it started.
-func (n *Node) AuthReady() bool { return n.fsm.AuthEnabled() && n.caughtUp.Load() }
+func (n *Node) AuthReady() bool { return n.fsm.AuthEnabled() && n.cluster.CaughtUp() }
 
 func (n *Node) noteAuth() {
 	if n.authSeen.Swap(true) {
@@ -105,39 +105,16 @@ func (n *Node) warnPlainClusterPort() {
 	})
 }
 
-// catchUpLoop marks the node caught up once its FSM has applied what the
-// leader had committed when it asked (once per start).
-func (n *Node) catchUpLoop() {
-	for n.ctx.Err() == nil {
-		if err := n.catchUp(); err == nil {
-			n.caughtUp.Store(true)
-			if n.fsm.AuthEnabled() {
-				n.noteAuth()
-			}
-			return
-		}
-		select {
-		case <-n.ctx.Done():
-		case <-time.After(200 * time.Millisecond):
+// noteAuthOnceSynced records, once the node has caught up with the
+// leader, that the cluster requires tokens if its registry holds any.
+func (n *Node) noteAuthOnceSynced() {
+	select {
+	case <-n.ctx.Done():
+	case <-n.cluster.Synced():
+		if n.fsm.AuthEnabled() {
+			n.noteAuth()
 		}
 	}
-}
-
-func (n *Node) catchUp() error {
-	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-	defer cancel()
-	if _, err := n.WaitLeader(ctx); err != nil {
-		return err
-	}
-	if n.IsLeader() {
-		return n.waitFuture(n.raft.Barrier(5 * time.Second))
-	}
-	_, addr := n.Leader()
-	st, err := n.peerStatus(ctx, addr)
-	if err != nil {
-		return err
-	}
-	return n.waitApplied(ctx, st.CommitIndex)
 }
 
 // Authenticate returns the token whose secret is presented.
@@ -230,7 +207,7 @@ func (n *Node) createBootstrapToken() {
 		case <-time.After(250 * time.Millisecond):
 		}
 		if n.fsm.AuthEnabled() {
-			if n.caughtUp.Load() {
+			if n.cluster.CaughtUp() {
 				_, ours := n.fsm.TokenByHash(hashSecret(secret))
 				switch {
 				case ours && generated && n.cfg.OnBootstrapToken != nil:
@@ -243,7 +220,7 @@ func (n *Node) createBootstrapToken() {
 			}
 			return
 		}
-		if !n.caughtUp.Load() {
+		if !n.cluster.CaughtUp() {
 			continue // the registry may hold tokens this node has not seen
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)

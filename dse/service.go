@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"dse.dev/dse/dse/cache"
+	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 )
@@ -160,8 +161,8 @@ func (s *DataService) method(action string) (RPCMethod, bool) {
 // registered on several nodes has one owner, the publisher; the others stand
 // by and take over when the owner's node goes down.
 func (n *Node) Register(ctx context.Context, s *DataService) error {
-	if !validName(s.id) {
-		return fmt.Errorf("%w: service id %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, s.id)
+	if err := name.Check("service id", s.id); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	if s.node != nil {
@@ -170,7 +171,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	}
 	s.node = n
 	s.mu.Unlock()
-	if err := n.ensureRegistered(ctx); err != nil {
+	if err := n.cluster.EnsureRegistered(ctx); err != nil {
 		s.mu.Lock()
 		s.node = nil
 		s.mu.Unlock()

@@ -212,8 +212,8 @@ func (n *Node) Service(id string) (*DataService, bool) { return n.svcs.get(id) }
 // it runs; the publisher need not exist yet (subscribe). The service first
 // receives the table as a snapshot, then its deltas in order.
 func (s *DataService) Subscribe(ctx context.Context, publisher, tableName string) error {
-	if !validName(publisher) || !validName(tableName) {
-		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, publisher, tableName)
+	if err := checkTableID(publisher, tableName); err != nil {
+		return err
 	}
 	n, ok := s.enter()
 	if !ok {

@@ -29,8 +29,8 @@ var ErrWatchTooSlow = errors.New("watcher fell behind")
 // ErrWatchTooSlow when events stays full; ErrServiceNotFound at once when
 // the registry has no such publisher (service or datasource).
 func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- WatchEvent) error {
-	if !validName(publisher) || !validName(tbl) {
-		return fmt.Errorf("%w: publisher %q and table %q must be 1-128 letters, digits, '.', '_', '-' or ':', and not . or ..", ErrInvalid, publisher, tbl)
+	if err := checkTableID(publisher, tbl); err != nil {
+		return err
 	}
 	if !n.publisherKnown(publisher) {
 		// A typo would otherwise wait for a publisher that never comes.

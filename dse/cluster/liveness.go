@@ -1,4 +1,4 @@
-package dse
+package cluster
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"dse.dev/dse/dse/errdefs"
 	"dse.dev/dse/fsm"
 )
 
@@ -21,7 +22,7 @@ type peerHealth struct {
 // down once its heartbeats have failed for LivenessGrace, and up again when
 // they resume (or, for a node the registry had down when leadership began,
 // when none have failed for a grace period).
-func (n *Node) livenessLoop() {
+func (c *Membership) livenessLoop() {
 	obsCh := make(chan raft.Observation, 256)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -30,16 +31,16 @@ func (n *Node) livenessLoop() {
 		}
 		return false
 	})
-	n.raft.RegisterObserver(obs)
-	defer n.raft.DeregisterObserver(obs)
+	c.raft.RegisterObserver(obs)
+	defer c.raft.DeregisterObserver(obs)
 
-	tick := time.NewTicker(n.cfg.LivenessGrace / 5)
+	tick := time.NewTicker(c.cfg.LivenessGrace / 5)
 	defer tick.Stop()
 	health := map[string]*peerHealth{}
 	var leaderSince time.Time
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-c.ctx.Done():
 			return
 		case o := <-obsCh:
 			switch d := o.Data.(type) {
@@ -64,20 +65,20 @@ func (n *Node) livenessLoop() {
 				leaderSince = time.Now()
 			}
 		case <-tick.C:
-			if !n.IsLeader() {
+			if !c.IsLeader() {
 				leaderSince = time.Time{}
 				continue
 			}
 			if leaderSince.IsZero() {
 				leaderSince = time.Now()
 			}
-			n.reconcileLiveness(health, leaderSince)
+			c.reconcileLiveness(health, leaderSince)
 		}
 	}
 }
 
-func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time.Time) {
-	servers, _, err := n.configuration()
+func (c *Membership) reconcileLiveness(health map[string]*peerHealth, leaderSince time.Time) {
+	servers, _, err := c.Configuration()
 	if err != nil {
 		return
 	}
@@ -86,7 +87,7 @@ func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time
 	// peer not reported for longer has recovered even if the observation
 	// that said so was dropped (the observer does not block Raft).
 	for id, h := range health {
-		if now.Sub(h.lastFailure) > 2*n.cfg.LivenessGrace+2*time.Second {
+		if now.Sub(h.lastFailure) > 2*c.cfg.LivenessGrace+2*time.Second {
 			delete(health, id)
 		}
 	}
@@ -96,37 +97,35 @@ func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time
 	for _, s := range servers {
 		member[string(s.ID)] = true
 	}
-	for _, node := range n.fsm.Nodes() {
+	for _, node := range c.fsm.Nodes() {
 		if !member[node.ID] {
-			n.logger.Info("removing the registry record of a former member", "peer", node.ID)
-			res, _ := n.applyLocal(fsm.MustEncode(fsm.CmdNodeRemove, fsm.NodeRemove{ID: node.ID}))
-			if err := res.err(); err != nil {
-				n.logger.Warn("cannot remove a former member's record", "peer", node.ID, "error", err)
+			c.logger.Info("removing the registry record of a former member", "peer", node.ID)
+			if err := c.ApplyLeader(fsm.MustEncode(fsm.CmdNodeRemove, fsm.NodeRemove{ID: node.ID})); err != nil {
+				c.logger.Warn("cannot remove a former member's record", "peer", node.ID, "error", err)
 			}
 		}
 	}
 	for _, s := range servers {
 		id := string(s.ID)
-		node, ok := n.fsm.Node(id)
+		node, ok := c.fsm.Node(id)
 		if !ok {
 			continue // not registered yet; its join records it
 		}
 		want := node.Up
 		switch h := health[id]; {
-		case id == n.id:
+		case id == c.id:
 			want = true
-		case h != nil && now.Sub(h.failingSince) > n.cfg.LivenessGrace:
+		case h != nil && now.Sub(h.failingSince) > c.cfg.LivenessGrace:
 			want = false
-		case h == nil && now.Sub(leaderSince) > n.cfg.LivenessGrace:
+		case h == nil && now.Sub(leaderSince) > c.cfg.LivenessGrace:
 			want = true
 		}
 		if want == node.Up {
 			continue
 		}
-		n.logger.Info("recording node liveness", "peer", id, "up", want)
-		res, _ := n.applyLocal(fsm.MustEncode(fsm.CmdNodeLiveness, fsm.NodeLiveness{ID: id, Up: want}))
-		if err := res.err(); err != nil {
-			n.logger.Warn("liveness update failed", "peer", id, "error", err)
+		c.logger.Info("recording node liveness", "peer", id, "up", want)
+		if err := c.ApplyLeader(fsm.MustEncode(fsm.CmdNodeLiveness, fsm.NodeLiveness{ID: id, Up: want})); err != nil {
+			c.logger.Warn("liveness update failed", "peer", id, "error", err)
 		}
 	}
 }
@@ -134,54 +133,54 @@ func (n *Node) reconcileLiveness(health map[string]*peerHealth, leaderSince time
 // selfRegisterLoop keeps this node's registry record (addresses) current
 // while it is a Raft member: after a restart on a new address, or when the
 // bootstrap node first leads.
-func (n *Node) selfRegisterLoop() {
+func (c *Membership) selfRegisterLoop() {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-c.ctx.Done():
 			return
 		case <-tick.C:
 		}
-		if !n.needsSelfRegister() {
+		if !c.needsSelfRegister() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		err := n.applyErr(ctx, fsm.CmdNodeUpsert, fsm.NodeUpsert{ID: n.id, Addr: n.trans.Addr(), HTTPAddr: n.cfg.HTTPAddr})
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		err := c.Write(ctx, fsm.CmdNodeUpsert, fsm.NodeUpsert{ID: c.id, Addr: c.trans.Addr(), HTTPAddr: c.cfg.HTTPAddr})
 		cancel()
 		if err != nil {
-			n.logger.Debug("self registration failed, retrying", "error", err)
+			c.logger.Debug("self registration failed, retrying", "error", err)
 		}
 	}
 }
 
-// ensureRegistered makes sure the registry knows this node before a service
+// EnsureRegistered makes sure the registry knows this node before a service
 // is placed on it (the bootstrap node registers itself only once it leads).
-func (n *Node) ensureRegistered(ctx context.Context) error {
-	if _, ok := n.fsm.Node(n.id); ok {
+func (c *Membership) EnsureRegistered(ctx context.Context) error {
+	if _, ok := c.fsm.Node(c.id); ok {
 		return nil
 	}
-	if !n.needsSelfRegister() {
-		return fmt.Errorf("%w: node %q is not a cluster member yet", ErrUnavailable, n.id)
+	if !c.needsSelfRegister() {
+		return fmt.Errorf("%w: node %q is not a cluster member yet", errdefs.ErrUnavailable, c.id)
 	}
-	return n.applyErr(ctx, fsm.CmdNodeUpsert, fsm.NodeUpsert{ID: n.id, Addr: n.trans.Addr(), HTTPAddr: n.cfg.HTTPAddr})
+	return c.Write(ctx, fsm.CmdNodeUpsert, fsm.NodeUpsert{ID: c.id, Addr: c.trans.Addr(), HTTPAddr: c.cfg.HTTPAddr})
 }
 
-func (n *Node) needsSelfRegister() bool {
-	if id, _ := n.Leader(); id == "" {
+func (c *Membership) needsSelfRegister() bool {
+	if id, _ := c.Leader(); id == "" {
 		return false
 	}
-	servers, _, err := n.configuration()
+	servers, _, err := c.Configuration()
 	if err != nil {
 		return false
 	}
 	member := false
 	for _, s := range servers {
-		member = member || string(s.ID) == n.id
+		member = member || string(s.ID) == c.id
 	}
 	if !member {
 		return false
 	}
-	rec, ok := n.fsm.Node(n.id)
-	return !ok || rec.Addr != n.trans.Addr() || rec.HTTPAddr != n.cfg.HTTPAddr
+	rec, ok := c.fsm.Node(c.id)
+	return !ok || rec.Addr != c.trans.Addr() || rec.HTTPAddr != c.cfg.HTTPAddr
 }

@@ -1,10 +1,11 @@
-package dse
+package cluster
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
 
+	"dse.dev/dse/dse/errdefs"
 	"dse.dev/dse/fsm"
 )
 
@@ -43,7 +44,7 @@ func (o *onceIDs) wrap(cmd []byte) ([]byte, func(), error) {
 	data, err := fsm.Encode(fsm.CmdOnce, fsm.Once{Origin: o.origin, Seq: seq, Low: low, Cmd: cmd})
 	if err != nil {
 		done()
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %v", errdefs.ErrInvalid, err)
 	}
 	return data, done, nil
 }

@@ -1,10 +1,11 @@
-package dse
+package cluster
 
 import (
 	"context"
 	"fmt"
 	"sync"
 
+	"dse.dev/dse/dse/errdefs"
 	"dse.dev/dse/fsm"
 )
 
@@ -20,39 +21,42 @@ type applyReq struct {
 	done chan error
 }
 
-// applyBatcher is the registry's group commit: the registry writes this node
+// registryBatcher is the registry's group commit: the registry writes this node
 // makes concurrently (register, subscribe, liveness, tokens, ...) queue up
 // while maxApplyBatches entries are in flight and go to the leader together
 // as one fsm.Batch entry, with one forward, one commit and one wait for the local
 // FSM. Each write keeps its own result. A lone write goes as itself.
-type applyBatcher struct {
-	n    *Node
+type registryBatcher struct {
+	c    *Membership
 	mu   sync.Mutex
 	q    []*applyReq
 	kick chan struct{}
 }
 
-func newApplyBatcher(n *Node) *applyBatcher {
-	return &applyBatcher{n: n, kick: make(chan struct{}, 1)}
+func newRegistryBatcher(c *Membership) *registryBatcher {
+	return &registryBatcher{c: c, kick: make(chan struct{}, 1)}
 }
 
 // do commits cmd, batched with whatever else is waiting, and returns its
 // result.
-func (b *applyBatcher) do(ctx context.Context, cmd []byte, key string) error {
+func (b *registryBatcher) do(ctx context.Context, cmd []byte, key string) error {
 	r := &applyReq{ctx: ctx, cmd: cmd, key: key, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.q = append(b.q, r)
 	b.mu.Unlock()
-	wake(b.kick)
+	select {
+	case b.kick <- struct{}{}:
+	default: // a signal already pending covers this one too
+	}
 	select {
 	case err := <-r.done:
 		return err
 	case <-ctx.Done():
 		// Maybe committed, maybe not: the caller must check, as after any
 		// apply that timed out.
-		return fmt.Errorf("%w: registry write not confirmed: %v", ErrUnavailable, ctx.Err())
-	case <-b.n.ctx.Done():
-		return ErrClosed
+		return fmt.Errorf("%w: registry write not confirmed: %v", errdefs.ErrUnavailable, ctx.Err())
+	case <-b.c.ctx.Done():
+		return errdefs.ErrClosed
 	}
 }
 
@@ -60,11 +64,11 @@ func (b *applyBatcher) do(ctx context.Context, cmd []byte, key string) error {
 // once: a write that arrives while they all wait joins the next one.
 const maxApplyBatches = 8
 
-func (b *applyBatcher) run() {
+func (b *registryBatcher) run() {
 	slots := make(chan struct{}, maxApplyBatches)
 	for {
 		select {
-		case <-b.n.ctx.Done():
+		case <-b.c.ctx.Done():
 			b.failAll()
 			return
 		case <-b.kick:
@@ -72,7 +76,7 @@ func (b *applyBatcher) run() {
 		for {
 			select {
 			case slots <- struct{}{}:
-			case <-b.n.ctx.Done():
+			case <-b.c.ctx.Done():
 				b.failAll()
 				return
 			}
@@ -81,7 +85,7 @@ func (b *applyBatcher) run() {
 				<-slots
 				break
 			}
-			b.n.goFunc(func() {
+			b.c.goFunc(func() {
 				defer func() { <-slots }()
 				b.commitBatch(batch)
 			})
@@ -89,20 +93,20 @@ func (b *applyBatcher) run() {
 	}
 }
 
-func (b *applyBatcher) failAll() {
+func (b *registryBatcher) failAll() {
 	b.mu.Lock()
 	q := b.q
 	b.q = nil
 	b.mu.Unlock()
 	for _, r := range q {
-		r.done <- ErrClosed
+		r.done <- errdefs.ErrClosed
 	}
 }
 
 // next takes the next batch from the queue. A batch holds each service's register or unregister at most once (its
 // incarnation is the entry's index) and stays under maxBatchBytes; the rest
 // waits for the next entry, in order.
-func (b *applyBatcher) next() []*applyReq {
+func (b *registryBatcher) next() []*applyReq {
 	b.mu.Lock()
 	var (
 		batch []*applyReq
@@ -134,8 +138,8 @@ func (b *applyBatcher) next() []*applyReq {
 }
 
 // commitBatch commits a batch as one entry and answers each request.
-func (b *applyBatcher) commitBatch(batch []*applyReq) {
-	ctx, cancel := context.WithTimeout(b.n.ctx, b.n.cfg.ApplyTimeout)
+func (b *registryBatcher) commitBatch(batch []*applyReq) {
+	ctx, cancel := context.WithTimeout(b.c.ctx, b.c.cfg.ApplyTimeout)
 	defer cancel()
 	if len(batch) == 1 {
 		batch[0].done <- b.commit(ctx, batch[0].cmd, 1)[0]
@@ -148,7 +152,7 @@ func (b *applyBatcher) commitBatch(batch []*applyReq) {
 	data, err := fsm.Encode(fsm.CmdBatch, fsm.Batch{Commands: cmds})
 	var errs []error
 	if err != nil {
-		errs = fill(len(batch), fmt.Errorf("%w: %v", ErrInvalid, err))
+		errs = fill(len(batch), fmt.Errorf("%w: %v", errdefs.ErrInvalid, err))
 	} else {
 		errs = b.commit(ctx, data, len(batch))
 	}
@@ -159,19 +163,19 @@ func (b *applyBatcher) commitBatch(batch []*applyReq) {
 
 // commit applies one entry holding want commands (a batch when want > 1)
 // and returns each command's error.
-func (b *applyBatcher) commit(ctx context.Context, data []byte, want int) []error {
-	rep, err := b.n.leaderDo(ctx, leaderOp{Op: "apply", Cmd: data})
+func (b *registryBatcher) commit(ctx context.Context, data []byte, want int) []error {
+	rep, err := b.c.leaderDo(ctx, leaderOp{Op: "apply", Cmd: data})
 	switch {
 	case err != nil:
 		return fill(want, err)
 	case rep.Apply == nil:
-		return fill(want, fmt.Errorf("%w: leader sent no apply result", ErrUnavailable))
+		return fill(want, fmt.Errorf("%w: leader sent no apply result", errdefs.ErrUnavailable))
 	case want == 1:
 		return []error{rep.Apply.err()}
 	case rep.Apply.Code != "":
 		return fill(want, rep.Apply.err())
 	case len(rep.Apply.Items) != want:
-		return fill(want, fmt.Errorf("%w: %d results for a batch of %d", ErrUnavailable, len(rep.Apply.Items), want))
+		return fill(want, fmt.Errorf("%w: %d results for a batch of %d", errdefs.ErrUnavailable, len(rep.Apply.Items), want))
 	}
 	errs := make([]error, want)
 	for i := range errs {

@@ -1,4 +1,4 @@
-package dse
+package cluster
 
 import (
 	"errors"
@@ -25,7 +25,7 @@ func (nopFSM) Restore(io.ReadCloser) error         { return nil }
 // the leader. Its p50 is the floor under `dse bench publish --rate 1000`,
 // whose every publication waits for one such commit.
 func BenchmarkRaftFloor(b *testing.B) {
-	for _, kind := range []string{LogStoreWAL, LogStoreBoltDB} {
+	for _, kind := range []string{raftlog.WAL, raftlog.BoltDB} {
 		b.Run(kind, func(b *testing.B) {
 			leader := raftAlone(b, kind)
 			data := make([]byte, 100)
@@ -48,7 +48,7 @@ func BenchmarkRaftFloor(b *testing.B) {
 // leader: the ceiling over `dse bench registry`'s 64 clients, which also
 // pay for forwarding from followers and for the followers' own apply.
 func BenchmarkRaftFloor64(b *testing.B) {
-	leader := raftAlone(b, LogStoreWAL)
+	leader := raftAlone(b, raftlog.WAL)
 	data := make([]byte, 100)
 	b.SetParallelism(32) // 64 writers on 2 cores
 	start := time.Now()
