@@ -33,6 +33,7 @@ fuzz: ## every fuzzer for FUZZTIME each
 	$(GO) test ./dse/table -run '^$$' -fuzz '^FuzzFromJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dse/api -run '^$$' -fuzz '^FuzzReadJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dse -run '^$$' -fuzz '^FuzzPeerRequests$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dse/cluster -run '^$$' -fuzz '^FuzzLeaderOp$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/mpcheck -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
 
 chaos: ## the chaos suite: real agents, seeded faults, a report (CHAOS_DURATION per run, CHAOS_RUNS runs)

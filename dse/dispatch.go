@@ -24,7 +24,7 @@ func (n *Node) HandleRequest(ctx context.Context, typ byte, body []byte) ([]byte
 	case wire.Status:
 		return wire.Encode(n.Status())
 	case wire.RPC:
-		return n.svcs.handleRPC(ctx, body)
+		return n.handleRPC(ctx, body)
 	}
 	return nil, fmt.Errorf("%w: unknown request type %d", ErrInvalid, typ)
 }
@@ -35,7 +35,7 @@ func (n *Node) StreamRequest(_ context.Context, typ byte, body []byte) (transpor
 	if typ != wire.Catchup {
 		return nil, false, nil
 	}
-	s, err := n.svcs.streamCatchup(body)
+	s, err := n.streamCatchup(body)
 	return s, true, err
 }
 
@@ -43,7 +43,7 @@ func (n *Node) StreamRequest(_ context.Context, typ byte, body []byte) (transpor
 func (n *Node) HandleMessage(from string, typ byte, body []byte) {
 	switch typ {
 	case wire.Publication:
-		n.svcs.handlePublications(from, body)
+		n.subs.HandleFrame(from, body)
 	default:
 		n.logger.Warn("dropping unknown message", "from", from, "type", typ)
 	}

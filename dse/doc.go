@@ -1,24 +1,36 @@
 // Package dse is the distributed services engine: a node of a dse cluster
 // and the DataService API that runs on it.
 //
+// # Where things are
+//
+// A Node wires the parts below together; each part is a package that owns
+// one thing and declares, as small interfaces, what it needs of the others:
+//
+//	cluster    the node's membership: Raft, its log store (raftlog), the
+//	           registry (package fsm), commands to the leader, membership,
+//	           liveness
+//	publish    a publisher's tables and the group commit that numbers
+//	           their publications
+//	push       sequenced publications to the nodes of their subscribers
+//	subscribe  the node's subscriptions: sequencing, delivery, catch-up
+//	table      rows, sets, the publication codec;  seq  the sequencer;
+//	           cache  a subscriber's copy of its tables
+//	api        the HTTP API and its Go client;  drivers  datasource drivers
+//	errdefs, wire, name   the errors, frame types and id rule all share
+//	dsetest    in-process clusters for tests
+//
+// This package keeps what a service author uses (DataService, Hooks, RPC,
+// Publish, Subscribe, Watch, datasources, tokens) and the glue: the services
+// running here (local.go), inbound frames (dispatch.go), catch-ups on the
+// wire (catchup.go), RPC routing (rpc.go), external services (external.go)
+// and datasources (datasources.go).
+//
 // # Node
 //
-// A Node owns one cluster port (package transport) on which it runs
-// hashicorp/raft, with hashicorp/raft-wal (default: one fsync per append) or
-// raft-boltdb (two per commit) as log and stable store and a file snapshot
-// store under its data dir, and the replicated registry (package fsm). Every
-// node reads the registry from its own FSM copy; writes go to the leader,
-// forwarded over the cluster port by followers (leaderDo), and return once
-// the local FSM has applied them, so a client reads its own writes on any
-// node.
-//
-// Membership: Join (any member forwards to the leader; a member with the same
-// id or address is replaced, as rqlite does), Remove (refused when the live
-// voters left could not elect, unless forced), Leave, Promote and
-// TransferLeadership. Liveness: the leader turns Raft's own heartbeat
-// observations into registry entries (down after Config.LivenessGrace, up
-// again when heard from), so every node shows the same reachability and a
-// service owned by a dead node fails over to a standby instance.
+// Every node reads the registry from its own FSM copy; writes go to the
+// leader, forwarded over the cluster port by followers, and return once the
+// local FSM has applied them, so a client reads its own writes on any node
+// (package cluster).
 //
 // # DataService
 //
@@ -53,29 +65,62 @@
 //
 // Publish computes the delta against the table's content (which already
 // includes publications waiting for seqnums), applies it, and queues the
-// publication with the node's batcher. The batcher is a group commit: while
-// one Raft entry is in flight, publications of every table of every local
-// service queue up, and the next entry (fsm.Publish) assigns all their
-// seqnums at once, fenced by the owner's incarnation. Once committed, the
-// batcher pushes them in seqnum order, each encoded once, to the nodes that
-// host subscribers (from the registry), on bounded per-peer queues that drop
-// rather than block. The publisher keeps a bounded history per table for
-// subscribers that fall behind.
+// publication with the node's batcher (package publish). The batcher is a
+// group commit: while one Raft entry is in flight, publications of every
+// table of every local service queue up, and the next entry (fsm.Publish)
+// assigns all their seqnums at once, fenced by the owner's incarnation.
+// Once committed, they are pushed in seqnum order, each encoded once, to
+// the nodes that host subscribers (package push), on bounded per-peer
+// queues that drop rather than block. The publisher keeps a bounded
+// history per table for subscribers that fall behind.
 //
 // # Subscribing
 //
 // A node keeps one subscription state per (publisher, table) for all its
-// local subscribers: a sequencer (package seq) that applies publications in
-// order, buffers early ones and drops duplicates. It keeps no copy of the
-// table of its own: each local subscriber's cache holds it, and a new local
-// subscriber starts from one of theirs.
-// A gap, or the registry's seqnum ahead of the applied one, that lasts
+// local subscribers (package subscribe): a sequencer that applies
+// publications in order, buffers early ones and drops duplicates. It keeps
+// no copy of the table of its own: each local subscriber's cache holds it,
+// and a new local subscriber starts from one of theirs. A gap, or the
+// registry's seqnum ahead of the applied one, that lasts
 // Config.ResubTimeout triggers a catch-up: the deltas after the last applied
 // seqnum from the publisher's history, or a snapshot when the history is
 // gone. Each DataService also gets an informer-style cache (package cache)
 // whose callbacks see snapshots as diffs.
 //
-// Sub-packages: api (the HTTP API and the Go client the CLI uses), table
-// (rows, sets, the publication codec), seq (the sequencer), cache (the
-// subscriber's table cache), dsetest (in-process clusters for tests).
+// # Goroutines
+//
+// Every goroutine a node starts ends with the node's context, and Close
+// waits for it:
+//
+//	node (goFunc):   the batcher (publish), the delivery and resubscribe
+//	                 loops and each catch-up (subscribe), watchRegistry
+//	                 (subscriber hooks, services that left the registry),
+//	                 restoreLocal (external services, once), placeLoop
+//	                 (datasources, while leading), runLoop (the datasources
+//	                 placed here; each driver's goroutine is waited for as
+//	                 it stops), noteAuthOnceSynced, createBootstrapToken
+//	cluster:         the registry's group commit and its batches in flight,
+//	                 livenessLoop (while leading), selfRegisterLoop, syncLoop
+//	transport:       its accept loop, one per connection, one writer and
+//	                 one reader per peer
+//
+// Close cancels the context, shuts Raft down (answering every future),
+// waits for the node's goroutines, then closes the cluster part (its
+// goroutines, Raft's transport, the log store), the transport and the
+// external services' store, in that order. An RPC served on the caller's
+// own node runs in a goroutine of its own, bounded by the call's deadline.
+//
+// # Lock order
+//
+// Where locks nest they are taken in this order, never the other way:
+//
+//	externalService.mu → Node.extMu
+//	externalService.mu → publish.Table.mu → publish.Batcher.mu
+//	subscribe.Engine.mu → subscribe.State.mu
+//	cache.Cache.notifyMu → cache.Cache.mu
+//
+// The registry's lock (fsm.FSM.mu) is a leaf: the FSM answers reads with
+// copies and never calls out. So are DataService.mu, localServices.mu, the
+// delivery queue's lock and the cluster's and transport's own. Hooks,
+// subscribers' deliveries and RPC methods run outside every lock.
 package dse

@@ -325,7 +325,7 @@ func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]R
 	for _, svc := range n.fsm.Services() {
 		// Watches this process runs are live; the others died with the
 		// previous process.
-		if _, live := n.svcs.get(svc.ID); live {
+		if _, live := n.local.get(svc.ID); live {
 			continue
 		}
 		if svc.Kind == KindWatch && slices.Contains(svc.Instances, n.id) {
@@ -347,7 +347,7 @@ func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]R
 			delete(stored, id)
 			continue
 		}
-		if _, running := n.svcs.get(id); !running {
+		if _, running := n.local.get(id); !running {
 			if err := n.startExternalWith(ctx, id, stored[id], false); err != nil {
 				failed = append(failed, fmt.Errorf("restart %s: %w", id, err))
 				continue
@@ -361,7 +361,7 @@ func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]R
 // stopRemoved stops local services whose instance on this node left the
 // registry (deleted, or removed with the node), and forgets stored ones.
 func (n *Node) stopRemoved() {
-	for _, s := range n.svcs.all() {
+	for _, s := range n.local.all() {
 		rec, ok := n.fsm.Service(s.id)
 		if ok && slices.Contains(rec.Instances, n.id) {
 			continue

@@ -3,27 +3,27 @@ package dse
 import (
 	"context"
 	"testing"
+
+	"dse.dev/dse/dse/subscribe"
+	"dse.dev/dse/dse/wire"
 )
 
 // FuzzPeerRequests feeds arbitrary bodies to the decoders of requests a peer
-// sends over the cluster port (leader operations, RPCs, catch-ups): they must
+// sends over the cluster port (RPCs, catch-ups; cluster fuzzes leader
+// operations): they must
 // fail cleanly, never panic.
 func FuzzPeerRequests(f *testing.F) {
-	op, _ := encode(leaderOp{Op: "apply", Cmd: []byte{1, 2}})
-	rpc, _ := encode(rpcRequest{Service: "s", Action: "ping", Args: map[string]any{"a": int64(1)}})
-	cu, _ := encode(catchupRequest{Publisher: "p", Table: "t", After: 3})
-	f.Add(op)
+	rpc, _ := wire.Encode(rpcRequest{Service: "s", Action: "ping", Args: map[string]any{"a": int64(1)}})
+	cu, _ := wire.Encode(subscribe.Request{Publisher: "p", Table: "t", After: 3})
 	f.Add(rpc)
 	f.Add(cu)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var o leaderOp
-		decode(body, &o, "leader operation")
 		var r rpcRequest
-		if decodeLoose(body, &r) == nil {
-			ss := &services{local: map[string]*DataService{}, n: &Node{id: "x"}}
-			ss.serveRPC(context.Background(), r)
+		if wire.DecodeLoose(body, &r) == nil {
+			n := &Node{id: "x", local: &localServices{byID: map[string]*DataService{}}}
+			n.serveRPC(context.Background(), r)
 		}
-		var c catchupRequest
-		decode(body, &c, "catch-up request")
+		var c subscribe.Request
+		wire.Decode(body, &c, "catch-up request")
 	})
 }

@@ -10,11 +10,16 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"dse.dev/dse/dse/cluster"
+	"dse.dev/dse/dse/publish"
+	"dse.dev/dse/dse/push"
+	"dse.dev/dse/dse/subscribe"
+	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 	"dse.dev/dse/transport"
 )
@@ -33,7 +38,10 @@ type Node struct {
 
 	metrics *nodeMetrics
 	reg     *prometheus.Registry
-	svcs    *services // the engine: hosted services, subscriptions, group commit
+	local   *localServices    // the services running here
+	batcher *publish.Batcher  // their publications' group commit
+	pusher  *push.Pusher      // sequenced publications to subscriber nodes
+	subs    *subscribe.Engine // this node's subscriptions and delivery
 	store   *tableStore
 
 	extMu    sync.Mutex
@@ -142,13 +150,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.joinsFresh = cfg.JoinsWithToken && !n.cluster.Existing()
 	n.initMetrics()
-	n.svcs = newServices(n)
+	n.startEngine()
 	if err := saveIdentity(cfg.DataDir, identity{ID: n.id, Advertise: trans.Addr(), HTTPAddr: cfg.HTTPAddr}); err != nil {
 		n.Close()
 		return nil, err
 	}
 	trans.SetHandler(n)
-	n.svcs.start()
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, authMarker)); err == nil {
 		n.authSeen.Store(true)
 	}
@@ -163,6 +170,45 @@ func New(cfg Config) (*Node, error) {
 	n.goFunc(n.placeLoop)
 	n.goFunc(n.runLoop)
 	return n, nil
+}
+
+// startEngine wires and starts the publish and subscribe paths: the
+// batcher numbers publications through the cluster, the pusher sends them
+// to the nodes of their subscribers, and the subscriber engine delivers
+// what arrives here.
+func (n *Node) startEngine() {
+	n.local = &localServices{byID: map[string]*DataService{}}
+	n.subs = subscribe.New(subscribe.Config{
+		Context:      n.ctx,
+		Registry:     n.fsm,
+		Fetcher:      fetcher{n},
+		ResubTimeout: n.cfg.ResubTimeout,
+		Go:           n.goFunc,
+		Deliveries:   n.metrics.deliveries,
+		Dropped:      n.metrics.dropped,
+		Catchups:     n.metrics.resubscribes,
+		Logger:       n.logger.Named("subscribe"),
+	})
+	n.pusher = push.New(push.Config{
+		Node:     n.id,
+		Registry: n.fsm,
+		Sender:   n.trans,
+		Local:    func(pubs []*table.Publication, size int) { n.subs.Enqueue(pubs, time.Now(), size) },
+		Dropped:  n.metrics.dropped,
+		Logger:   n.logger.Named("push"),
+	})
+	n.batcher = publish.NewBatcher(publish.Config{
+		Node:         n.id,
+		Registry:     n.fsm,
+		Sequencer:    n.cluster,
+		Pusher:       n.pusher,
+		ApplyTimeout: n.cfg.ApplyTimeout,
+		Publications: n.metrics.publications,
+		Commits:      n.metrics.seqCommits,
+	})
+	n.goFunc(func() { n.batcher.Run(n.ctx) })
+	n.goFunc(n.subs.Run)
+	n.goFunc(n.watchRegistry)
 }
 
 func loadIdentity(dir string) (identity, error) {

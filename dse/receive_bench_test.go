@@ -67,7 +67,7 @@ func BenchmarkSubscriberApply(b *testing.B) {
 		}
 		b.StartTimer()
 		for _, f := range frames {
-			n.svcs.handlePublications("bench", f)
+			n.subs.HandleFrame("bench", f)
 		}
 		for applied.Load() != seq {
 			time.Sleep(20 * time.Microsecond)

@@ -1,15 +1,13 @@
 package dse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
+	"dse.dev/dse/dse/wire"
 	"dse.dev/dse/internal/mpcheck"
 	"dse.dev/dse/transport"
 )
@@ -76,7 +74,7 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 		args = map[string]any{}
 	}
 	req := rpcRequest{Service: service, Action: action, Args: args, Timeout: int64(opts.Timeout)}
-	body, err := encode(req)
+	body, err := wire.Encode(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: arguments do not encode: %v", ErrInvalid, err)
 	}
@@ -209,7 +207,7 @@ func (n *Node) rpcOnce(ctx context.Context, node string, req rpcRequest, body []
 		}
 		done := make(chan reply, 1)
 		go func() {
-			raw, err := n.svcs.handleRPC(ctx, body)
+			raw, err := n.handleRPC(ctx, body)
 			done <- reply{raw, err}
 		}()
 		select {
@@ -221,7 +219,7 @@ func (n *Node) rpcOnce(ctx context.Context, node string, req rpcRequest, body []
 	} else if rec, ok := n.fsm.Node(node); !ok {
 		return nil, notRun{fmt.Errorf("%w: node %q is not in the cluster", ErrUnavailable, node)}
 	} else {
-		raw, err = n.trans.Call(ctx, rec.Addr, msgRPC, body)
+		raw, err = n.trans.Call(ctx, rec.Addr, wire.RPC, body)
 	}
 	if err != nil {
 		var re *transport.RemoteError
@@ -240,7 +238,7 @@ func (n *Node) rpcOnce(ctx context.Context, node string, req rpcRequest, body []
 		return nil, fmt.Errorf("%w: node %q: %v", ErrUnavailable, node, err)
 	}
 	var rep rpcReply
-	if err := decodeLoose(raw, &rep); err != nil {
+	if err := wire.DecodeLoose(raw, &rep); err != nil {
 		return nil, fmt.Errorf("%w: node %q: %v", ErrUnavailable, node, err)
 	}
 	if rep.Code == "service_not_found" {
@@ -251,22 +249,10 @@ func (n *Node) rpcOnce(ctx context.Context, node string, req rpcRequest, body []
 	return rep.Result, FromCode(rep.Code, rep.Msg)
 }
 
-// decodeLoose decodes msgpack with integers as int64 and floats as float64.
-func decodeLoose(b []byte, v any) error {
-	if err := mpcheck.Check(b); err != nil {
-		return err
-	}
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(bytes.NewReader(b))
-	dec.UseLooseInterfaceDecoding(true)
-	return dec.Decode(v)
-}
-
 // handleRPC answers an RPC from a peer.
-func (ss *services) handleRPC(ctx context.Context, body []byte) ([]byte, error) {
+func (n *Node) handleRPC(ctx context.Context, body []byte) ([]byte, error) {
 	var req rpcRequest
-	if err := decodeLoose(body, &req); err != nil {
+	if err := wire.DecodeLoose(body, &req); err != nil {
 		return nil, fmt.Errorf("%w: malformed rpc request: %v", ErrInvalid, err)
 	}
 	if req.Timeout > 0 {
@@ -274,31 +260,31 @@ func (ss *services) handleRPC(ctx context.Context, body []byte) ([]byte, error) 
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.Timeout))
 		defer cancel()
 	}
-	rep := ss.serveRPC(ctx, req)
-	out, err := encode(rep)
+	rep := n.serveRPC(ctx, req)
+	out, err := wire.Encode(rep)
 	if err != nil {
-		return encode(rpcReply{Code: "remote", Msg: fmt.Sprintf("result of %s.%s does not encode: %v", req.Service, req.Action, err)})
+		return wire.Encode(rpcReply{Code: "remote", Msg: fmt.Sprintf("result of %s.%s does not encode: %v", req.Service, req.Action, err)})
 	}
-	if limit := ss.n.trans.MaxFrameSize(); len(out) > limit {
+	if limit := n.trans.MaxFrameSize(); len(out) > limit {
 		// Answered here, as the method's failure: the transport would
 		// answer with an error of its own, which callers take for a
 		// request refused before any method ran, and send elsewhere.
-		return encode(rpcReply{Code: "remote", Msg: fmt.Sprintf("result of %s.%s is %d bytes, over the frame limit %d", req.Service, req.Action, len(out), limit)})
+		return wire.Encode(rpcReply{Code: "remote", Msg: fmt.Sprintf("result of %s.%s is %d bytes, over the frame limit %d", req.Service, req.Action, len(out), limit)})
 	}
 	return out, nil
 }
 
-func (ss *services) serveRPC(ctx context.Context, req rpcRequest) (rep rpcReply) {
-	s, ok := ss.get(req.Service)
+func (n *Node) serveRPC(ctx context.Context, req rpcRequest) (rep rpcReply) {
+	s, ok := n.local.get(req.Service)
 	if !ok {
-		return rpcReply{Code: "service_not_found", Msg: fmt.Sprintf("service not found: %q does not run on node %q", req.Service, ss.n.id)}
+		return rpcReply{Code: "service_not_found", Msg: fmt.Sprintf("service not found: %q does not run on node %q", req.Service, n.id)}
 	}
 	m, ok := s.method(req.Action)
 	if !ok {
 		return rpcReply{Code: "no_such_method", Msg: fmt.Sprintf("no such method: %q on service %q", req.Action, req.Service)}
 	}
 	if _, ok := s.enter(); !ok {
-		return rpcReply{Code: "service_not_found", Msg: fmt.Sprintf("service not found: %q stopped on node %q", req.Service, ss.n.id)}
+		return rpcReply{Code: "service_not_found", Msg: fmt.Sprintf("service not found: %q stopped on node %q", req.Service, n.id)}
 	}
 	defer s.leave()
 	defer func() {

@@ -10,6 +10,7 @@ import (
 
 	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/name"
+	"dse.dev/dse/dse/publish"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 )
@@ -82,7 +83,7 @@ type DataService struct {
 	mu        sync.Mutex
 	node      *Node
 	endpoints []Endpoint
-	tables    map[string]*pubTable
+	tables    map[string]*publish.Table
 	subs      map[cache.TableID]bool
 	withSubs  map[string]bool // published tables that have subscribers
 	state     string
@@ -96,7 +97,7 @@ func NewDataService(id string, hooks Hooks) *DataService {
 		hooks:    hooks,
 		kind:     KindGo,
 		cache:    cache.New(),
-		tables:   map[string]*pubTable{},
+		tables:   map[string]*publish.Table{},
 		subs:     map[cache.TableID]bool{},
 		withSubs: map[string]bool{},
 		state:    "created",
@@ -177,7 +178,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 		s.mu.Unlock()
 		return err
 	}
-	if err := n.svcs.add(s); err != nil {
+	if err := n.local.add(n.id, s); err != nil {
 		s.mu.Lock()
 		s.node = nil
 		s.mu.Unlock()
@@ -185,7 +186,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	}
 	err := n.applyErr(ctx, fsm.CmdServiceRegister, fsm.ServiceRegister{ID: s.id, Node: n.id, Kind: s.kind, Endpoints: s.actions(), Exclusive: s.exclusive})
 	if err != nil {
-		n.svcs.remove(s.id)
+		n.local.remove(s.id)
 		s.mu.Lock()
 		s.node = nil
 		s.mu.Unlock()
@@ -194,7 +195,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	s.mu.Lock()
 	s.state = "running"
 	s.mu.Unlock()
-	n.svcs.resumeSubscriptions(s)
+	n.resumeSubscriptions(s)
 	return nil
 }
 
@@ -227,7 +228,8 @@ func (s *DataService) stopLocal() bool {
 	}
 	s.state = "stopped"
 	s.mu.Unlock()
-	n.svcs.remove(s.id)
+	n.local.remove(s.id)
+	n.subs.DetachAll(s.id)
 	return true
 }
 

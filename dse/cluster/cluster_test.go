@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"dse.dev/dse/dse/errdefs"
+	"dse.dev/dse/dse/wire"
 	"dse.dev/dse/fsm"
 	"dse.dev/dse/transport"
 )
@@ -90,4 +91,15 @@ func TestSequenceOnTheLeaderKeepsTheSentinels(t *testing.T) {
 	if got := c.FSM().Seqnum("s", "t"); got != 3 {
 		t.Fatalf("seqnum %d, want 3", got)
 	}
+}
+
+// FuzzLeaderOp feeds arbitrary bodies to the decoder of a follower's leader
+// operation: it must fail cleanly, never panic.
+func FuzzLeaderOp(f *testing.F) {
+	op, _ := wire.Encode(leaderOp{Op: "apply", Cmd: []byte{1, 2}})
+	f.Add(op)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var o leaderOp
+		wire.Decode(body, &o, "leader operation")
+	})
 }

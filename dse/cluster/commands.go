@@ -345,21 +345,14 @@ func (c *Membership) Write(ctx context.Context, t fsm.CommandType, body any) err
 	return c.applies.do(ctx, data, batchKey(body))
 }
 
-// Grant is the answer to one request of a publish entry: seqnums First
-// onwards, or Err (an errdefs error: fenced, service not found, ...).
-type Grant struct {
-	First uint64
-	Err   error
-}
-
 // Sequence commits one publish entry (fsm.Publish) and returns a grant per
-// request, in order. On the leader the entry is applied locally and its
+// request, in order (errors as errdefs sentinels). On the leader the entry is applied locally and its
 // grants read as the FSM returned them; a follower forwards it, as a leader
 // whose entry raft refused outright does (nothing was submitted after it,
 // so nothing can overtake it). An error means the entry as a whole failed:
 // errdefs.ErrUnavailable when its outcome is unknown (it may still commit,
 // its seqnums then unused).
-func (c *Membership) Sequence(ctx context.Context, cmd fsm.Publish) ([]Grant, error) {
+func (c *Membership) Sequence(ctx context.Context, cmd fsm.Publish) ([]fsm.PublishGrant, error) {
 	data, err := fsm.Encode(fsm.CmdPublish, cmd)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errdefs.ErrInvalid, err)
@@ -371,10 +364,12 @@ func (c *Membership) Sequence(ctx context.Context, cmd fsm.Publish) ([]Grant, er
 			if !ok {
 				return nil, fmt.Errorf("%w: publish entry answered %v", errdefs.ErrUnavailable, res)
 			}
-			out := make([]Grant, len(grants))
+			out := make([]fsm.PublishGrant, len(grants))
 			for i, g := range grants {
 				out[i].First = g.First
 				if g.Err != nil {
+					// As a follower reads it: the FSM's own errors are not
+					// the sentinels callers check.
 					out[i].Err = errdefs.FromCode(errdefs.Code(g.Err), g.Err.Error())
 				}
 			}
@@ -391,9 +386,9 @@ func (c *Membership) Sequence(ctx context.Context, cmd fsm.Publish) ([]Grant, er
 	if err := res.err(); err != nil {
 		return nil, err // the entry as a whole failed (fsm.ErrAnswered)
 	}
-	out := make([]Grant, len(res.Grants))
+	out := make([]fsm.PublishGrant, len(res.Grants))
 	for i, g := range res.Grants {
-		out[i] = Grant{First: g.First, Err: errdefs.FromCode(g.Code, g.Msg)}
+		out[i] = fsm.PublishGrant{First: g.First, Err: errdefs.FromCode(g.Code, g.Msg)}
 	}
 	return out, nil
 }

@@ -216,3 +216,12 @@ func PutBatchHeader(b []byte, n int) {
 	b[0] = mpArray32
 	b[1], b[2], b[3], b[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 }
+
+// BatchCount returns the publication count of a frame that starts with the
+// fixed-size header PutBatchHeader writes.
+func BatchCount(frame []byte) int {
+	if len(frame) < BatchHeaderSize || frame[0] != mpArray32 {
+		return 0
+	}
+	return int(frame[1])<<24 | int(frame[2])<<16 | int(frame[3])<<8 | int(frame[4])
+}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"math"
 	"runtime"
+
+	"dse.dev/dse/internal/bigmem"
 )
 
 // Streaming: a big snapshot is written to a connection as it is encoded,
@@ -180,4 +182,64 @@ func intLen(i int64) int {
 		return 5
 	}
 	return 9
+}
+
+// BatchStream is a batch of publications encoded as it is written: the
+// body of a reply the transport sends under its declared length
+// (transport.StreamBody), so a big table's snapshot is never held encoded
+// in full.
+type BatchStream struct {
+	pubs []*Publication
+	n    int
+}
+
+// NewBatchStream sizes the batch of pubs exactly (EncodedLen).
+func NewBatchStream(pubs []*Publication) (*BatchStream, error) {
+	s := &BatchStream{pubs: pubs, n: BatchHeaderSize}
+	for _, p := range pubs {
+		m, err := p.EncodedLen()
+		if err != nil {
+			return nil, err
+		}
+		s.n += m
+	}
+	return s, nil
+}
+
+// Len returns the batch's encoded length.
+func (s *BatchStream) Len() int { return s.n }
+
+// WriteTo writes the batch, header first, a chunk at a time.
+func (s *BatchStream) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, BatchHeaderSize, streamChunk)
+	PutBatchHeader(buf, len(s.pubs))
+	m, err := w.Write(buf)
+	total := int64(m)
+	for _, p := range s.pubs {
+		if err != nil {
+			break
+		}
+		var k int64
+		k, err = p.StreamTo(w, buf)
+		total += k
+	}
+	return total, err
+}
+
+// EncodeBatch encodes pubs as one batch, into a buffer of their estimated
+// size (big ones ask for huge pages: package internal/bigmem).
+func EncodeBatch(pubs []*Publication) ([]byte, error) {
+	size := BatchHeaderSize
+	for _, p := range pubs {
+		size += p.SizeHint()
+	}
+	out := bigmem.Make[byte](size)[:BatchHeaderSize]
+	var err error
+	for _, p := range pubs {
+		if out, err = p.AppendTo(out); err != nil {
+			return nil, err
+		}
+	}
+	PutBatchHeader(out, len(pubs))
+	return out, nil
 }

@@ -1,0 +1,241 @@
+package publish
+
+import (
+	"fmt"
+	"sync"
+
+	"dse.dev/dse/dse/errdefs"
+	"dse.dev/dse/dse/table"
+)
+
+// Table is one table a service publishes, and the rules of its
+// publications. Its content already includes publications waiting for
+// their seqnums (pending): a publish computes its delta against everything
+// published before it, and the batcher assigns seqnums in the same order.
+// The batcher asks the table what each step means for it (queued, failed,
+// granted); it does not reach into it.
+type Table struct {
+	name    string
+	maxHist int
+	mu      sync.Mutex
+	cond    *sync.Cond
+
+	rows          *table.Set
+	seqnum        uint64 // last sequenced publication
+	inc           uint64 // incarnation it was sequenced under
+	published     bool   // a publication has been made (sequenced or pending)
+	pending       int    // publications waiting for seqnums
+	readers       int    // snapshot readers waiting for pending == 0
+	forceSnapshot bool   // the next publication must be a snapshot
+	epoch         uint64 // bumped when a publication fails to be sequenced
+	history       []*table.Publication
+	last          *request // the last publication queued
+	settleWaiters int      // publishes of no change waiting on one (settle)
+}
+
+// NewTable returns an empty table, never published, that keeps at least
+// history deltas (up to twice as many) for subscribers catching up.
+func NewTable(name string, history int) *Table {
+	t := &Table{name: name, maxHist: max(history, 1), rows: table.NewSet(nil)}
+	t.cond = sync.NewCond(&t.mu)
+	return t
+}
+
+// Name returns the table's name.
+func (t *Table) Name() string { return t.name }
+
+// Published reports whether the table has been published by this instance
+// (a publication sequenced or pending).
+func (t *Table) Published() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.published
+}
+
+// settled waits, under t.mu, until no publication is pending, holding off new
+// ones meanwhile, so rows and seqnum describe the same moment, and runs f.
+// It fails instead while the content holds a change whose publication
+// failed: no seqnum was ever published with that content (paired with the
+// last one, two subscribers could hold two contents under it). The table's
+// next publication, its heal or the publisher's own, is a snapshot under a
+// new seqnum.
+func (t *Table) settled(f func()) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.readers++
+	for t.pending > 0 {
+		t.cond.Wait()
+	}
+	t.readers--
+	t.cond.Broadcast()
+	if t.forceSnapshot {
+		return fmt.Errorf("%w: table %q holds a change whose publication failed; it is being republished as a snapshot under a new seqnum", errdefs.ErrUnavailable, t.name)
+	}
+	f()
+	return nil
+}
+
+// Last returns the table's last sequenced content and its seqnum,
+// consistently (get_last_published_data_with_seqnum): it waits for the
+// publications in flight. A table never published has seqnum 0.
+func (t *Table) Last() (uint64, []table.Row, error) {
+	var seq uint64
+	var rows []table.Row
+	err := t.settled(func() { seq, rows = t.seqnum, t.rows.Rows() })
+	return seq, rows, err
+}
+
+// Snapshot returns the table as a snapshot publication at its last seqnum,
+// for a subscriber catching up. The rows are shared with the table (copy
+// on write).
+func (t *Table) Snapshot(publisher string) (*table.Publication, error) {
+	var p *table.Publication
+	err := t.settled(func() {
+		p = &table.Publication{Publisher: publisher, Table: t.name, Seqnum: t.seqnum, Snapshot: true, Rows: t.rows.Shared()}
+	})
+	return p, err
+}
+
+// Catchup returns what answers a subscriber whose last seqnum is after:
+// the deltas that follow it when the history holds them all, else a
+// snapshot of the current content.
+func (t *Table) Catchup(publisher string, after uint64) ([]*table.Publication, error) {
+	t.mu.Lock()
+	hist, ok := t.sinceLocked(after)
+	t.mu.Unlock()
+	if ok {
+		return hist, nil
+	}
+	p, err := t.Snapshot(publisher)
+	if err != nil {
+		return nil, err
+	}
+	return []*table.Publication{p}, nil
+}
+
+// sinceLocked returns the sequenced publications after seqnum after, or
+// false when the history no longer reaches back that far unbroken.
+func (t *Table) sinceLocked(after uint64) ([]*table.Publication, bool) {
+	if after >= t.seqnum {
+		return nil, true
+	}
+	if len(t.history) == 0 || t.history[0].Seqnum > after+1 {
+		return nil, false
+	}
+	for i, p := range t.history {
+		if p.Seqnum <= after {
+			continue
+		}
+		// Only an unbroken run from after+1 will do: a seqnum granted but
+		// never published (a duplicated grant) leaves a hole only a
+		// snapshot can cross.
+		out := t.history[i:]
+		expected := after + 1
+		for _, q := range out {
+			switch {
+			case q.Snapshot:
+				expected = q.Seqnum + 1
+			case q.Seqnum != expected:
+				return nil, false
+			default:
+				expected++
+			}
+		}
+		return append([]*table.Publication(nil), out...), true
+	}
+	return nil, true
+}
+
+// recordLocked appends a sequenced publication to the history.
+func (t *Table) recordLocked(p *table.Publication) {
+	if p.Snapshot {
+		// A snapshot is not kept: whoever is behind it catches up with a
+		// snapshot of the current content anyway, and a big table's rows
+		// would be held twice.
+		clear(t.history)
+		t.history = t.history[:0]
+		return
+	}
+	if len(t.history) >= 2*t.maxHist {
+		// Drop the oldest half at once rather than one per publication (a
+		// copy of the whole history each time): the history holds the last
+		// maxHist to 2*maxHist publications.
+		n := copy(t.history, t.history[len(t.history)-t.maxHist:])
+		clear(t.history[n:])
+		t.history = t.history[:n]
+	}
+	t.history = append(t.history, p)
+}
+
+// stale reports whether a publication computed in epoch can no longer be
+// sequenced: one before it failed (it built on content subscribers never
+// got).
+func (t *Table) stale(epoch uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return epoch != t.epoch
+}
+
+// failed records that r was not sequenced. The first failure of an epoch
+// starts a new one, which fails the publications queued behind r (their
+// deltas assumed r) and makes the table's next publication a snapshot; it
+// reports whether this failure did.
+func (t *Table) failed(r *request, err error) (newEpoch bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	newEpoch = r.epoch == t.epoch
+	if newEpoch {
+		t.epoch++
+		t.forceSnapshot = true
+	}
+	t.pending--
+	if t.pending == 0 {
+		t.last = nil
+	}
+	r.settled, r.outcome = true, Result{Err: err}
+	t.cond.Broadcast()
+	return newEpoch
+}
+
+// granted gives reqs, a run of this table's publications in queue order,
+// the seqnums from first on, under the owner's incarnation inc, and records
+// them in the history. It returns false, granting nothing, when the epoch
+// moved since reqs were computed (a later publication of the table failed
+// while the entry was built, its owner having changed): their seqnums then
+// stay unused and the table heals with a snapshot.
+func (t *Table) granted(reqs []*request, first, inc uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if reqs[0].epoch != t.epoch {
+		return false
+	}
+	for k, r := range reqs {
+		r.pub.Seqnum = first + uint64(k)
+		r.settled, r.outcome = true, Result{Seqnum: r.pub.Seqnum}
+		t.recordLocked(r.pub)
+	}
+	t.seqnum = first + uint64(len(reqs)) - 1
+	t.inc = inc
+	t.pending -= len(reqs)
+	if t.pending == 0 {
+		t.last = nil // hold no publication longer than needed
+	}
+	if t.pending == 0 && t.readers > 0 || t.settleWaiters > 0 {
+		t.cond.Broadcast()
+	}
+	return true
+}
+
+// settle answers a publish of no change with the outcome of req, the
+// publication queued last when it was made: once req is sequenced, its
+// seqnum (not changed); if req failed, its failure.
+func (t *Table) settle(req *request, done chan<- Result) {
+	t.mu.Lock()
+	for !req.settled {
+		t.cond.Wait()
+	}
+	t.settleWaiters--
+	res := req.outcome
+	t.mu.Unlock()
+	done <- res
+}

@@ -1,0 +1,123 @@
+package push
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"dse.dev/dse/dse/table"
+	"dse.dev/dse/fsm"
+)
+
+type fakeRegistry struct {
+	subs  map[[2]string][]string
+	nodes map[string]fsm.Node
+}
+
+func (r fakeRegistry) SubscriberNodes(p, t string) []string { return r.subs[[2]string{p, t}] }
+func (r fakeRegistry) Node(id string) (fsm.Node, bool)      { n, ok := r.nodes[id]; return n, ok }
+
+type sent struct {
+	addr string
+	body []byte
+}
+
+type fakeSender struct {
+	frames []sent
+	full   map[string]bool
+}
+
+func (s *fakeSender) Send(addr string, typ byte, body []byte) error {
+	if s.full[addr] {
+		return errors.New("queue full")
+	}
+	s.frames = append(s.frames, sent{addr, body})
+	return nil
+}
+
+func newPusher(reg fakeRegistry, s *fakeSender, local *[]*table.Publication, dropped prometheus.Counter) *Pusher {
+	return New(Config{Node: "n1", Registry: reg, Sender: s, Dropped: dropped, Local: func(pubs []*table.Publication, _ int) { *local = append(*local, pubs...) }})
+}
+
+func decode(t *testing.T, body []byte) []*table.Publication {
+	t.Helper()
+	pubs, err := table.DecodeBatch(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pubs
+}
+
+// TestPushGoesOnceToEachSubscriberNode: a publication goes to each node
+// with a subscriber (sharing one frame where the lists are the same), to
+// local subscribers directly, to no down node; one that does not encode is
+// left out and the rest still go.
+func TestPushGoesOnceToEachSubscriberNode(t *testing.T) {
+	reg := fakeRegistry{
+		subs: map[[2]string][]string{{"p", "a"}: {"n1", "n2", "n3", "n4"}, {"p", "b"}: {"n2", "n3"}},
+		nodes: map[string]fsm.Node{
+			"n2": {ID: "n2", Addr: "a2", Up: true}, "n3": {ID: "n3", Addr: "a3", Up: true}, "n4": {ID: "n4", Addr: "a4"},
+		},
+	}
+	s := &fakeSender{}
+	var local []*table.Publication
+	p := newPusher(reg, s, &local, nil)
+	good := &table.Publication{Publisher: "p", Table: "a", Seqnum: 1, Snapshot: true, Rows: []table.Row{{int64(1)}}}
+	bad := &table.Publication{Publisher: "p", Table: "a", Seqnum: 2, Add: []table.Row{{int(2)}}} // int is not canonical
+	other := &table.Publication{Publisher: "p", Table: "b", Seqnum: 1, Snapshot: true}
+	p.Push([]*table.Publication{good, bad, other})
+	if len(s.frames) != 2 || s.frames[0].addr != "a2" || s.frames[1].addr != "a3" {
+		t.Fatalf("frames to %v, want one each to a2 and a3 (a4 is down)", s.frames)
+	}
+	if &s.frames[0].body[0] != &s.frames[1].body[0] {
+		t.Fatal("two nodes with the same publications got two frames")
+	}
+	got := decode(t, s.frames[0].body)
+	if len(got) != 2 || got[0].Table != "a" || got[0].Seqnum != 1 || got[1].Table != "b" {
+		t.Fatalf("pushed %v", got)
+	}
+	if len(local) != 2 || local[0] != good || local[1] != bad {
+		t.Fatalf("local subscribers got %v", local)
+	}
+}
+
+// TestPushCutsFramesAndCountsDrops: a long list goes in frames under the
+// limit, each decodable alone; frames a full queue refuses are counted.
+func TestPushCutsFramesAndCountsDrops(t *testing.T) {
+	reg := fakeRegistry{
+		subs:  map[[2]string][]string{{"p", "t"}: {"n2", "n3"}},
+		nodes: map[string]fsm.Node{"n2": {ID: "n2", Addr: "a2", Up: true}, "n3": {ID: "n3", Addr: "a3", Up: true}},
+	}
+	s := &fakeSender{full: map[string]bool{"a3": true}}
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "dropped"})
+	var local []*table.Publication
+	p := newPusher(reg, s, &local, dropped)
+	big := strings.Repeat("x", 100<<10)
+	var pubs []*table.Publication
+	for i := range 30 { // 3 MB
+		pubs = append(pubs, &table.Publication{Publisher: "p", Table: "t", Seqnum: uint64(i + 1), Add: []table.Row{{big, int64(i)}}})
+	}
+	p.Push(pubs)
+	total := 0
+	for _, f := range s.frames {
+		if len(f.body) > maxFrame+(110<<10) {
+			t.Fatalf("a frame of %d bytes", len(f.body))
+		}
+		got := decode(t, f.body)
+		if got[0].Seqnum != uint64(total+1) {
+			t.Fatalf("frame starts at %d, want %d", got[0].Seqnum, total+1)
+		}
+		total += len(got)
+	}
+	if total != 30 || len(s.frames) < 3 {
+		t.Fatalf("%d publications in %d frames", total, len(s.frames))
+	}
+	var m dto.Metric
+	dropped.Write(&m)
+	if got := m.GetCounter().GetValue(); got != 30 {
+		t.Fatalf("dropped %v, want 30 (every frame to a3)", got)
+	}
+}
