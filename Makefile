@@ -14,9 +14,13 @@ build: ## the binary, at bin/dse
 test: ## every test, with the race detector (the CI command)
 	$(GO) test -race -timeout 9m -count=1 $(PKGS)
 
-lint: ## gofmt and go vet
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet, staticcheck (pinned, fetched by go run) and the import-direction check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) run ./internal/importcheck
 
 bench: build ## Go micro-benchmarks, then a short dse bench of each kind
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s $(PKGS)

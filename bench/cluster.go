@@ -37,7 +37,7 @@ func StartCluster(ctx context.Context, dir string, n int, logStore string, logge
 		logger = hclog.NewNullLogger()
 	}
 	for i := range n {
-		node, err := dse.New(nodeConfig(dir, fmt.Sprintf("bench%d", i+1), logStore, i == 0, logger))
+		node, err := dse.New(nodeConfig(dir, fmt.Sprintf("bench%d", i+1), logStore, i == 0), dse.Deps{Logger: logger})
 		if err != nil {
 			c.Close()
 			return nil, err

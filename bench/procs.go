@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"dse.dev/dse/dse"
 	"dse.dev/dse/dse/api"
 	"dse.dev/dse/dse/cache"
@@ -62,13 +60,12 @@ type nodeReport struct {
 
 // nodeConfig is the configuration of bench node id under dir: real TCP on
 // 127.0.0.1, a Raft log with fsync.
-func nodeConfig(dir, id, logStore string, bootstrap bool, logger hclog.Logger) dse.Config {
+func nodeConfig(dir, id, logStore string, bootstrap bool) dse.Config {
 	cfg := dse.DefaultConfig()
 	cfg.ID = id
 	cfg.DataDir = filepath.Join(dir, id)
 	cfg.Bind, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Bootstrap = bootstrap
-	cfg.Logger = logger
 	cfg.LogStore = logStore
 	return cfg
 }
@@ -114,9 +111,9 @@ func startSnapshotNode(ctx context.Context, spec nodeSpec) (nodeReport, func(), 
 	if err != nil {
 		return nodeReport{}, nil, err
 	}
-	cfg := nodeConfig(spec.Dir, spec.ID, spec.LogStore, bootstrap, hclog.NewNullLogger())
+	cfg := nodeConfig(spec.Dir, spec.ID, spec.LogStore, bootstrap)
 	cfg.HTTPAddr = ln.Addr().String()
-	node, err := dse.New(cfg)
+	node, err := dse.New(cfg, dse.Deps{})
 	if err != nil {
 		ln.Close()
 		return nodeReport{}, nil, err

@@ -60,6 +60,7 @@ func agentCommand() *ucli.Command {
 // nodeOptions is what starting one node needs, from agent flags or dev.
 type nodeOptions struct {
 	cfg         dse.Config
+	deps        dse.Deps
 	join        []string
 	joinTimeout time.Duration
 	httpTLS     *tls.Config // HTTPS for the API
@@ -85,13 +86,13 @@ func startNode(ctx context.Context, o nodeOptions) (*runningNode, error) {
 		return nil, fmt.Errorf("listen on --http %s: %w", o.cfg.HTTPAddr, err)
 	}
 	o.cfg.HTTPAddr = ln.Addr().String()
-	node, err := dse.New(o.cfg)
+	node, err := dse.New(o.cfg, o.deps)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
 	rn := &runningNode{node: node, ln: ln, errc: make(chan error, 1)}
-	rn.http = api.NewServer(node, api.ServerConfig{Logger: o.cfg.Logger.Named("http"), TLS: o.httpTLS, MaxBody: o.maxBody})
+	rn.http = api.NewServer(node, api.ServerConfig{Logger: o.deps.Logger.Named("http"), TLS: o.httpTLS, MaxBody: o.maxBody})
 	go func() { rn.errc <- rn.http.Serve(ln) }()
 	if len(o.join) > 0 && !node.HasState() {
 		jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
@@ -106,7 +107,7 @@ func startNode(ctx context.Context, o nodeOptions) (*runningNode, error) {
 	} else if len(o.join) > 0 {
 		go rejoin(node, o)
 	} else if !o.cfg.Bootstrap && !node.HasState() {
-		o.cfg.Logger.Warn("this node neither starts a cluster (--bootstrap) nor joins one (--join ADDR): it waits until a member adds it (POST /v1/members)")
+		o.deps.Logger.Warn("this node neither starts a cluster (--bootstrap) nor joins one (--join ADDR): it waits until a member adds it (POST /v1/members)")
 	}
 	return rn, nil
 }
@@ -135,10 +136,10 @@ func rejoin(node *dse.Node, o nodeOptions) {
 		})
 		cancel()
 		if err == nil {
-			o.cfg.Logger.Info("no leader found: joined the cluster again", "via", o.join)
+			o.deps.Logger.Info("no leader found: joined the cluster again", "via", o.join)
 			return
 		}
-		o.cfg.Logger.Warn("no leader found, and joining again failed; retrying", "via", o.join, "error", err)
+		o.deps.Logger.Warn("no leader found, and joining again failed; retrying", "via", o.join, "error", err)
 	}
 }
 
@@ -195,7 +196,6 @@ func runAgent(c *ucli.Context) error {
 	if cfg.MaxWatches = c.Int("max-watches"); cfg.MaxWatches < 1 {
 		return usagef("--max-watches %d: must be at least 1", cfg.MaxWatches)
 	}
-	cfg.Logger = logger
 	// A restart on a data dir resumes the addresses it had, unless told
 	// otherwise.
 	storedID, adv, httpAddr, err := dse.StoredIdentity(cfg.DataDir)
@@ -237,7 +237,7 @@ func runAgent(c *ucli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%s", configFlags.Replace(err.Error()))
 	}
-	opts := nodeOptions{cfg: cfg, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
+	opts := nodeOptions{cfg: cfg, deps: dse.Deps{Logger: logger}, join: join, joinTimeout: c.Duration("join-timeout"), joinToken: c.String("token"), maxBody: c.Int64("max-body")}
 	// The node applies it only when it has no Raft state yet: a member
 	// back on its own knows from its registry (and its auth-required
 	// marker).
@@ -252,7 +252,7 @@ func runAgent(c *ucli.Context) error {
 		if err != nil {
 			return err
 		}
-		opts.cfg.ClusterTLS, opts.httpTLS = cluster, https
+		opts.deps.ClusterTLS, opts.httpTLS = cluster, https
 		if opts.joinTLS, err = pki.ClientConfig(files.CA); err != nil {
 			return err
 		}
@@ -268,7 +268,7 @@ func runAgent(c *ucli.Context) error {
 		opts.cfg.BootstrapToken = bt
 	}
 	out := c.App.Writer
-	opts.cfg.OnBootstrapToken = func(secret string) {
+	opts.deps.OnBootstrapToken = func(secret string) {
 		fmt.Fprintf(out, "bootstrap admin token (shown once): %s\n", secret)
 	}
 	rn, err := startNode(c.Context, opts)

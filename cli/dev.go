@@ -77,12 +77,11 @@ func runDev(c *ucli.Context) error {
 			}
 		}
 		cfg.Bootstrap = i == 0
-		cfg.Logger = logger
 		var join []string
 		if i > 0 {
 			join = []string{nodes[0].node.HTTPAddr()}
 		}
-		rn, err := startNode(ctx, nodeOptions{cfg: cfg, join: join, joinTimeout: 30 * time.Second})
+		rn, err := startNode(ctx, nodeOptions{cfg: cfg, deps: dse.Deps{Logger: logger}, join: join, joinTimeout: 30 * time.Second})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", cfg.ID, err)
 		}

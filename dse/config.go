@@ -62,29 +62,20 @@ type Config struct {
 	// node at once: each holds a subscriber in the registry, and a read
 	// token may open them.
 	MaxWatches int
-	// Logger receives the node's structured logs.
-	Logger hclog.Logger
-	// ClusterTLS, when set, is the cluster port's mutual-TLS config (package
-	// pki): peers without a certificate from the cluster CA are refused.
-	ClusterTLS *tls.Config
 	// ClusterKey, when set, is a secret every node of the cluster holds:
 	// the cluster port talks only to peers that prove they hold it
 	// (transport.Config.ClusterKey). It guards the port where TLS does not.
 	ClusterKey []byte
 	// Secure turns authentication on at bootstrap: the new cluster's first
 	// admin token is BootstrapToken, or a generated one handed to
-	// OnBootstrapToken (to be printed once).
-	Secure           bool
-	BootstrapToken   string
-	OnBootstrapToken func(secret string)
+	// Deps.OnBootstrapToken (to be printed once).
+	Secure         bool
+	BootstrapToken string
 	// JoinsWithToken says the node joins its cluster with a token: started
 	// without Raft state, until it has caught up with the cluster's
 	// registry (and so learned whether the cluster holds tokens), it
 	// serves no request without one.
 	JoinsWithToken bool
-	// Faults, when set, injects drops, duplicates and delays into the
-	// node's outgoing pushes (tests and chaos runs only).
-	Faults *transport.Faults
 }
 
 // Raft log stores a node can keep its log and stable state in (package
@@ -95,6 +86,25 @@ const (
 	// LogStoreBoltDB is hashicorp/raft-boltdb/v2: two fsyncs per commit.
 	LogStoreBoltDB = raftlog.BoltDB
 )
+
+// Deps are a node's collaborators: what it is given rather than told, kept
+// apart from the settings of Config (as Consul's fsm keeps its Deps). None
+// is required.
+type Deps struct {
+	// Logger receives the node's structured logs (nil: nowhere).
+	Logger hclog.Logger
+	// ClusterTLS, when set, is the cluster port's mutual-TLS config (package
+	// pki): peers without a certificate from the cluster CA are refused.
+	ClusterTLS *tls.Config
+	// Faults, when set, injects faults into the node's pushes and one-way
+	// frames, and loses replies, as its rules say (tests and chaos runs).
+	// Rules may change while the node runs.
+	Faults *transport.Faults
+	// OnBootstrapToken receives the cluster's first admin token when the
+	// node generated it (Config.Secure without BootstrapToken), to be shown
+	// once.
+	OnBootstrapToken func(secret string)
+}
 
 // DefaultConfig returns the defaults for every setting but ID and DataDir.
 func DefaultConfig() Config {

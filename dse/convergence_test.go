@@ -51,8 +51,9 @@ func TestRandomizedConvergence(t *testing.T) {
 }
 
 func runConvergence(t *testing.T, seed uint64) {
-	c := dsetest.NewWith(t, 3, func(i int, cfg *dse.Config) {
-		cfg.Faults = transport.NewFaults(seed*10+uint64(i), 0.15, 0.1, 0.2, 30*time.Millisecond)
+	c := dsetest.NewWith(t, 3, func(i int, cfg *dse.Config, deps *dse.Deps) {
+		deps.Faults = transport.NewFaults(seed*10 + uint64(i))
+		deps.Faults.Add(transport.Rule{Drop: 0.15, Dup: 0.1, Delay: 0.2, MaxDelay: 30 * time.Millisecond})
 	})
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 99))
@@ -158,9 +159,10 @@ func rng2(n int) int { return n % 7 }
 // and catch up from the publisher's history, or from a snapshot once the
 // history no longer reaches back to them.
 func TestCatchupWithoutPushes(t *testing.T) {
-	c := dsetest.NewWith(t, 2, func(i int, cfg *dse.Config) {
+	c := dsetest.NewWith(t, 2, func(i int, cfg *dse.Config, deps *dse.Deps) {
 		if i == 0 {
-			cfg.Faults = transport.NewFaults(1, 1.0, 0, 0, 0)
+			deps.Faults = transport.NewFaults(1)
+			deps.Faults.Add(transport.Rule{Drop: 1})
 			cfg.HistorySize = 16
 		}
 		cfg.ResubTimeout = time.Second

@@ -211,12 +211,12 @@ func (w stopWarnings) Write(p []byte) (int, error) {
 // was stopped and started again, tables republished, at every failure).
 func TestLeaderFailureDoesNotStopDatasources(t *testing.T) {
 	var stops atomic.Int64
-	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config) {
+	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config, deps *dse.Deps) {
 		// The defaults' timings (dsetest's are faster): a follower notices
 		// the loss after 1-2 s, past the 1.5 s grace.
 		d := dse.DefaultConfig()
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LivenessGrace = d.HeartbeatTimeout, d.ElectionTimeout, d.LivenessGrace
-		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.ID, Level: hclog.Warn, Output: stopWarnings{t, &stops}})
+		deps.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.ID, Level: hclog.Warn, Output: stopWarnings{t, &stops}})
 	})
 	ctx := context.Background()
 	l := c.WaitLeader()

@@ -19,7 +19,7 @@ func singleNodeWith(tb testing.TB, adjust func(*Config)) *Node {
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	n, err := New(cfg)
+	n, err := New(cfg, Deps{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -28,17 +28,6 @@ func singleNodeWith(tb testing.TB, adjust func(*Config)) *Node {
 		tb.Fatal(err)
 	}
 	return n
-}
-
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestRPCToAServiceNotRunningYet: a service the registry has but whose

@@ -29,6 +29,7 @@ import (
 // hosts.
 type Node struct {
 	cfg    Config
+	deps   Deps
 	id     string
 	logger hclog.Logger
 
@@ -71,15 +72,15 @@ type identity struct {
 
 const identityFile = "node.json"
 
-// New starts a node: it opens storage under cfg.DataDir, listens on the
-// cluster port and starts Raft. With cfg.Bootstrap and no existing state it
+// New starts a node with its settings and collaborators: it opens storage
+// under cfg.DataDir, listens on the cluster port and starts Raft. With cfg.Bootstrap and no existing state it
 // forms a new cluster; otherwise it resumes its state, or waits to be added
 // through Join.
-func New(cfg Config) (*Node, error) {
+func New(cfg Config, deps Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dse: config: %w", err)
 	}
-	logger := cfg.Logger
+	logger := deps.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -106,8 +107,8 @@ func New(cfg Config) (*Node, error) {
 		Advertise:    cfg.Advertise,
 		MaxFrameSize: cfg.MaxFrameSize,
 		Logger:       logger.Named("transport"),
-		Faults:       cfg.Faults,
-		TLS:          cfg.ClusterTLS,
+		Faults:       deps.Faults,
+		TLS:          deps.ClusterTLS,
 		ClusterKey:   cfg.ClusterKey,
 	})
 	if err != nil {
@@ -115,6 +116,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:      cfg,
+		deps:     deps,
 		id:       cfg.ID,
 		logger:   logger,
 		trans:    trans,
@@ -195,6 +197,7 @@ func (n *Node) startEngine() {
 		Sender:   n.trans,
 		Local:    func(pubs []*table.Publication, size int) { n.subs.Enqueue(pubs, time.Now(), size) },
 		Dropped:  n.metrics.dropped,
+		Faults:   n.deps.Faults,
 		Logger:   n.logger.Named("push"),
 	})
 	n.batcher = publish.NewBatcher(publish.Config{

@@ -118,8 +118,8 @@ func TestRemoveQuorumCheck(t *testing.T) {
 
 func TestNonvoterPromoteTransferLeave(t *testing.T) {
 	c := dsetest.New(t, 3)
-	cfg := dsetest.Config(t, "n4", t.TempDir())
-	n4, err := dse.New(cfg)
+	cfg, deps := dsetest.Config(t, "n4", t.TempDir())
+	n4, err := dse.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +181,12 @@ func TestRejoinAfterWipe(t *testing.T) {
 	}
 	old.Close()
 	// Same id and address, empty data dir: it joins again.
-	cfg := dsetest.Config(t, id, t.TempDir())
+	cfg, deps := dsetest.Config(t, id, t.TempDir())
 	cfg.Bind = addr
 	var n *dse.Node
 	var err error
 	dsetest.WaitFor(t, 5*time.Second, "port free", func() bool {
-		n, err = dse.New(cfg)
+		n, err = dse.New(cfg, deps)
 		return err == nil
 	})
 	defer n.Close()
@@ -224,7 +224,7 @@ func TestRefusedJoinChangesNothing(t *testing.T) {
 // grace): removing a live voter then would lose quorum, and is refused; a
 // leader's leave, refused likewise, keeps its leadership.
 func TestRemoveQuorumCheckBeforeTheGrace(t *testing.T) {
-	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config) { cfg.LivenessGrace = time.Minute })
+	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config, deps *dse.Deps) { cfg.LivenessGrace = time.Minute })
 	l := c.WaitLeader()
 	f1, f2 := (l+1)%3, (l+2)%3
 	deadID := c.Nodes[f1].ID()

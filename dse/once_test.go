@@ -21,9 +21,9 @@ import (
 // the member).
 func TestLostRepliesApplyOnce(t *testing.T) {
 	faults := make([]*transport.Faults, 3)
-	c := dsetest.NewWith(t, 3, func(i int, cfg *dse.Config) {
-		faults[i] = transport.NewFaults(uint64(i+1), 0, 0, 0, 0)
-		cfg.Faults = faults[i]
+	c := dsetest.NewWith(t, 3, func(i int, cfg *dse.Config, deps *dse.Deps) {
+		faults[i] = transport.NewFaults(uint64(i + 1))
+		deps.Faults = faults[i]
 	})
 	leader := c.WaitLeader()
 	follower := c.Nodes[(leader+1)%3]
@@ -94,7 +94,7 @@ func counter(t *testing.T, n *dse.Node, name string) float64 {
 // TestWatchLimitAndGauge: a node opens at most MaxWatches watches, counts
 // them in dse_watches_open, and frees a place when one ends.
 func TestWatchLimitAndGauge(t *testing.T) {
-	c := dsetest.NewWith(t, 1, func(_ int, cfg *dse.Config) { cfg.MaxWatches = 2 })
+	c := dsetest.NewWith(t, 1, func(_ int, cfg *dse.Config, deps *dse.Deps) { cfg.MaxWatches = 2 })
 	n := c.Nodes[0]
 	pub := register(t, n, "pub", dse.Hooks{})
 	ctx := context.Background()

@@ -17,7 +17,7 @@ import (
 // the last seqnum.
 func TestFailedPublicationIsNotServedUnderTheLastSeqnum(t *testing.T) {
 	// Raft applies wait up to 3 s: a heal stays in flight that long.
-	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config) { cfg.ApplyTimeout = 3 * time.Second })
+	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config, deps *dse.Deps) { cfg.ApplyTimeout = 3 * time.Second })
 	ctx := context.Background()
 	l := c.WaitLeader()
 	p := register(t, c.Nodes[l], "p", dse.Hooks{})

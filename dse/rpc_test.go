@@ -166,7 +166,7 @@ func TestLocalRPCKeepsItsDeadline(t *testing.T) {
 // the method's failure, reported as such; the method ran, so the call goes
 // to no other instance.
 func TestRPCResultOverTheFrameLimitRunsOnce(t *testing.T) {
-	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config) { cfg.MaxFrameSize = 64 << 10 })
+	c := dsetest.NewWith(t, 3, func(_ int, cfg *dse.Config, deps *dse.Deps) { cfg.MaxFrameSize = 64 << 10 })
 	ctx := context.Background()
 	var runs atomic.Int32
 	for _, i := range []int{1, 2} {

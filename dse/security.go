@@ -97,7 +97,7 @@ func (n *Node) noteAuth() {
 // a node with neither TLS nor a cluster key: its cluster port takes any
 // peer's commands.
 func (n *Node) warnPlainClusterPort() {
-	if n.cfg.ClusterTLS != nil || n.cfg.ClusterKey != nil {
+	if n.deps.ClusterTLS != nil || n.cfg.ClusterKey != nil {
 		return
 	}
 	n.plainWarning.Do(func() {
@@ -210,10 +210,10 @@ func (n *Node) createBootstrapToken() {
 			if n.cluster.CaughtUp() {
 				_, ours := n.fsm.TokenByHash(hashSecret(secret))
 				switch {
-				case ours && generated && n.cfg.OnBootstrapToken != nil:
+				case ours && generated && n.deps.OnBootstrapToken != nil:
 					// An attempt that failed after its entry committed
 					// (a timeout, a leader change): it is the token.
-					n.cfg.OnBootstrapToken(secret)
+					n.deps.OnBootstrapToken(secret)
 				case !ours && !generated:
 					n.logger.Warn("the cluster already holds tokens, and not the --bootstrap-token given: it was not added")
 				}
@@ -230,8 +230,8 @@ func (n *Node) createBootstrapToken() {
 			n.logger.Warn("bootstrap token not created yet, retrying", "error", err)
 			continue
 		}
-		if generated && n.cfg.OnBootstrapToken != nil {
-			n.cfg.OnBootstrapToken(secret)
+		if generated && n.deps.OnBootstrapToken != nil {
+			n.deps.OnBootstrapToken(secret)
 		}
 		return
 	}

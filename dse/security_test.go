@@ -18,9 +18,9 @@ import (
 func TestTokensRequiredBeforeTheyReplicate(t *testing.T) {
 	ctx := context.Background()
 	// A bootstrap node checked at once, before its first token exists.
-	cfg := dsetest.Config(t, "b1", t.TempDir())
+	cfg, deps := dsetest.Config(t, "b1", t.TempDir())
 	cfg.Bootstrap, cfg.BootstrapToken = true, "operator-admin-token-02"
-	b1, err := dse.New(cfg)
+	b1, err := dse.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +36,9 @@ func TestTokensRequiredBeforeTheyReplicate(t *testing.T) {
 	// A node joining with a token: closed until it has caught up; then as
 	// open as its cluster.
 	open := dsetest.New(t, 1)
-	cfg = dsetest.Config(t, "j1", t.TempDir())
+	cfg, deps = dsetest.Config(t, "j1", t.TempDir())
 	cfg.JoinsWithToken = true
-	j1, err := dse.New(cfg)
+	j1, err := dse.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +65,12 @@ func TestBootstrapTokenAddedLater(t *testing.T) {
 	}
 	old := c.Nodes[0]
 	old.Close()
-	cfg := dsetest.Config(t, "", c.Dir(0))
+	cfg, deps := dsetest.Config(t, "", c.Dir(0))
 	cfg.Bind, cfg.Bootstrap, cfg.BootstrapToken = old.Addr(), true, "operator-admin-token-03"
 	var n *dse.Node
 	dsetest.WaitFor(t, 5*time.Second, "the restart", func() bool {
 		var err error
-		n, err = dse.New(cfg)
+		n, err = dse.New(cfg, deps)
 		return err == nil
 	})
 	defer n.Close()

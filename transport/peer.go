@@ -100,7 +100,7 @@ func (t *Transport) Send(addr string, typ byte, body []byte) error {
 	}
 	f := outFrame{typ: typ, body: body}
 	if t.cfg.Faults != nil {
-		copies, delay := t.cfg.Faults.decide()
+		copies, delay := t.cfg.Faults.Frame(addr)
 		for range copies {
 			if delay > 0 {
 				time.AfterFunc(delay, func() { p.enqueue(f) })

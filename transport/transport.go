@@ -54,7 +54,8 @@ type Config struct {
 	ClusterKey []byte
 	// Logger receives connection-level events.
 	Logger hclog.Logger
-	// Faults, when set, drops, duplicates and delays one-way frames.
+	// Faults, when set, drops, duplicates and delays one-way frames as its
+	// rules say, and loses replies (tests and chaos runs).
 	Faults *Faults
 }
 

@@ -450,7 +450,7 @@ func TestSlowPeerIsCutOff(t *testing.T) {
 // new connection works.
 func TestLostReply(t *testing.T) {
 	var handled atomic.Int32
-	faults := NewFaults(1, 0, 0, 0, 0)
+	faults := NewFaults(1)
 	srv := newTransport(t, Config{Faults: faults})
 	srv.SetHandler(countingHandler{&handled})
 	cli := newTransport(t, Config{})
@@ -769,4 +769,71 @@ func TestClusterKeyResistsARelay(t *testing.T) {
 	if err := <-relayed; err == nil {
 		t.Fatal("the server took a proof relayed from another session")
 	}
+}
+
+// TestFaultRulesTargetAndEnd: a rule applies to its peer only, for its
+// number of frames, and rules change while frames go; publication rules
+// leave frames alone.
+func TestFaultRulesTargetAndEnd(t *testing.T) {
+	f := NewFaults(7)
+	id := f.Add(Rule{Peer: "a", Drop: 1})
+	f.Add(Rule{Peer: "b", Drop: 1, Frames: 3})
+	f.Add(Rule{Publisher: "p", Table: "t", Dup: 1})
+	for range 5 {
+		if c, _ := f.Frame("a"); c != 0 {
+			t.Fatal("a frame to a was not dropped")
+		}
+		if c, _ := f.Frame("c"); c != 1 {
+			t.Fatal("a frame to c was touched")
+		}
+	}
+	dropped := 0
+	for range 10 {
+		if c, _ := f.Frame("b"); c == 0 {
+			dropped++
+		}
+	}
+	if dropped != 3 || f.Active() != 2 {
+		t.Fatalf("the 3-frame rule dropped %d, %d rules left", dropped, f.Active())
+	}
+	if c, _ := f.Publication("c", "p", "t"); c != 2 {
+		t.Fatalf("a publication of p/t: %d copies, want 2", c)
+	}
+	if c, _ := f.Publication("c", "p", "u"); c != 1 {
+		t.Fatalf("a publication of p/u: %d copies, want 1", c)
+	}
+	if c, _ := f.Publication("a", "p", "u"); c != 1 {
+		t.Fatal("a frame rule applied to a publication")
+	}
+	f.Remove(id)
+	if c, _ := f.Frame("a"); c != 1 {
+		t.Fatal("a removed rule still applies")
+	}
+	f.Clear()
+	if f.Active() != 0 {
+		t.Fatal("rules left after Clear")
+	}
+}
+
+// TestFaultsChangeWhileFramesGo: rules are added and removed while frames
+// are being decided (run with -race).
+func TestFaultsChangeWhileFramesGo(t *testing.T) {
+	f := NewFaults(1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 1000 {
+			f.Frame("a")
+			f.Publication("a", "p", "t")
+			if i%10 == 0 {
+				f.replyLost()
+			}
+		}
+	}()
+	for range 100 {
+		id := f.Add(Rule{Drop: 0.5})
+		f.LoseReplies(1)
+		f.Remove(id)
+	}
+	<-done
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -225,7 +226,7 @@ func TestHTTPValidate(t *testing.T) {
 	if !(httpDriver{}).Info().Secret("password") || (httpDriver{}).Info().Secret("url") {
 		t.Fatal("secret fields wrong")
 	}
-	if got := redactString("http://u:p@h/x"); strings.Contains(got, "p@") {
+	if got := redact(&url.URL{Scheme: "http", User: url.UserPassword("u", "p"), Host: "h", Path: "/x"}); strings.Contains(got, "p@") {
 		t.Fatalf("redact kept the password: %s", got)
 	}
 }

@@ -200,11 +200,3 @@ func redact(u *url.URL) string {
 	c.User = nil
 	return c.String()
 }
-
-func redactString(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<unparsable url>"
-	}
-	return redact(u)
-}

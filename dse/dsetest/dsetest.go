@@ -3,12 +3,15 @@ package dsetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/cache"
+	"dse.dev/dse/dse/table"
 )
 
 // Cluster is a set of in-process nodes.
@@ -16,19 +19,23 @@ type Cluster struct {
 	t      testing.TB
 	Nodes  []*dse.Node
 	dirs   []string
-	adjust func(i int, cfg *dse.Config)
+	adjust func(i int, cfg *dse.Config, deps *dse.Deps)
 }
 
-// Config returns a fast test configuration for a node with id in dir.
-func Config(t testing.TB, id, dir string) dse.Config {
+// Config returns a fast test configuration for a node with id in dir, and
+// its collaborators: a logger that writes warnings to the test's log.
+func Config(t testing.TB, id, dir string) (dse.Config, dse.Deps) {
 	cfg := dse.DefaultConfig()
 	cfg.ID, cfg.DataDir = id, dir
 	cfg.Bind, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout = 200*time.Millisecond, 200*time.Millisecond
 	cfg.LivenessGrace = 400 * time.Millisecond
 	cfg.ResubTimeout = 300 * time.Millisecond
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{t}})
-	return cfg
+	name := id
+	if name == "" {
+		name = "node"
+	}
+	return cfg, dse.Deps{Logger: hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: testWriter{t}})}
 }
 
 type testWriter struct{ t testing.TB }
@@ -42,60 +49,109 @@ func (w testWriter) Write(p []byte) (int, error) {
 // voters. It waits until every node sees the same leader.
 func New(t testing.TB, n int) *Cluster { return NewWith(t, n, nil) }
 
-// NewWith is New with a hook that adjusts each node's config.
-func NewWith(t testing.TB, n int, adjust func(i int, cfg *dse.Config)) *Cluster {
+// NewWith is New with a hook that adjusts each node's config and
+// collaborators (for instance its Faults) before it starts; the hook is
+// used again by Restart and AddNode.
+func NewWith(t testing.TB, n int, adjust func(i int, cfg *dse.Config, deps *dse.Deps)) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, adjust: adjust}
 	for i := range n {
-		dir := t.TempDir()
-		cfg := Config(t, fmt.Sprintf("n%d", i+1), dir)
-		cfg.Bootstrap = i == 0
-		if adjust != nil {
-			adjust(i, &cfg)
-		}
-		node, err := dse.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Nodes = append(c.Nodes, node)
-		c.dirs = append(c.dirs, dir)
-		t.Cleanup(func() { node.Close() })
 		if i == 0 {
+			c.start(i, true)
 			c.WaitLeader()
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = c.Nodes[0].Join(ctx, dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: true})
-		cancel()
-		if err != nil {
-			t.Fatalf("join %s: %v", node.ID(), err)
-		}
+		c.AddNode(true)
 	}
 	c.WaitLeader()
-	WaitFor(t, 10*time.Second, "every node registered", func() bool {
-		for _, nd := range c.Nodes {
-			if len(nd.FSM().Nodes()) != n {
-				return false
+	c.waitRegistered()
+	return c
+}
+
+// start starts node i (the next one when i == len(c.Nodes)) in a new dir.
+func (c *Cluster) start(i int, bootstrap bool) *dse.Node {
+	c.t.Helper()
+	dir := c.t.TempDir()
+	cfg, deps := Config(c.t, fmt.Sprintf("n%d", i+1), dir)
+	cfg.Bootstrap = bootstrap
+	if c.adjust != nil {
+		c.adjust(i, &cfg, &deps)
+	}
+	node, err := dse.New(cfg, deps)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { node.Close() })
+	c.Nodes = append(c.Nodes, node)
+	c.dirs = append(c.dirs, dir)
+	return node
+}
+
+// AddNode starts one more node (id n<k>, in a new data dir) and joins it
+// to the cluster, as a voter or not; it returns once every node's registry
+// has it.
+func (c *Cluster) AddNode(voter bool) *dse.Node {
+	c.t.Helper()
+	i := len(c.Nodes)
+	node := c.start(i, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	via := c.Nodes[0]
+	if l := c.Leader(); l >= 0 {
+		via = c.Nodes[l]
+	}
+	if err := via.Join(ctx, dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: voter}); err != nil {
+		c.t.Fatalf("join %s: %v", node.ID(), err)
+	}
+	c.waitRegistered()
+	return node
+}
+
+// waitRegistered waits until every running node's registry holds every
+// running node.
+func (c *Cluster) waitRegistered() {
+	c.t.Helper()
+	WaitFor(c.t, 10*time.Second, "every node registered", func() bool {
+		for _, nd := range c.Running() {
+			for _, other := range c.Running() {
+				if _, ok := nd.FSM().Node(other.ID()); !ok {
+					return false
+				}
 			}
 		}
 		return true
 	})
-	return c
+}
+
+// Running returns the nodes that have not stopped.
+func (c *Cluster) Running() []*dse.Node {
+	var out []*dse.Node
+	for _, n := range c.Nodes {
+		select {
+		case <-n.Done():
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Dir returns node i's data dir.
 func (c *Cluster) Dir(i int) string { return c.dirs[i] }
 
+// Stop closes node i, as a node whose process ended.
+func (c *Cluster) Stop(i int) { c.Nodes[i].Close() }
+
 // Restart closes node i (if running) and starts it again on its data dir,
 // with a config like the first one but no id or bootstrap flag, binding
-// addr (its old address, so peers find it).
+// its old address (so peers find it).
 func (c *Cluster) Restart(i int) *dse.Node {
 	c.t.Helper()
 	old := c.Nodes[i]
 	old.Close()
-	cfg := Config(c.t, old.ID(), c.dirs[i])
+	cfg, deps := Config(c.t, old.ID(), c.dirs[i])
 	if c.adjust != nil {
-		c.adjust(i, &cfg)
+		c.adjust(i, &cfg, &deps)
 	}
 	cfg.ID = ""
 	cfg.Bootstrap = false
@@ -104,7 +160,7 @@ func (c *Cluster) Restart(i int) *dse.Node {
 	var err error
 	// The old listener's port can take a moment to be free again.
 	WaitFor(c.t, 5*time.Second, "restart "+old.ID(), func() bool {
-		node, err = dse.New(cfg)
+		node, err = dse.New(cfg, deps)
 		return err == nil
 	})
 	c.Nodes[i] = node
@@ -138,12 +194,7 @@ func (c *Cluster) WaitLeader() int {
 			return false
 		}
 		want := c.Nodes[idx].ID()
-		for _, n := range c.Nodes {
-			select {
-			case <-n.Done():
-				continue
-			default:
-			}
+		for _, n := range c.Running() {
 			if id, _ := n.Leader(); id != want {
 				return false
 			}
@@ -151,6 +202,28 @@ func (c *Cluster) WaitLeader() int {
 		return true
 	})
 	return idx
+}
+
+// WaitRows waits until subscriber s's copy of publisher's table holds
+// exactly rows (in any order), failing the test after 10 s with what it
+// holds.
+func WaitRows(t testing.TB, s *dse.DataService, publisher, tbl string, rows []dse.Row) {
+	t.Helper()
+	id := cache.TableID{Publisher: publisher, Table: tbl}
+	want := slices.Clone(rows)
+	table.Sort(want)
+	var got []dse.Row
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _, _ = s.Cache().Rows(id)
+		if slices.EqualFunc(got, want, func(a, b dse.Row) bool { return table.Compare(a, b) == 0 }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 10s waiting for %s to hold %s/%s = %v; it holds %v", s.ID(), publisher, tbl, want, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // WaitFor polls cond every few milliseconds until it holds, failing the test

@@ -2,6 +2,7 @@ package push
 
 import (
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,6 +10,7 @@ import (
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/dse/wire"
 	"dse.dev/dse/fsm"
+	"dse.dev/dse/transport"
 )
 
 // Registry is what a pusher reads of the cluster's registry: where a table's
@@ -33,7 +35,10 @@ type Config struct {
 	// estimated size on the wire.
 	Local   func(pubs []*table.Publication, size int)
 	Dropped prometheus.Counter // publications a peer's full queue dropped (nil: not counted)
-	Logger  hclog.Logger
+	// Faults, when set, drops, duplicates or delays publications to peers
+	// as its rules say (tests and chaos runs).
+	Faults *transport.Faults
+	Logger hclog.Logger
 }
 
 // Pusher sends sequenced publications to the nodes that subscribe to them.
@@ -102,7 +107,19 @@ func (p *Pusher) Push(pubs []*table.Publication) {
 				sp, encoded = span{len(enc), len(out)}, true
 				enc = out
 			}
-			d.spans = append(d.spans, sp)
+			if p.cfg.Faults == nil {
+				d.spans = append(d.spans, sp)
+				continue
+			}
+			switch copies, delay := p.cfg.Faults.Publication(d.addr, pub.Publisher, pub.Table); {
+			case copies == 0:
+			case delay > 0:
+				p.sendLater(d.addr, enc[sp.from:sp.to], copies, delay)
+			default:
+				for range copies {
+					d.spans = append(d.spans, sp)
+				}
+			}
 		}
 	}
 	// Frames by list of publications: nodes with the same list share them.
@@ -149,6 +166,17 @@ func (p *Pusher) Push(pubs []*table.Publication) {
 		}
 		p.cfg.Local(local, size)
 	}
+}
+
+// sendLater sends one encoded publication to addr, copies times, after
+// delay: a fault that reorders it behind later pushes.
+func (p *Pusher) sendLater(addr string, enc []byte, copies int, delay time.Duration) {
+	frame := make([]byte, table.BatchHeaderSize, table.BatchHeaderSize+copies*len(enc))
+	table.PutBatchHeader(frame, copies)
+	for range copies {
+		frame = append(frame, enc...)
+	}
+	time.AfterFunc(delay, func() { p.cfg.Sender.Send(addr, wire.Publication, frame) })
 }
 
 // encodedSizeHint guesses the encoded size of pubs.

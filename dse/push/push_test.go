@@ -10,6 +10,7 @@ import (
 
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
+	"dse.dev/dse/transport"
 )
 
 type fakeRegistry struct {
@@ -119,5 +120,43 @@ func TestPushCutsFramesAndCountsDrops(t *testing.T) {
 	dropped.Write(&m)
 	if got := m.GetCounter().GetValue(); got != 30 {
 		t.Fatalf("dropped %v, want 30 (every frame to a3)", got)
+	}
+}
+
+// TestPushFaultsTargetAPeerAndATable: a fault rule for one peer and one
+// table drops that table's publications to that peer only.
+func TestPushFaultsTargetAPeerAndATable(t *testing.T) {
+	reg := fakeRegistry{
+		subs:  map[[2]string][]string{{"p", "a"}: {"n2", "n3"}, {"p", "b"}: {"n2", "n3"}},
+		nodes: map[string]fsm.Node{"n2": {ID: "n2", Addr: "a2", Up: true}, "n3": {ID: "n3", Addr: "a3", Up: true}},
+	}
+	s := &fakeSender{}
+	faults := transport.NewFaults(1)
+	faults.Add(transport.Rule{Peer: "a2", Publisher: "p", Table: "a", Drop: 1, Frames: 1})
+	p := New(Config{Node: "n1", Registry: reg, Sender: s, Faults: faults})
+	pubs := []*table.Publication{
+		{Publisher: "p", Table: "a", Seqnum: 1, Snapshot: true},
+		{Publisher: "p", Table: "b", Seqnum: 1, Snapshot: true},
+	}
+	p.Push(pubs)
+	for _, f := range s.frames {
+		got := decode(t, f.body)
+		switch f.addr {
+		case "a2":
+			if len(got) != 1 || got[0].Table != "b" {
+				t.Fatalf("a2 got %v, want b's only", got)
+			}
+		case "a3":
+			if len(got) != 2 {
+				t.Fatalf("a3 got %v, want both", got)
+			}
+		}
+	}
+	s.frames = nil
+	p.Push(pubs) // the rule's one frame is spent
+	for _, f := range s.frames {
+		if got := decode(t, f.body); len(got) != 2 {
+			t.Fatalf("%s got %v after the rule ended", f.addr, got)
+		}
 	}
 }

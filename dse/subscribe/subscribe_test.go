@@ -225,14 +225,14 @@ func TestDeliveryQueueBoundedByBytes(t *testing.T) {
 	for i := 1; i <= deltas; i++ {
 		r.e.Enqueue([]*table.Publication{r.pub.publish([]table.Row{{big, int64(i)}}, nil)}, time.Now(), 4<<10)
 	}
-	items, bytes, replies := r.queue()
+	items, bytes, _ := r.queue()
 	var m dto.Metric
 	r.dropped.Write(&m)
 	if dropped := m.GetCounter().GetValue(); dropped < deltas/2 || bytes > 64<<10 && items > 1 {
 		t.Fatalf("with the loop held: %d bytes in %d deliveries queued, %v dropped; want at most 64 KiB, or one delivery, and the rest dropped", bytes, items, dropped)
 	}
 	time.Sleep(500 * time.Millisecond) // 10 resub timeouts
-	if _, _, replies = r.queue(); replies != 1 {
+	if _, _, replies := r.queue(); replies != 1 {
 		t.Fatalf("%d catch-up replies queued while the loop was held, want 1", replies)
 	}
 	let()

@@ -241,8 +241,6 @@ func (r *reader) strLen(c byte, bin bool) (int, error) {
 	return int(n), nil
 }
 
-func (r *reader) string() (string, error) { return r.stringLike("") }
-
 // stringLike reads a string, returning prev itself when it is equal (the
 // publisher and table of a batch's publications repeat: no allocation).
 func (r *reader) stringLike(prev string) (string, error) {

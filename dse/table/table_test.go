@@ -22,7 +22,7 @@ func TestKeyDistinguishesTypes(t *testing.T) {
 		}
 		seen[k] = i
 	}
-	if Key(Row{int64(5), "x"}) != Key(Row{int64(5), "x"}) {
+	if a, b := (Row{int64(5), "x"}), (Row{int64(5), "x"}); Key(a) != Key(b) {
 		t.Fatal("equal rows, different keys")
 	}
 }
