@@ -60,6 +60,9 @@ func (n *Node) catchupPubs(req subscribe.Request) ([]*table.Publication, error) 
 	if !ok {
 		return nil, fmt.Errorf("%w: %q does not run on node %q", ErrServiceNotFound, req.Publisher, n.id)
 	}
+	if seed := svc.seed(req.Table); seed != nil {
+		return []*table.Publication{seed}, nil
+	}
 	t, ok := svc.existingTable(req.Table)
 	if !ok {
 		return nil, nil

@@ -140,12 +140,22 @@ func TestPublishSubscribeAcrossNodes(t *testing.T) {
 		t.Fatal("unsubscribed table still cached")
 	}
 	// Info and the cluster-wide lists.
+	// subscribed_tables is Congress's: the service's own tables that have
+	// subscribers, cluster-wide; what it subscribes to is its
+	// SubscriptionList.
 	info, err := sub2.Info()
-	if err != nil || info.NodeID != c.Nodes[1].ID() || !reflect.DeepEqual(info.SubscribedTables, [][2]string{{"pub", "u"}}) {
-		t.Fatalf("info %+v %v", info, err)
+	if err != nil || info.NodeID != c.Nodes[1].ID() || len(info.SubscribedTables) != 0 {
+		t.Fatalf("subscriber's info %+v %v: want no subscribed tables (nobody subscribes to its tables)", info, err)
 	}
-	if got := pub.SubscriberList(); len(got) != 2 {
-		t.Fatalf("subscriber list %v, want sub2/u and sub3/t", got)
+	if got, want := sub2.SubscriptionList(), []dse.Subscription{{Subscriber: "sub2", Publisher: "pub", Table: "u"}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("sub2's subscriptions %v, want %v", got, want)
+	}
+	pubInfo, err := pub.Info()
+	if err != nil || !reflect.DeepEqual(pubInfo.SubscribedTables, []string{"t", "u"}) {
+		t.Fatalf("publisher's info %+v %v: want subscribed tables t and u", pubInfo, err)
+	}
+	if got, want := pub.SubscriberList(), []dse.Subscription{{Subscriber: "sub3", Publisher: "pub", Table: "t"}, {Subscriber: "sub2", Publisher: "pub", Table: "u"}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("subscriber list %v, want %v", got, want)
 	}
 	if !sub3.IsValidService("pub") || sub3.IsValidService("nope") {
 		t.Fatal("IsValidService wrong")

@@ -15,8 +15,11 @@ type DataServiceInfo struct {
 	// NodeID is the node of the owner instance ("" while none is live).
 	NodeID          string   `json:"node_id"`
 	PublishedTables []string `json:"published_tables"`
-	// SubscribedTables are [publisher, table] pairs.
-	SubscribedTables [][2]string `json:"subscribed_tables"`
+	// SubscribedTables are the service's own published tables that have
+	// at least one subscriber, cluster-wide, sorted: Congress's
+	// _published_tables_with_subscriber. What the service itself
+	// subscribes to is DataService.SubscriptionList.
+	SubscribedTables []string `json:"subscribed_tables"`
 	// RPCEndpointsInfo lists the service's RPC actions.
 	RPCEndpointsInfo []string `json:"rpc_endpoints_info"`
 }
@@ -27,15 +30,11 @@ var infoKeys = []string{"node_id", "published_tables", "rpc_endpoints_info", "se
 // ToDict returns the info as a map with exactly the five keys (to_dict).
 func (i DataServiceInfo) ToDict() map[string]any {
 	i.normalize()
-	subs := make([]any, len(i.SubscribedTables))
-	for k, p := range i.SubscribedTables {
-		subs[k] = []any{p[0], p[1]}
-	}
 	return map[string]any{
 		"service_id":         i.ServiceID,
 		"node_id":            i.NodeID,
 		"published_tables":   toAnySlice(i.PublishedTables),
-		"subscribed_tables":  subs,
+		"subscribed_tables":  toAnySlice(i.SubscribedTables),
 		"rpc_endpoints_info": toAnySlice(i.RPCEndpointsInfo),
 	}
 }
@@ -55,7 +54,7 @@ func (i *DataServiceInfo) normalize() {
 		i.PublishedTables = []string{}
 	}
 	if i.SubscribedTables == nil {
-		i.SubscribedTables = [][2]string{}
+		i.SubscribedTables = []string{}
 	}
 	if i.RPCEndpointsInfo == nil {
 		i.RPCEndpointsInfo = []string{}
@@ -128,8 +127,10 @@ func (n *Node) ServiceInfo(id string) (DataServiceInfo, error) {
 		PublishedTables:  n.fsm.PublishedTables(id),
 		RPCEndpointsInfo: svc.Endpoints,
 	}
-	for _, sub := range n.fsm.SubscriptionsOf(id) {
-		info.SubscribedTables = append(info.SubscribedTables, [2]string{sub.Publisher, sub.Table})
+	for _, sub := range n.fsm.SubscriptionsTo(id) { // sorted by table
+		if k := len(info.SubscribedTables); k == 0 || info.SubscribedTables[k-1] != sub.Table {
+			info.SubscribedTables = append(info.SubscribedTables, sub.Table)
+		}
 	}
 	info.normalize()
 	return info, nil

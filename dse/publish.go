@@ -170,6 +170,30 @@ func (s *DataService) heal(tableName string) {
 	}
 }
 
+// seed returns, for a table never published, the snapshot at seqnum 0 that
+// subscribers start from: the GetSnapshot hook's rows (Congress gives a new
+// subscriber of such a table seqnum 0 and get_snapshot(table)). It returns
+// nil when the table has been published, or the service has no hook, or
+// the hook fails or returns rows that are not canonical (logged).
+func (s *DataService) seed(tableName string) *table.Publication {
+	n := s.nodeOf()
+	if s.hooks.GetSnapshot == nil || n == nil || n.fsm.Seqnum(s.id, tableName) > 0 {
+		return nil
+	}
+	if t, ok := s.existingTable(tableName); ok && t.Published() {
+		return nil
+	}
+	rows, err := s.hooks.GetSnapshot(tableName)
+	if err == nil {
+		err = table.CanonicalRows(rows, table.DefaultLimits)
+	}
+	if err != nil {
+		n.logger.Warn("GetSnapshot hook failed: subscribers of the table get nothing until it is published", "service", s.id, "table", tableName, "error", err)
+		return nil
+	}
+	return &table.Publication{Publisher: s.id, Table: tableName, Snapshot: true, Rows: rows}
+}
+
 // GetSnapshot returns a table's current content (get_snapshot), or what the
 // GetSnapshot hook says.
 func (s *DataService) GetSnapshot(tableName string) ([]Row, error) {
@@ -182,8 +206,12 @@ func (s *DataService) GetSnapshot(tableName string) ([]Row, error) {
 
 // GetLastPublishedDataWithSeqnum returns a table's last sequenced content and
 // its seqnum, consistently (get_last_published_data_with_seqnum). A table
-// never published has seqnum 0 and no rows.
+// never published has seqnum 0 and what the GetSnapshot hook returns (no
+// rows without a hook), as in Congress.
 func (s *DataService) GetLastPublishedDataWithSeqnum(tableName string) (uint64, []Row, error) {
+	if seed := s.seed(tableName); seed != nil {
+		return 0, seed.Rows, nil
+	}
 	t, ok := s.existingTable(tableName)
 	if !ok {
 		return 0, []Row{}, nil

@@ -58,6 +58,20 @@ type Hooks struct {
 	// (Congress's _published_tables_with_subscriber bookkeeping).
 	OnFirstSubscriber  func(table string)
 	OnLastUnsubscriber func(table string)
+	// OwnershipChanged tells the instance where it stands, as Consul's and
+	// tooz's leader elections do: once it has started (owner or standby),
+	// then each time it becomes the owner or stops being one (standby,
+	// stopped), or takes a new incarnation as owner (its node restarted).
+	// Calls come in order, one at a time per service.
+	OwnershipChanged func(Ownership)
+}
+
+// Ownership is a service instance's standing: the owner of its service (the
+// one instance that publishes) or a standby.
+type Ownership struct {
+	Owner       bool   // this instance owns the service
+	Node        string // the owner's node ("" while none is live)
+	Incarnation uint64 // the owner's incarnation (its registry entry's index)
 }
 
 // Service kinds recorded in the registry.
@@ -88,6 +102,10 @@ type DataService struct {
 	withSubs  map[string]bool // published tables that have subscribers
 	state     string
 	inflight  sync.WaitGroup
+
+	ownMu    sync.Mutex // serializes OwnershipChanged; guards own
+	ownKnown bool
+	own      Ownership
 }
 
 // NewDataService returns an unstarted service with the given id and hooks.
@@ -196,6 +214,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	s.state = "running"
 	s.mu.Unlock()
 	n.resumeSubscriptions(s)
+	s.syncOwnership()
 	return nil
 }
 
@@ -230,6 +249,7 @@ func (s *DataService) stopLocal() bool {
 	s.mu.Unlock()
 	n.local.remove(s.id)
 	n.subs.DetachAll(s.id)
+	s.syncOwnership()
 	return true
 }
 
@@ -266,6 +286,44 @@ func (s *DataService) errNotRunning() error {
 	return fmt.Errorf("%w: service %q is %s", ErrUnavailable, s.id, s.Status())
 }
 
+// IsOwner reports whether this instance is running and owns its service
+// now, in this node's registry copy.
+func (s *DataService) IsOwner() bool {
+	n := s.nodeOf()
+	if n == nil || s.Status() != "running" {
+		return false
+	}
+	owner, _, ok := n.fsm.Owner(s.id)
+	return ok && owner == n.id
+}
+
+// syncOwnership calls the OwnershipChanged hook if the instance's standing
+// changed since it last did (the node's registry watch, and the service's
+// start and stop, call it). The registry is read under ownMu, so calls
+// from several goroutines tell the changes in order.
+func (s *DataService) syncOwnership() {
+	n := s.nodeOf()
+	if s.hooks.OwnershipChanged == nil || n == nil {
+		return
+	}
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	var now Ownership
+	if s.Status() == "running" {
+		node, inc, _ := n.fsm.Owner(s.id)
+		now = Ownership{Owner: node == n.id, Node: node, Incarnation: inc}
+	} else if !s.ownKnown {
+		return // not started yet
+	} else {
+		now = Ownership{Node: s.own.Node, Incarnation: s.own.Incarnation} // stopped
+	}
+	changed := !s.ownKnown || now.Owner != s.own.Owner || now.Owner && now.Incarnation != s.own.Incarnation
+	s.ownKnown, s.own = true, now
+	if changed {
+		s.hooks.OwnershipChanged(now)
+	}
+}
+
 // IsValidService reports whether a service id is registered in the cluster
 // (is_valid_service).
 func (s *DataService) IsValidService(id string) bool {
@@ -283,24 +341,40 @@ func (s *DataService) nodeOf() *Node {
 	return s.node
 }
 
-// SubscriberList returns, cluster-wide, the (subscriber, table) pairs
-// subscribed to this service's tables (subscriber_list).
-func (s *DataService) SubscriberList() []fsm.Subscription {
-	n := s.nodeOf()
-	if n == nil {
-		return nil
-	}
-	return n.fsm.SubscriptionsTo(s.id)
+// Subscription is one subscriber's subscription to one publisher's table.
+type Subscription struct {
+	Subscriber string `json:"subscriber"`
+	Publisher  string `json:"publisher"`
+	Table      string `json:"table"`
 }
 
-// SubscriptionList returns, cluster-wide, the (publisher, table) pairs this
-// service subscribes to (subscription_list).
-func (s *DataService) SubscriptionList() []fsm.Subscription {
+func subscriptions(in []fsm.Subscription) []Subscription {
+	out := make([]Subscription, len(in))
+	for i, s := range in {
+		out[i] = Subscription{Subscriber: s.Subscriber, Publisher: s.Publisher, Table: s.Table}
+	}
+	return out
+}
+
+// SubscriberList returns, cluster-wide, the subscriptions to this service's
+// tables, sorted by table and subscriber (subscriber_list).
+func (s *DataService) SubscriberList() []Subscription {
 	n := s.nodeOf()
 	if n == nil {
 		return nil
 	}
-	return n.fsm.SubscriptionsOf(s.id)
+	return subscriptions(n.fsm.SubscriptionsTo(s.id))
+}
+
+// SubscriptionList returns, cluster-wide, this service's subscriptions:
+// the (publisher, table) pairs it subscribes to, sorted
+// (subscription_list).
+func (s *DataService) SubscriptionList() []Subscription {
+	n := s.nodeOf()
+	if n == nil {
+		return nil
+	}
+	return subscriptions(n.fsm.SubscriptionsOf(s.id))
 }
 
 // Info returns the service's DataServiceInfo as the registry knows it.

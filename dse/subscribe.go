@@ -157,12 +157,14 @@ func (s *DataService) CheckResubAll() {
 }
 
 // watchRegistry follows the registry for the local services: it tells
-// publishers when a table gains its first subscriber or loses its last.
+// them when their ownership changes, and publishers when a table gains its
+// first subscriber or loses its last.
 func (n *Node) watchRegistry() {
 	for {
 		changed := n.fsm.Changed()
 		n.stopRemoved()
 		for _, s := range n.local.all() {
+			s.syncOwnership()
 			s.syncSubscriberHooks()
 			s.dropEndedSubscriptions()
 		}

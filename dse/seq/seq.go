@@ -9,6 +9,7 @@ import (
 // Sequencer orders the publications of one table.
 type Sequencer struct {
 	last       uint64
+	applied    bool // anything applied (a table's seed is a snapshot at 0)
 	buf        map[uint64]*table.Publication
 	maxBuf     int
 	gapSince   time.Time
@@ -25,8 +26,14 @@ func New(maxBuf int) *Sequencer {
 	return &Sequencer{buf: map[uint64]*table.Publication{}, maxBuf: max(maxBuf, 1)}
 }
 
-// Last returns the seqnum of the last applied publication (0: none).
+// Last returns the seqnum of the last applied publication (0: none, or a
+// seed).
 func (s *Sequencer) Last() uint64 { return s.last }
+
+// Applied reports whether anything was applied: a publication, or the seed
+// of a table never published (a snapshot at seqnum 0, what the publisher's
+// get_snapshot returns).
+func (s *Sequencer) Applied() bool { return s.applied }
 
 // Buffered returns the number of early deltas held.
 func (s *Sequencer) Buffered() int { return len(s.buf) }
@@ -39,6 +46,12 @@ func (s *Sequencer) Offer(p *table.Publication, now time.Time) []*table.Publicat
 	out := s.out[:0]
 	defer func() { s.out = out }()
 	switch {
+	case p.Snapshot && p.Seqnum == 0 && !s.applied:
+		// A never-published table's seed: held until its first
+		// publication, which is a snapshot.
+		s.applied = true
+		out = append(out, p)
+		return out
 	case p.Seqnum <= s.last:
 		s.Duplicates++
 		return nil
@@ -66,6 +79,13 @@ func (s *Sequencer) Offer(p *table.Publication, now time.Time) []*table.Publicat
 		}
 		return nil
 	}
+	s.applied = true
+	// Progress: a lag behind the registry starts over now (a subscriber
+	// that keeps advancing, one publication behind at each check, has lost
+	// nothing).
+	if !s.staleSince.IsZero() {
+		s.staleSince = now
+	}
 	for {
 		next, ok := s.buf[s.last+1]
 		if !ok {
@@ -85,7 +105,7 @@ func (s *Sequencer) Offer(p *table.Publication, now time.Time) []*table.Publicat
 
 // NeedsCatchup reports whether the subscriber must catch up: a gap open, or
 // the committed seqnum (from the FSM) ahead of the applied one, for at least
-// timeout.
+// timeout without progress (each publication applied restarts both).
 func (s *Sequencer) NeedsCatchup(now time.Time, committed uint64, timeout time.Duration) bool {
 	if committed > s.last {
 		if s.staleSince.IsZero() {

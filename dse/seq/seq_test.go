@@ -48,6 +48,8 @@ func TestRules(t *testing.T) {
 		{"older snapshot dropped", []*table.Publication{snap(5), snap(3), delta(4)}, []uint64{5}, 5, 0},
 		{"gap stays buffered", []*table.Publication{snap(1), delta(3), delta(4)}, []uint64{1}, 1, 2},
 		{"first delta on an empty table", []*table.Publication{delta(1), delta(2)}, []uint64{1, 2}, 2, 0},
+		{"a seed, then the first publication", []*table.Publication{snap(0), snap(0), snap(1), delta(2)}, []uint64{0, 1, 2}, 2, 0},
+		{"a seed after publications is old", []*table.Publication{snap(1), snap(0)}, []uint64{1}, 1, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := New(100)
@@ -167,5 +169,29 @@ func TestRandomOrderConverges(t *testing.T) {
 		if s.Last() != 500 {
 			t.Fatalf("seed %d: last %d, want 500", seed, s.Last())
 		}
+	}
+}
+
+// TestNoCatchupWhileProgressing: a subscriber that stays one publication
+// behind the registry at every check, but applies one each time, lost
+// nothing: it never needs a catch-up; once it stops advancing, it does.
+func TestNoCatchupWhileProgressing(t *testing.T) {
+	s := New(100)
+	s.Offer(snap(1), t0)
+	timeout := time.Second
+	now := t0
+	for i := uint64(2); i < 100; i++ {
+		now = now.Add(300 * time.Millisecond)
+		if s.NeedsCatchup(now, i, timeout) {
+			t.Fatalf("at %d, one behind and advancing: a catch-up", i)
+		}
+		s.Offer(delta(i), now)
+	}
+	for range 3 {
+		now = now.Add(300 * time.Millisecond)
+		s.NeedsCatchup(now, 100, timeout)
+	}
+	if !s.NeedsCatchup(now.Add(300*time.Millisecond), 100, timeout) {
+		t.Fatal("no progress for the timeout, one behind: no catch-up")
 	}
 }

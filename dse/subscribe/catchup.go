@@ -59,8 +59,11 @@ func (e *Engine) catchup(st *State) {
 		}
 	}()
 	owner, _, ok := e.cfg.Registry.Owner(st.id.Publisher)
+	st.mu.Lock()
+	st.noOwner = !ok || owner == ""
+	st.mu.Unlock()
 	if !ok || owner == "" {
-		return // no publisher yet: its first publication will come
+		return // no publisher yet: CheckResub catches up once it has one
 	}
 	e.count(e.cfg.Catchups, 1)
 	ctx, cancel := context.WithTimeout(e.cfg.Context, 30*time.Second)
@@ -98,7 +101,8 @@ func (e *Engine) resubLoop() {
 }
 
 // CheckResub catches up the subscriptions in only (all if nil) whose gap or
-// lag has outlasted the resubscribe timeout.
+// lag has outlasted the resubscribe timeout, and those whose publisher had
+// no owner at their last catch-up and has one now.
 func (e *Engine) CheckResub(only map[cache.TableID]bool) {
 	now := time.Now()
 	e.mu.RLock()
@@ -112,8 +116,9 @@ func (e *Engine) CheckResub(only map[cache.TableID]bool) {
 	var due []*State
 	for _, st := range all {
 		committed := e.cfg.Registry.Seqnum(st.id.Publisher, st.id.Table)
+		owner, _, owned := e.cfg.Registry.Owner(st.id.Publisher)
 		st.mu.Lock()
-		if !st.catchingUp && !st.replyQueued && st.seq.NeedsCatchup(now, committed, e.cfg.ResubTimeout) {
+		if !st.catchingUp && !st.replyQueued && (st.seq.NeedsCatchup(now, committed, e.cfg.ResubTimeout) || st.noOwner && owned && owner != "") {
 			due = append(due, st)
 		}
 		st.mu.Unlock()

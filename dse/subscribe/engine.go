@@ -244,6 +244,11 @@ type State struct {
 	// catchupWanted: a catch-up was asked for while a reply was queued; it
 	// runs once that reply is delivered.
 	catchupWanted bool
+	// noOwner: the last catch-up found the publisher without an owner (not
+	// registered yet): once it has one, the subscription catches up (a
+	// table never published then gets its seed, the publisher's
+	// get_snapshot).
+	noOwner bool
 }
 
 // reorderLocked rebuilds the sorted list of local subscribers, which the
@@ -294,7 +299,7 @@ func (e *Engine) join(st *State, s Subscriber) {
 	st.locals[s.ID()] = s
 	st.reorderLocked()
 	var snap *table.Publication
-	if last := st.seq.Last(); last > 0 {
+	if last := st.seq.Last(); st.seq.Applied() {
 		// The node keeps no copy of its own: the local subscribers' caches
 		// all hold the table at last (the delivery loop applies to each in
 		// turn), so the newcomer starts from one of them.
