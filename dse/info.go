@@ -126,7 +126,7 @@ func (n *Node) ServiceInfo(id string) (DataServiceInfo, error) {
 		ServiceID:        id,
 		NodeID:           svc.Owner,
 		PublishedTables:  n.fsm.PublishedTables(id),
-		RPCEndpointsInfo: svc.Endpoints,
+		RPCEndpointsInfo: n.endpointsWithAttached(svc), // attach.go: and attached actions
 	}
 	for _, sub := range n.fsm.SubscriptionsOf(id) {
 		info.SubscribedTables = append(info.SubscribedTables, [2]string{sub.Publisher, sub.Table})

@@ -44,6 +44,8 @@ type Node struct {
 	extMu    sync.Mutex
 	external map[string]*externalService
 
+	attach *attachState // attach.go: sessions of processes serving RPC actions from outside
+
 	caughtUp     atomic.Bool  // applied the leader's commit index since start
 	watches      atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
 	authSeen     atomic.Bool  // tokens were required (also across restarts)
@@ -119,6 +121,7 @@ func New(cfg Config) (*Node, error) {
 		fsm:      fsm.New(),
 		done:     make(chan struct{}),
 		external: map[string]*externalService{},
+		attach:   newAttachState(), // attach.go
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.svcs = newServices(n)
@@ -156,6 +159,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.goFunc(n.catchUpLoop)
 	n.goFunc(n.restoreLocal)
+	n.goFunc(n.attachLoop) // attach.go
 	n.goFunc(n.placeLoop)
 	n.goFunc(n.runLoop)
 	return n, nil
