@@ -116,9 +116,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	rc := http.NewResponseController(w)
-	// The server's ReadTimeout would end the stream (its connection's
-	// background read fails and cancels the request).
-	rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
