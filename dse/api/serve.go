@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -82,6 +83,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	var req AttachRequest
 	if err := readJSON(r, &req); err != nil {
 		s.fail(w, err)
+		return
+	}
+	// Read to its end (readJSON may stop short of it): only then does
+	// net/http watch the connection and cancel the request when the
+	// client goes away; else the node would notice only when writing a
+	// heartbeat failed.
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		s.fail(w, fmt.Errorf("%w: read body: %v", dse.ErrInvalid, err))
 		return
 	}
 	hb := DefaultHeartbeat

@@ -220,6 +220,17 @@ func TestServeStream(t *testing.T) {
 	if _, err := n.RPC(context.Background(), "calc", "add", nil, dse.RPCOptions{}); !errors.Is(err, dse.ErrUnavailable) {
 		t.Fatalf("after the detach: %v, want unavailable", err)
 	}
+
+	// With the default heartbeat (5 s) too, the node notices at once that
+	// the client went away.
+	s, _ = openStream(t, hs, "calc", `{"actions":["add"]}`)
+	res = call(n, "add", nil, 10*time.Second)
+	s.next()
+	start := time.Now()
+	s.resp.Body.Close()
+	if r := <-res; !errors.Is(r.err, dse.ErrUnavailable) || time.Since(start) > 2*time.Second {
+		t.Fatalf("pending call: %v after %s, want unavailable at once", r.err, time.Since(start))
+	}
 }
 
 // TestServeRefusals: bad attaches get the error naming why, before any
