@@ -196,17 +196,19 @@ func (sv *server) announce(st *api.ServeStream, addr string) error {
 	return err
 }
 
-// session runs the calls of one stream until it ends, or ctx does; the
-// commands it started are killed when ctx ends (their replies would find
-// no session).
+// session runs the calls of one stream until it ends, or ctx does; then
+// the commands still running are killed (their replies would find no
+// session) before it returns.
 func (sv *server) session(ctx context.Context, st *api.ServeStream, node serveNode) error {
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stop := context.AfterFunc(ctx, func() { st.Close() })
-	defer stop()
-	defer st.Close()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		stop()
+		st.Close()
+		cancel()
+		wg.Wait()
+	}()
 	slots := make(chan struct{}, sv.conc)
 	for {
 		call, err := st.Next()
