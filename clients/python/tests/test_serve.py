@@ -128,6 +128,20 @@ class ServeTest(unittest.TestCase):
         self.assertIn("went away", str(result["v"]))
         self.assertTrue(srv.stopped)
 
+    def test_client_stop_ends_its_watches_and_serves(self):
+        self.cluster.create_service("py-stop")
+        c = self.cluster.client(1)
+        c.publish("py-stop", "t", [[1]])
+        w = c.watch("py-stop", "t")
+        self.assertTrue(next(w).snapshot)
+        srv = c.serve("py-stop", {"x": lambda a: 1}, block=False)
+        c.stop()
+        with self.assertRaises(StopIteration):
+            next(w)
+        self.assertTrue(srv.wait(10))
+        self.assertTrue(srv.stopped)
+        self.assertIsNone(srv.error)
+
     def test_refusals(self):
         self.cluster.create_service("py-refuse")
         with self.assertRaises(dse.NotFound):
