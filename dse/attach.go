@@ -482,10 +482,12 @@ func (n *Node) attachLoop() {
 			return
 		case <-changed:
 		}
+		// Every applied entry closes Changed (publications' seqnums
+		// too), and a sweep reads every service: a few a second at most.
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
