@@ -43,10 +43,10 @@ import (
 // left them, or a detach failed) and removes them.
 
 // ErrExpired is returned for a reply to a call whose caller has stopped
-// waiting (it timed out): the result goes nowhere.
+// waiting (it timed out): the result goes nowhere. It stays on the node
+// that holds the session (the HTTP API answers it as 409 "expired"), so
+// it needs no wire code.
 var ErrExpired = errors.New("expired")
-
-func init() { errorCodes["expired"] = ErrExpired }
 
 // Bounds of an attachment.
 const (
