@@ -402,3 +402,27 @@ func TestAttachmentsCleanedUp(t *testing.T) {
 		t.Fatal("the session outlived its service")
 	}
 }
+
+// TestAttachmentsOfDownNodesSkipped: once the registry has a node down,
+// its attachments are neither listed nor tried.
+func TestAttachmentsOfDownNodesSkipped(t *testing.T) {
+	c := externalCluster(t)
+	ctx := context.Background()
+	if _, err := c.Nodes[2].Attach(ctx, "calc", dse.AttachOptions{Actions: []string{"add"}}); err != nil {
+		t.Fatal(err)
+	}
+	dsetest.WaitFor(t, 5*time.Second, "add listed on node 0", func() bool { return slices.Contains(endpointsOn(c.Nodes[0], "calc"), "add") })
+	c.Nodes[2].Close() // its session ends, unannounced: the registry keeps it
+	dsetest.WaitFor(t, 15*time.Second, "node 3 down and add unlisted", func() bool {
+		rec, _ := c.Nodes[0].FSM().Node("n3")
+		return !rec.Up && !slices.Contains(endpointsOn(c.Nodes[0], "calc"), "add")
+	})
+	if n := len(c.Nodes[0].FSM().Attachments()["calc"]); n != 1 {
+		t.Fatalf("the registry holds %d attachments, want the down node's one", n)
+	}
+	start := time.Now()
+	_, err := c.Nodes[0].RPC(ctx, "calc", "add", nil, dse.RPCOptions{Timeout: 5 * time.Second})
+	if !errors.Is(err, dse.ErrUnavailable) || !strings.Contains(err.Error(), "no process serves") || time.Since(start) > time.Second {
+		t.Fatalf("got %v after %s, want unavailable at once (no process serves it)", err, time.Since(start))
+	}
+}
