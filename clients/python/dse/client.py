@@ -129,13 +129,15 @@ class Client:
             h["Authorization"] = "Bearer " + self.token
         return h
 
-    def _open(self, method, path, body=None, timeout=None, addrs=None, stream=False):
+    def _open(self, method, path, body=None, timeout=None, addrs=None, stream=False, on_connect=None):
         """Send a request to the first address that takes a connection.
 
         Returns (addr, connection, response) for a 2xx answer; raises the
         API's error otherwise, and Unavailable when no node answers. A
         ``stream`` waits for its answer and reads it with ``timeout`` (None:
         for ever); connecting is bounded by the client's timeout anyway.
+        ``on_connect(conn)`` is called once connected, before the request
+        (a stream's owner keeps the connection, to end it from elsewhere).
         """
         order = addrs or self.addrs
         last = None
@@ -150,6 +152,8 @@ class Client:
                 continue
             if stream:
                 conn.sock.settimeout(timeout)
+            if on_connect is not None:
+                on_connect(conn)
             try:
                 conn.request(method, path, body=body, headers=self._headers(body))
                 resp = conn.getresponse()

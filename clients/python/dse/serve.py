@@ -112,6 +112,8 @@ class Server:
                 try:
                     conn, resp = self._attach(k)
                 except Error as e:
+                    if self.stopped:
+                        return
                     if not attached_once or e.code in _FINAL:
                         self.error = e
                         return
@@ -142,12 +144,19 @@ class Server:
             if first is not None:
                 first.set()
 
+    def _connected(self, conn):
+        with self._lock:
+            self._conn = conn
+            stopped = self.stopped
+        if stopped:
+            conn.close()
+
     def _attach(self, k):
         addrs = self._client.addrs
         k %= len(addrs)
         order = addrs[k:] + addrs[:k]
         body = _dumps({"actions": sorted(self.handlers), "concurrency": self.concurrency, "heartbeat_ms": int(self.heartbeat * 1000)}, "the attach request")
-        a, conn, resp = self._client._open("POST", "/v1/serve/" + _quote(self.service), body, timeout=3 * self.heartbeat, addrs=order, stream=True)
+        a, conn, resp = self._client._open("POST", "/v1/serve/" + _quote(self.service), body, timeout=3 * self.heartbeat, addrs=order, stream=True, on_connect=self._connected)
         try:
             hello = json.loads(resp.readline().decode("utf-8"))
             session, node = hello["session"], hello["node"]

@@ -99,6 +99,13 @@ class Watch:
         if conn is not None:
             conn.close()
 
+    def _connected(self, conn):
+        with self._lock:
+            self._conn = conn
+            stopped = self.stopped
+        if stopped:
+            conn.close()
+
     def _connect(self):
         """Open the stream, trying the addresses in turn with backoff;
         raises what retrying will not change."""
@@ -110,8 +117,13 @@ class Watch:
             k = self._next_addr % len(addrs)
             order = addrs[k:] + addrs[:k]
             try:
-                a, conn, resp = self._client._open("GET", self._path, timeout=None, addrs=order, stream=True)
+                # Known before the request: the answer's headers come with
+                # the first event, which a table not yet published makes
+                # wait for, and stop() must end that wait.
+                a, conn, resp = self._client._open("GET", self._path, timeout=None, addrs=order, stream=True, on_connect=self._connected)
             except Error as e:
+                if self.stopped:
+                    raise StopIteration from None
                 if e.code in _FINAL:
                     raise
                 self._next_addr += 1

@@ -99,6 +99,20 @@ class WatchTest(unittest.TestCase):
         with self.assertRaises(dse.NotFound):
             next(c3.watch("py-nope", "t"))
 
+    def test_close_before_the_first_event(self):
+        # A table never published: the node answers with the first event
+        # only; closing from another thread ends the wait.
+        self.cluster.create_service("py-quiet")
+        w = self.cluster.client(1).watch("py-quiet", "never")
+        got = []
+        t = threading.Thread(target=lambda: got.append(list(w)))
+        t.start()
+        time.sleep(0.5)
+        w.close()
+        t.join(10)
+        self.assertFalse(t.is_alive(), "the watch still waits 10 s after close")
+        self.assertEqual(got, [[]])
+
     def test_watch_ends_when_its_publisher_is_deleted(self):
         self.cluster.create_service("py-gone")
         c = self.cluster.client(1)
