@@ -116,6 +116,7 @@ func newApp(stdout, stderr io.Writer) *ucli.App {
 			getCommand(),
 			watchCommand(),
 			rpcCommand(),
+			serveCommand(), // serve.go
 			driversCommand(),
 			datasourcesCommand(),
 			benchCommand(),

@@ -44,13 +44,9 @@ func servicesList(c *ucli.Context) error {
 	}
 	var rows [][]string
 	for _, i := range infos {
-		var subs []string
-		for _, s := range i.SubscribedTables {
-			subs = append(subs, s[0]+"/"+s[1])
-		}
-		rows = append(rows, []string{i.ServiceID, orDash(i.NodeID), orDash(strings.Join(i.PublishedTables, ",")), orDash(strings.Join(subs, ",")), orDash(strings.Join(i.RPCEndpointsInfo, ","))})
+		rows = append(rows, []string{i.ServiceID, orDash(i.NodeID), orDash(strings.Join(i.PublishedTables, ",")), orDash(strings.Join(i.SubscribedTables, ",")), orDash(strings.Join(i.RPCEndpointsInfo, ","))})
 	}
-	printTable(c.App.Writer, "SERVICE\tNODE\tPUBLISHES\tSUBSCRIBES\tRPC", rows)
+	printTable(c.App.Writer, "SERVICE\tNODE\tPUBLISHES\tWITH SUBSCRIBERS\tRPC", rows)
 	return nil
 }
 

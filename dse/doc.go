@@ -52,6 +52,7 @@
 //	rpc(service, action, kwargs, timeout,   DataService.RPC(ctx, service, action, args,
 //	    local, retry)                           RPCOptions{Timeout, Local, Retry})
 //	add_rpc_endpoint / rpc_endpoints        DataService.AddRPCEndpoint, RPCEndpoints
+//	(endpoints served from outside Go, new) Node.Attach, ServeSession (attach.go)
 //	is_valid_service                        DataService.IsValidService
 //	subscriber_list / subscription_list     DataService.SubscriberList, SubscriptionList (cluster-wide)
 //	info / status                           DataService.Info, DataService.Status

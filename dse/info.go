@@ -125,7 +125,7 @@ func (n *Node) ServiceInfo(id string) (DataServiceInfo, error) {
 		ServiceID:        id,
 		NodeID:           svc.Owner,
 		PublishedTables:  n.fsm.PublishedTables(id),
-		RPCEndpointsInfo: svc.Endpoints,
+		RPCEndpointsInfo: n.endpointsWithAttached(svc), // attach.go: and attached actions
 	}
 	for _, sub := range n.fsm.SubscriptionsTo(id) { // sorted by table
 		if k := len(info.SubscribedTables); k == 0 || info.SubscribedTables[k-1] != sub.Table {

@@ -48,6 +48,8 @@ type Node struct {
 	extMu    sync.Mutex
 	external map[string]*externalService
 
+	attach *attachState // attach.go: sessions of processes serving RPC actions from outside
+
 	watches      atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
 	authSeen     atomic.Bool  // tokens were required (also across restarts)
 	plainWarning sync.Once    // warnPlainClusterPort
@@ -124,6 +126,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		done:     make(chan struct{}),
 		external: map[string]*externalService{},
 		reg:      prometheus.NewRegistry(),
+		attach:   newAttachState(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.store, err = openTableStore(cfg.DataDir); err != nil {
@@ -169,6 +172,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	}
 	n.goFunc(n.noteAuthOnceSynced)
 	n.goFunc(n.restoreLocal)
+	n.goFunc(n.attachLoop)
 	n.goFunc(n.placeLoop)
 	n.goFunc(n.runLoop)
 	return n, nil

@@ -43,6 +43,9 @@ type rpcRequest struct {
 	Action  string         `msgpack:"a"`
 	Args    map[string]any `msgpack:"args"`
 	Timeout int64          `msgpack:"t"` // nanoseconds
+	// Attached: for the node's attached sessions (attach.go), not its
+	// instance of the service.
+	Attached bool `msgpack:"at,omitempty"`
 }
 
 type rpcReply struct {
@@ -86,9 +89,18 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 	var last error
 	after := "" // an idempotent attempt's next one starts past this node
 	for attempt := 0; attempt <= opts.Retry; attempt++ {
-		targets, err := n.rpcTargets(service, opts.Local)
-		if err != nil {
+		// attach.go: an action served from outside goes to its sessions.
+		targets, attached, err := n.rpcRoute(service, action, opts.Local)
+		if errors.Is(err, errNotRun) {
+			last, targets = err, nil
+		} else if err != nil {
 			return nil, err
+		}
+		if attached != req.Attached {
+			req.Attached = attached
+			if body, err = wire.Encode(req); err != nil {
+				return nil, fmt.Errorf("%w: arguments do not encode: %v", ErrInvalid, err)
+			}
 		}
 		targets = rotatePast(targets, after)
 		after = ""
@@ -275,6 +287,9 @@ func (n *Node) handleRPC(ctx context.Context, body []byte) ([]byte, error) {
 }
 
 func (n *Node) serveRPC(ctx context.Context, req rpcRequest) (rep rpcReply) {
+	if req.Attached {
+		return n.serveAttached(ctx, req) // attach.go
+	}
 	s, ok := n.local.get(req.Service)
 	if !ok {
 		return rpcReply{Code: "service_not_found", Msg: fmt.Sprintf("service not found: %q does not run on node %q", req.Service, n.id)}

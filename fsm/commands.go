@@ -58,6 +58,8 @@ var commandNames = [...]string{
 	CmdTokenCreate:       "token-create",
 	CmdTokenRevoke:       "token-revoke",
 	CmdOnce:              "once",
+	CmdServiceAttach:     "service-attach", // attach.go
+	CmdServiceDetach:     "service-detach", // attach.go
 }
 
 // NodeUpsert adds a node to the registry or updates its addresses, and marks
@@ -239,6 +241,8 @@ var decoders = map[CommandType]func() command{
 	CmdTokenCreate:       func() command { return new(TokenCreate) },
 	CmdTokenRevoke:       func() command { return new(TokenRevoke) },
 	CmdOnce:              func() command { return new(Once) },
+	CmdServiceAttach:     func() command { return new(ServiceAttach) }, // attach.go
+	CmdServiceDetach:     func() command { return new(ServiceDetach) }, // attach.go
 }
 
 // Decode parses a log entry. It never panics: the caller decides what an

@@ -56,6 +56,11 @@ type Service struct {
 	Owner       string   `msgpack:"owner"`
 	Incarnation uint64   `msgpack:"inc"`
 	Endpoints   []string `msgpack:"endpoints"`
+	// Attached are the streams through which processes outside Go serve
+	// actions of an external service; Served, every action an attachment
+	// has served since the service was created, sorted (attach.go).
+	Attached []Attachment `msgpack:"attached,omitempty"`
+	Served   []string     `msgpack:"served,omitempty"`
 }
 
 // Subscription is one (subscriber, publisher, table) triple.
@@ -148,6 +153,8 @@ func (v *Service) clone() *Service {
 	cp := *v
 	cp.Instances = slices.Clone(v.Instances)
 	cp.Endpoints = slices.Clone(v.Endpoints)
+	cp.Attached = cloneAttachments(v.Attached) // attach.go
+	cp.Served = slices.Clone(v.Served)
 	return &cp
 }
 
@@ -209,6 +216,7 @@ func (c *NodeRemove) apply(s *state, index uint64) any {
 		s.removeInstance(s.services[id], c.ID, index)
 	}
 	s.unplaceDatasources(c.ID)
+	s.detachNode(c.ID) // attach.go: its streams went with it
 	return nil
 }
 
