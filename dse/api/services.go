@@ -182,6 +182,11 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case err := <-errc:
+			if errors.Is(context.Cause(ctx), dse.ErrClosed) {
+				// Ended by Shutdown: that is why, whatever Watch was
+				// doing then (confirming its subscription, say).
+				err = fmt.Errorf("%w: the server is shutting down", dse.ErrClosed)
+			}
 			if r.Context().Err() == nil {
 				if started {
 					endWatch(w, err)
