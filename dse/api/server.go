@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -169,12 +170,22 @@ func statusOf(code string) int {
 	return http.StatusInternalServerError
 }
 
+// writeJSON answers v, or a 500 when v does not encode (a NaN a Go
+// service returned, say): the status is not sent before the body is ready.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		var b errorBody
+		b.Error.Code, b.Error.Message = "internal", "the answer does not encode as JSON: "+err.Error()
+		buf.Reset()
+		enc.Encode(b)
+		status = http.StatusInternalServerError
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
+	w.Write(buf.Bytes())
 }
 
 // readJSON decodes a request body strictly into v; an empty body leaves v

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -145,7 +146,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	defer context.AfterFunc(s.streams, func() { cancel(context.Cause(s.streams)) })()
 	go func() { errc <- s.node.Watch(ctx, r.PathValue("id"), r.PathValue("table"), events) }()
 	started := false
-	enc := json.NewEncoder(w)
+	// Each line is encoded whole before any of it is written.
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
 	enc.SetEscapeHTML(false)
 	// A watch lasts only as long as its token: revoked, it ends, as new
 	// requests with it are refused.
@@ -177,8 +180,15 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusOK)
 				started = true
 			}
+			line.Reset()
+			if err := enc.Encode(watchLine(ev)); err != nil {
+				// Rows JSON cannot carry (NaN, say): the stream ends
+				// saying why, rather than without a word.
+				endWatch(w, fmt.Errorf("seqnum %d does not encode as JSON: %v", ev.Seqnum, err))
+				return
+			}
 			rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			if enc.Encode(watchLine(ev)) != nil || rc.Flush() != nil {
+			if _, err := w.Write(line.Bytes()); err != nil || rc.Flush() != nil {
 				return
 			}
 		case err := <-errc:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -435,4 +436,41 @@ func TestRPCBadInput(t *testing.T) {
 		t.Fatalf("the method ran %d times for refused calls, want 0", n)
 	}
 	wantJSON(t, "a good call", wantStatus(t, "count", post(t, base, "/v1/rpc/svc/count", ""), http.StatusOK), `1`)
+}
+
+// TestNotJSON: a value JSON cannot carry (a Go service may return or
+// publish NaN or an infinity) makes an RPC or get a 500 with the error
+// body, not a 200 without one, and ends a watch saying why.
+func TestNotJSON(t *testing.T) {
+	node, base := openNode(t)
+	svc := goService(t, node, "svc", dse.Endpoint{
+		"nan": func(context.Context, map[string]any) (any, error) { return math.NaN(), nil },
+		"inf": func(context.Context, map[string]any) (any, error) {
+			return map[string]any{"x": []any{math.Inf(1)}}, nil
+		},
+	})
+	for _, action := range []string{"nan", "inf"} {
+		msg := wantError(t, action, post(t, base, "/v1/rpc/svc/"+action, ""), http.StatusInternalServerError, "internal")
+		if !strings.Contains(msg, "JSON") {
+			t.Errorf("rpc %s: got message %q, want it to say the answer is not JSON", action, msg)
+		}
+	}
+
+	ctx := context.Background()
+	if _, _, err := svc.Publish(ctx, "t", []dse.Row{{int64(1)}}, false); err != nil {
+		t.Fatal(err)
+	}
+	w := openWatch(t, base, "svc", "t", "")
+	wantJSON(t, "snapshot", w.next(t), `{"seqnum":1,"snapshot":true,"rows":[[1]]}`)
+	if _, _, err := svc.Publish(ctx, "t", []dse.Row{{math.Inf(-1)}}, false); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, "get", get(t, base, "/v1/services/svc/tables/t"), http.StatusInternalServerError, "internal")
+	tr := w.end(t)
+	if code := tr.Get(endCode); code != "internal" || !strings.Contains(tr.Get(endError), "JSON") {
+		t.Errorf("watch trailers: got %s %q, %s %q; want internal, saying the line is not JSON", endCode, code, endError, tr.Get(endError))
+	}
+
+	// The server goes on serving.
+	wantStatus(t, "ping", post(t, base, "/v1/rpc/svc/ping", ""), http.StatusOK)
 }
