@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/table"
 )
 
@@ -87,8 +88,14 @@ type TableContent struct {
 }
 
 func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
+	tbl := r.PathValue("table")
+	if err := name.Check("table name", tbl); err != nil {
+		// As publish and watch refuse it: no table can have that name.
+		s.fail(w, err)
+		return
+	}
 	res, err := s.node.RPC(r.Context(), r.PathValue("id"), "get_last_published_data_with_seqnum",
-		map[string]any{"table": r.PathValue("table")}, dse.RPCOptions{})
+		map[string]any{"table": tbl}, dse.RPCOptions{})
 	if err != nil {
 		s.fail(w, err)
 		return

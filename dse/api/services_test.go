@@ -474,3 +474,21 @@ func TestNotJSON(t *testing.T) {
 	// The server goes on serving.
 	wantStatus(t, "ping", post(t, base, "/v1/rpc/svc/ping", ""), http.StatusOK)
 }
+
+// TestGetBadTableName: get refuses a table name no table can have, as
+// publish and watch do, instead of answering it as an empty table.
+func TestGetBadTableName(t *testing.T) {
+	node, base := openNode(t)
+	if _, err := node.CreateService(context.Background(), "ext"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range []string{"a%20b", "a%2Fb", "%2E%2E", "%2E", "caf%C3%A9", strings.Repeat("a", 129)} {
+		t.Run(tbl, func(t *testing.T) {
+			msg := wantError(t, "get "+tbl, get(t, base, "/v1/services/ext/tables/"+tbl), http.StatusBadRequest, "invalid")
+			if !strings.Contains(msg, "table name") {
+				t.Errorf("got message %q, want it to name the table name", msg)
+			}
+		})
+	}
+	getTable(t, base, "ext", strings.Repeat("a", 128))
+}
