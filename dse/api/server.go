@@ -11,12 +11,14 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/name"
 )
 
 // DefaultMaxBody bounds a request body unless ServerConfig says otherwise.
@@ -104,7 +106,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := checkSegments(r.URL.EscapedPath()); err != nil {
+		s.fail(w, err)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// checkSegments refuses a path with an empty, "." or ".." segment (an id
+// that is not a name, put in the path as it is): the mux would redirect it
+// to the cleaned path, another route, where a client's request went on.
+func checkSegments(p string) error {
+	segs := strings.Split(p, "/")
+	for i, seg := range segs[1:] {
+		if seg == "." || seg == ".." || seg == "" && i < len(segs)-2 {
+			return fmt.Errorf("%w: path %q has an empty, . or .. segment; a name in a path is %s", dse.ErrInvalid, p, name.Rule)
+		}
+	}
+	return nil
 }
 
 // Serve runs the server on ln until Shutdown (HTTPS with a TLS config).

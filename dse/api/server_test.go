@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -255,4 +257,59 @@ func TestLastVoter(t *testing.T) {
 	if got := memberIDs(members(t, base)); !slices.Equal(got, []string{id}) {
 		t.Fatalf("members: got %v, want [%s]", got, id)
 	}
+}
+
+// TestPathSegments: a path with a ".", ".." or empty segment (an id the
+// client put in the path as it is) is refused with 400; before, the mux
+// redirected it to another route, where the client's request went on:
+// `drivers show .` got the list of drivers, `datasources status ""` the
+// config of a datasource named status.
+func TestPathSegments(t *testing.T) {
+	node, base := openNode(t)
+	ctx := context.Background()
+	if _, err := node.CreateService(ctx, "ext"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.AddDatasource(ctx, dse.DatasourceSpec{Name: "status", Driver: "http", Config: map[string]any{"url": "http://127.0.0.1:1/"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []req{
+		{method: "GET", path: "/v1/drivers/."},
+		{method: "GET", path: "/v1/datasources/./status"},
+		{method: "GET", path: "/v1/datasources//status"},
+		{method: "GET", path: "/v1/datasources/.."},
+		{method: "GET", path: "/v1//status"},
+		{method: "GET", path: "/v1/services/ext/tables/.."},
+		{method: "GET", path: "/v1/watch/ext/."},
+		{method: "PUT", path: "/v1/services/ext/tables/..", body: `[[1]]`},
+		{method: "PUT", path: "/v1/services/ext/tables/.", body: `[[1]]`},
+		{method: "DELETE", path: "/v1/services/ext/.."},
+		{method: "DELETE", path: "/v1/members/.."},
+		{method: "POST", path: "/v1/rpc/ext/.", body: `{}`},
+		{method: "PATCH", path: "/v1/datasources/./", body: `{"enabled":true}`},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			wantError(t, r.method+" "+r.path, do(t, base, r), http.StatusBadRequest, "invalid")
+		})
+	}
+	if got := node.FSM().PublishedTables("ext"); len(got) != 0 {
+		t.Errorf("ext's tables after refused publications: got %v, want none", got)
+	}
+	if got := serviceIDs(node); !slices.Equal(got, []string{"ext"}) {
+		t.Errorf("services after refused requests: got %v, want [ext]", got)
+	}
+
+	// Through the client, which puts ids in paths as they are.
+	cl := api.NewClient(api.ClientConfig{Addr: base})
+	if got, err := cl.Driver(ctx, "."); !errors.Is(err, dse.ErrInvalid) {
+		t.Errorf("Driver(.): got %.80s, %v; want dse.ErrInvalid", got, err)
+	}
+	if got, err := cl.DatasourceStatus(ctx, ""); !errors.Is(err, dse.ErrInvalid) {
+		t.Errorf("DatasourceStatus(\"\"): got %+v, %v; want dse.ErrInvalid", got, err)
+	}
+	if _, err := cl.Publish(ctx, "ext", "..", []byte(`[[1]]`), false); !errors.Is(err, dse.ErrInvalid) {
+		t.Errorf("Publish(ext, ..): got %v, want dse.ErrInvalid", err)
+	}
+	// A trailing slash is no empty name: the JSON 404 as before.
+	wantError(t, "GET /v1/services/", get(t, base, "/v1/services/"), http.StatusNotFound, "not_found")
 }
