@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -208,18 +209,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // readJSON decodes a request body strictly into v; an empty body leaves v
-// as it is.
+// as it is. A body that is not UTF-8 is refused: the decoder would make
+// each bad byte U+FFFD and go on with a value the client never sent.
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: request body exceeds %d bytes", dse.ErrInvalid, mbe.Limit)
+		}
+		return fmt.Errorf("%w: read body: %v", dse.ErrInvalid, err)
+	}
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: request body is not valid UTF-8", dse.ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil
-		}
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: request body exceeds %d bytes", dse.ErrInvalid, mbe.Limit)
 		}
 		return fmt.Errorf("%w: malformed JSON body: %v", dse.ErrInvalid, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,4 +313,48 @@ func TestPathSegments(t *testing.T) {
 	}
 	// A trailing slash is no empty name: the JSON 404 as before.
 	wantError(t, "GET /v1/services/", get(t, base, "/v1/services/"), http.StatusNotFound, "not_found")
+}
+
+// TestBodyNotUTF8: a JSON body that is not valid UTF-8 is refused with 400
+// naming it, on every route that takes one; the JSON decoder would make
+// each bad byte U+FFFD and go on with a value the client never sent.
+func TestBodyNotUTF8(t *testing.T) {
+	node, base := openNode(t)
+	var calls atomic.Int64
+	goService(t, node, "svc", dse.Endpoint{"count": func(context.Context, map[string]any) (any, error) {
+		return calls.Add(1), nil
+	}})
+	ctx := context.Background()
+	ds, err := node.AddDatasource(ctx, dse.DatasourceSpec{Name: "web", Driver: "http", Config: map[string]any{"url": "http://127.0.0.1:1/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []req{
+		{method: "POST", path: "/v1/services", body: "{\"id\":\"a\xffb\"}"},
+		{method: "POST", path: "/v1/rpc/svc/count", body: "{\"args\":{\"s\":\"a\xff\"}}"},
+		{method: "POST", path: "/v1/datasources", body: "{\"name\":\"d2\",\"driver\":\"http\",\"description\":\"caf\xe9\",\"config\":{\"url\":\"http://127.0.0.1:1/\"}}"},
+		{method: "PATCH", path: "/v1/datasources/web", body: "{\"config\":{\"url\":\"http://127.0.0.1:1/\",\"username\":\"\xc3\"}}"},
+		{method: "POST", path: "/v1/members", body: "{\"id\":\"n\xff\",\"address\":\"127.0.0.1:1\"}"},
+		{method: "POST", path: "/v1/leader/transfer", body: "{\"to\":\"\xfe\"}"},
+		{method: "POST", path: "/v1/tokens", body: "{\"role\":\"admin\",\"name\":\"\xff\"}"},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			msg := wantError(t, r.method+" "+r.path, do(t, base, r), http.StatusBadRequest, "invalid")
+			if !strings.Contains(msg, "UTF-8") {
+				t.Errorf("got message %q, want it to say the body is not UTF-8", msg)
+			}
+		})
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the method ran %d times, want 0", n)
+	}
+	if got := node.GetDatasources(false); len(got) != 1 || !jsonEqual(got[0].Config, ds.Config) {
+		t.Errorf("datasources: got %+v, want web as it was", got)
+	}
+	if got := node.Tokens(); len(got) != 0 {
+		t.Errorf("tokens: got %+v, want none", got)
+	}
+	if got := serviceIDs(node); !slices.Equal(got, []string{"svc"}) {
+		t.Errorf("services: got %v, want [svc]", got)
+	}
 }
