@@ -2,14 +2,18 @@ package api_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"dse.dev/dse/dse"
 	"dse.dev/dse/dse/api"
 	"dse.dev/dse/dse/dsetest"
+	"dse.dev/dse/dse/pki"
 )
 
 // TestShutdownEndsWatches: Shutdown ends open watches (their trailers say
@@ -85,5 +89,52 @@ func TestShutdownEndsWatches(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: Serve still runs 10s after Shutdown", round)
 		}
+	}
+}
+
+// TestServeTLS: with a TLS config Serve speaks HTTPS, and a client with
+// the CA speaks it; a client speaking plain HTTP gets no answer it can use.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.Issue(dir, "n1", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, https, err := pki.Configs(pki.Files{Cert: filepath.Join(dir, "n1.pem"), Key: filepath.Join(dir, "n1-key.pem"), CA: filepath.Join(dir, "ca.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dsetest.New(t, 1)
+	srv := api.NewServer(c.Nodes[0], api.ServerConfig{TLS: https})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-served
+	})
+
+	ctx := context.Background()
+	clientTLS, err := pki.ClientConfig(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := api.NewClient(api.ClientConfig{Addr: ln.Addr().String(), TLS: clientTLS, Timeout: 10 * time.Second})
+	if st, err := cl.Status(ctx); err != nil || st.ID != c.Nodes[0].ID() {
+		t.Fatalf("Status over HTTPS: got %+v, %v", st, err)
+	}
+	plain := api.NewClient(api.ClientConfig{Addr: ln.Addr().String(), Timeout: 10 * time.Second})
+	if _, err := plain.Status(ctx); err == nil {
+		t.Fatal("Status over plain HTTP to an HTTPS server: got no error")
+	}
+	// Without the CA, the server's certificate is not trusted.
+	untrusted := api.NewClient(api.ClientConfig{Addr: ln.Addr().String(), TLS: &tls.Config{MinVersion: tls.VersionTLS12}, Timeout: 10 * time.Second})
+	if _, err := untrusted.Status(ctx); !errors.Is(err, dse.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Status without the CA: got %v, want unavailable naming the certificate", err)
 	}
 }
