@@ -492,3 +492,34 @@ func TestGetBadTableName(t *testing.T) {
 	}
 	getTable(t, base, "ext", strings.Repeat("a", 128))
 }
+
+// TestAnyNode: a service on one node is published to, read, watched and
+// called through another node's API; a local call there finds no instance.
+func TestAnyNode(t *testing.T) {
+	c := dsetest.New(t, 2)
+	owner, other := c.Nodes[0], c.Nodes[1]
+	base := serve(t, other, api.ServerConfig{})
+	if _, err := owner.CreateService(context.Background(), "ext"); err != nil {
+		t.Fatal(err)
+	}
+	dsetest.WaitFor(t, 10*time.Second, "ext in the other node's registry", func() bool {
+		return slices.Contains(serviceIDs(other), "ext")
+	})
+	if got := listServices(t, base); len(got) != 1 || got[0].NodeID != owner.ID() {
+		t.Fatalf("services through %s: got %+v, want ext on %s", other.ID(), got, owner.ID())
+	}
+	b := wantStatus(t, "publish", put(t, base, "/v1/services/ext/tables/t", `[[2],[1]]`), http.StatusOK)
+	wantJSON(t, "publish", b, `{"seqnum":1,"changed":true}`)
+	raw, _ := getTable(t, base, "ext", "t")
+	wantJSON(t, "get", raw, `{"seqnum":1,"rows":[[1],[2]]}`)
+	w := openWatch(t, base, "ext", "t", "")
+	wantJSON(t, "snapshot", w.next(t), `{"seqnum":1,"snapshot":true,"rows":[[1],[2]]}`)
+	wantStatus(t, "publish", put(t, base, "/v1/services/ext/tables/t", `[[2]]`), http.StatusOK)
+	wantJSON(t, "delta", w.next(t), `{"seqnum":2,"snapshot":false,"add":[],"del":[[1]]}`)
+
+	wantJSON(t, "rpc", wantStatus(t, "rpc", post(t, base, "/v1/rpc/ext/ping", `{"args":{"n":1}}`), http.StatusOK), `{"n":1}`)
+	msg := wantError(t, "rpc local", post(t, base, "/v1/rpc/ext/ping", `{"local":true}`), http.StatusNotFound, "service_not_found")
+	if !strings.Contains(msg, other.ID()) {
+		t.Errorf("rpc local: got message %q, want it to name %s", msg, other.ID())
+	}
+}
