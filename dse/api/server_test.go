@@ -358,3 +358,33 @@ func TestBodyNotUTF8(t *testing.T) {
 		t.Errorf("services: got %v, want [svc]", got)
 	}
 }
+
+// TestClosedNode: the API of a node that has shut down answers reads from
+// what it holds and refuses writes with 503, code closed.
+func TestClosedNode(t *testing.T) {
+	node, base := openNode(t)
+	if _, err := node.CreateService(context.Background(), "ext"); err != nil {
+		t.Fatal(err)
+	}
+	node.Close()
+	var st dse.StatusReport
+	decode(t, "status", wantStatus(t, "status", get(t, base, "/v1/status"), http.StatusOK), &st)
+	if st.State != "shutdown" {
+		t.Errorf("status of a closed node: got state %q, want shutdown", st.State)
+	}
+	if got := listServices(t, base); len(got) != 1 {
+		t.Errorf("services of a closed node: got %+v, want ext", got)
+	}
+	for _, r := range []req{
+		{method: "GET", path: "/v1/watch/ext/t"},
+		{method: "POST", path: "/v1/datasources", body: `{"name":"d","driver":"http","config":{"url":"http://127.0.0.1:1/"}}`},
+		{method: "POST", path: "/v1/tokens", body: `{"role":"admin"}`},
+		{method: "POST", path: "/v1/leader/transfer"},
+		{method: "POST", path: "/v1/leave"},
+		{method: "DELETE", path: "/v1/services/ext"},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			wantError(t, r.method+" "+r.path, do(t, base, r), http.StatusServiceUnavailable, "closed")
+		})
+	}
+}
