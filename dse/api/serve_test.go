@@ -33,7 +33,7 @@ func apiNode(t *testing.T) (*dse.Node, *httptest.Server) {
 	return n, hs
 }
 
-func post(t *testing.T, url, token, body string) (*http.Response, string) {
+func postStream(t *testing.T, url, token, body string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
@@ -55,19 +55,19 @@ func post(t *testing.T, url, token, body string) (*http.Response, string) {
 }
 
 // stream reads a serve stream's lines.
-type stream struct {
+type serveStream struct {
 	t     *testing.T
 	resp  *http.Response
 	lines chan map[string]any
 }
 
-func openStream(t *testing.T, hs *httptest.Server, service, body string) (*stream, map[string]any) {
+func openStream(t *testing.T, hs *httptest.Server, service, body string) (*serveStream, map[string]any) {
 	t.Helper()
-	resp, msg := post(t, hs.URL+"/v1/serve/"+service, "", body)
+	resp, msg := postStream(t, hs.URL+"/v1/serve/"+service, "", body)
 	if msg != "" {
 		t.Fatalf("attach: %d %s", resp.StatusCode, msg)
 	}
-	s := &stream{t: t, resp: resp, lines: make(chan map[string]any, 64)}
+	s := &serveStream{t: t, resp: resp, lines: make(chan map[string]any, 64)}
 	t.Cleanup(func() { resp.Body.Close() })
 	go func() {
 		defer close(s.lines)
@@ -85,7 +85,7 @@ func openStream(t *testing.T, hs *httptest.Server, service, body string) (*strea
 }
 
 // next returns the next line that is not a heartbeat.
-func (s *stream) next() map[string]any {
+func (s *serveStream) next() map[string]any {
 	s.t.Helper()
 	for {
 		select {
@@ -249,7 +249,7 @@ func TestServeRefusals(t *testing.T) {
 		{"calc", `{"actions":["add"],"heartbeat_ms":5}`, 400, "heartbeat_ms 5"},
 		{"calc", `{"actions":["add"],"bogus":true}`, 400, "unknown field"},
 	} {
-		resp, body := post(t, hs.URL+"/v1/serve/"+tc.service, "", tc.body)
+		resp, body := postStream(t, hs.URL+"/v1/serve/"+tc.service, "", tc.body)
 		if resp.StatusCode != tc.status || !strings.Contains(body, tc.want) {
 			t.Errorf("attach %s %s: %d %s, want %d mentioning %q", tc.service, tc.body, resp.StatusCode, body, tc.status, tc.want)
 		}
@@ -330,13 +330,13 @@ func TestServeNeedsWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	dsetest.WaitFor(t, 5*time.Second, "tokens required", func() bool { return n.AuthReady() })
-	if resp, body := post(t, hs.URL+"/v1/serve/calc", read.Token, `{"actions":["add"]}`); resp.StatusCode != 403 || !strings.Contains(body, "forbidden") {
+	if resp, body := postStream(t, hs.URL+"/v1/serve/calc", read.Token, `{"actions":["add"]}`); resp.StatusCode != 403 || !strings.Contains(body, "forbidden") {
 		t.Fatalf("a read token: %d %s, want 403", resp.StatusCode, body)
 	}
-	if resp, body := post(t, hs.URL+"/v1/serve/calc", "", `{"actions":["add"]}`); resp.StatusCode != 401 {
+	if resp, body := postStream(t, hs.URL+"/v1/serve/calc", "", `{"actions":["add"]}`); resp.StatusCode != 401 {
 		t.Fatalf("no token: %d %s, want 401", resp.StatusCode, body)
 	}
-	resp, body := post(t, hs.URL+"/v1/serve/calc", admin.Token, `{"actions":["add"]}`)
+	resp, body := postStream(t, hs.URL+"/v1/serve/calc", admin.Token, `{"actions":["add"]}`)
 	if body != "" {
 		t.Fatalf("an admin token: %d %s", resp.StatusCode, body)
 	}

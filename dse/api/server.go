@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -10,12 +11,15 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/name"
 )
 
 // DefaultMaxBody bounds a request body unless ServerConfig says otherwise.
@@ -104,7 +108,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := checkSegments(r.URL.EscapedPath()); err != nil {
+		s.fail(w, err)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// checkSegments refuses a path with an empty, "." or ".." segment (an id
+// that is not a name, put in the path as it is): the mux would redirect it
+// to the cleaned path, another route, where a client's request went on.
+func checkSegments(p string) error {
+	segs := strings.Split(p, "/")
+	for i, seg := range segs[1:] {
+		if seg == "." || seg == ".." || seg == "" && i < len(segs)-2 {
+			return fmt.Errorf("%w: path %q has an empty, . or .. segment; a name in a path is %s", dse.ErrInvalid, p, name.Rule)
+		}
+	}
+	return nil
 }
 
 // Serve runs the server on ln until Shutdown (HTTPS with a TLS config).
@@ -170,27 +191,45 @@ func statusOf(code string) int {
 	return http.StatusInternalServerError
 }
 
+// writeJSON answers v, or a 500 when v does not encode (a NaN a Go
+// service returned, say): the status is not sent before the body is ready.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		var b errorBody
+		b.Error.Code, b.Error.Message = "internal", "the answer does not encode as JSON: "+err.Error()
+		buf.Reset()
+		enc.Encode(b)
+		status = http.StatusInternalServerError
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
+	w.Write(buf.Bytes())
 }
 
 // readJSON decodes a request body strictly into v; an empty body leaves v
-// as it is.
+// as it is. A body that is not UTF-8 is refused: the decoder would make
+// each bad byte U+FFFD and go on with a value the client never sent.
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: request body exceeds %d bytes", dse.ErrInvalid, mbe.Limit)
+		}
+		return fmt.Errorf("%w: read body: %v", dse.ErrInvalid, err)
+	}
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: request body is not valid UTF-8", dse.ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil
-		}
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: request body exceeds %d bytes", dse.ErrInvalid, mbe.Limit)
 		}
 		return fmt.Errorf("%w: malformed JSON body: %v", dse.ErrInvalid, err)
 	}

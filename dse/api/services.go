@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/table"
 )
 
@@ -86,8 +88,14 @@ type TableContent struct {
 }
 
 func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
+	tbl := r.PathValue("table")
+	if err := name.Check("table name", tbl); err != nil {
+		// As publish and watch refuse it: no table can have that name.
+		s.fail(w, err)
+		return
+	}
 	res, err := s.node.RPC(r.Context(), r.PathValue("id"), "get_last_published_data_with_seqnum",
-		map[string]any{"table": r.PathValue("table")}, dse.RPCOptions{})
+		map[string]any{"table": tbl}, dse.RPCOptions{})
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -145,7 +153,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	defer context.AfterFunc(s.streams, func() { cancel(context.Cause(s.streams)) })()
 	go func() { errc <- s.node.Watch(ctx, r.PathValue("id"), r.PathValue("table"), events) }()
 	started := false
-	enc := json.NewEncoder(w)
+	// Each line is encoded whole before any of it is written.
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
 	enc.SetEscapeHTML(false)
 	// A watch lasts only as long as its token: revoked, it ends, as new
 	// requests with it are refused.
@@ -177,11 +187,23 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusOK)
 				started = true
 			}
+			line.Reset()
+			if err := enc.Encode(watchLine(ev)); err != nil {
+				// Rows JSON cannot carry (NaN, say): the stream ends
+				// saying why, rather than without a word.
+				endWatch(w, fmt.Errorf("seqnum %d does not encode as JSON: %v", ev.Seqnum, err))
+				return
+			}
 			rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			if enc.Encode(watchLine(ev)) != nil || rc.Flush() != nil {
+			if _, err := w.Write(line.Bytes()); err != nil || rc.Flush() != nil {
 				return
 			}
 		case err := <-errc:
+			if errors.Is(context.Cause(ctx), dse.ErrClosed) {
+				// Ended by Shutdown: that is why, whatever Watch was
+				// doing then (confirming its subscription, say).
+				err = fmt.Errorf("%w: the server is shutting down", dse.ErrClosed)
+			}
 			if r.Context().Err() == nil {
 				if started {
 					endWatch(w, err)
