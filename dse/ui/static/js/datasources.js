@@ -109,9 +109,12 @@ async function addDatasource(session, done) {
   const err = h('div', {class: 'form-error', id: 'ds-add-error'});
   let cfg = null;
   const loadFields = async () => {
+    const want = driver.value;
+    cfg = null;
     replace(fieldsSlot, h('p', {class: 'muted'}, 'Loading the driver…'));
     try {
-      const info = await driverInfo(driver.value);
+      const info = await driverInfo(want);
+      if (driver.value !== want) return; // another driver was picked meanwhile
       cfg = configInputs(info);
       replace(fieldsSlot, cfg.el);
     } catch (e) {

@@ -41,7 +41,7 @@ export function mount(el) {
       chartCard('chart-deliveries', 'Deliveries', '/s', fmtRate(lastOf('deliveries')),
         lineChart({series: [{values: series('deliveries'), cls: 's2', fill: true}], from, to, fmt: fmtRate, label: 'deliveries per second'})),
       chartCard('chart-commit', 'Raft commit latency', 'p99', fmtSeconds(lastOf('applyP99')),
-        lineChart({series: [{values: series('applyP99'), cls: 's3'}, {values: series('applyMean'), cls: 's4'}], from, to, fmt: fmtSeconds, label: 'Raft commit latency'}),
+        lineChart({series: [{values: series('applyP99'), cls: 's3'}, {values: series('applyMean'), cls: 's4'}], from, to, fmt: (v) => (v ? fmtSeconds(v) : '0'), label: 'Raft commit latency'}),
         [legendItem('s3', 'p99'), legendItem('s4', 'mean')]),
       chartCard('chart-catchups', 'Catch-ups', `per ${metrics.INTERVAL_MS / 1000} s`, fmtInt(lastOf('resubs')),
         lineChart({series: [{values: series('resubs'), cls: 's5', fill: true}], from, to, fmt: (v) => (v >= 10 ? fmtInt(v) : v.toFixed(1)), label: 'subscriber catch-ups'})));

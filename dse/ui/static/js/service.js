@@ -3,7 +3,7 @@
 // its RPC endpoints; polled every 2 s. Writers may publish a table.
 import * as api from './api.js';
 import {h, replace, badge, fmtInt, hashLink} from './dom.js';
-import {poll, card, pageHead, errorSlot, kv, notice} from './widgets.js';
+import {poll, card, pageHead, errorSlot, kv} from './widgets.js';
 import {replicaList} from './services.js';
 import {publishForm} from './publish.js';
 
@@ -15,6 +15,7 @@ export function mount(el, {params, session}) {
   const facts = h('div', {id: 'service-facts'});
   const tables = h('div', {id: 'service-tables'});
   const subs = h('div', {id: 'service-subs'});
+  const publishSlot = h('div', {id: 'publish-slot'});
 
   const tick = async (signal) => {
     try {
@@ -57,9 +58,16 @@ export function mount(el, {params, session}) {
       card('Service', facts),
       card('Subscribes to', subs)),
     card('Published tables', tables),
-    session.can('write')
-      ? card('Publish a table', h('p', {class: 'muted'}, 'Sets a table of a service created with dse services create (or the New service button).'),
-        publishForm(id, null, {onPublished: (t) => { location.hash = hashLink('table', id, t); }}))
-      : null);
+    publishSlot);
+  if (session.can('write')) {
+    api.get(api.path('/v1/services', id)).then((d) => {
+      publishSlot.dataset.ready = 'true';
+      if (d.kind !== 'external') return;
+      replace(publishSlot, card('Publish a table', h('p', {class: 'muted'}, 'Sets one of this service\'s tables, as dse publish does.'),
+        publishForm(id, null, {onPublished: (t) => { location.hash = hashLink('table', id, t); }})));
+    }).catch(() => { publishSlot.dataset.ready = 'true'; /* shown by the poll's error */ });
+  } else {
+    publishSlot.dataset.ready = 'true';
+  }
   return poll(tick, POLL_MS);
 }

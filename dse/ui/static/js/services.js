@@ -77,7 +77,7 @@ export function mount(el, {session}) {
       return h('tr', {'data-service': info.service_id},
         h('td', null, h('a', {href: hashLink('service', info.service_id), class: 'strong mono'}, info.service_id)),
         h('td', null, d ? badge(d.kind, d.kind === 'datasource' ? 'info' : 'muted') : '…'),
-        h('td', null, info.node_id ? h('span', {class: 'mono'}, info.node_id) : badge('no owner', 'bad'),
+        h('td', {class: 'nowrap'}, info.node_id ? h('span', {class: 'mono'}, info.node_id) : badge('no owner', 'bad'),
           d ? h('span', {class: 'muted'}, ` · inc ${d.incarnation}`) : null),
         h('td', null, replicaList(d)),
         h('td', null, tableChips(info, d)),

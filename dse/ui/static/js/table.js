@@ -251,6 +251,20 @@ export function mount(el, {params, session}) {
     else if (err) errs.set(err, state === 'failed' ? 'watch refused' : 'watch interrupted, reconnecting');
   };
 
+  // Only a service whose tables are set from outside takes a publish (a
+  // datasource's or a Go service's are its own).
+  const publishSlot = h('div', {id: 'publish-slot'});
+  if (session.can('write')) {
+    api.get(api.path('/v1/services', service), {signal: ctl.signal}).then((d) => {
+      publishSlot.dataset.ready = 'true';
+      if (d.kind !== 'external') return;
+      replace(publishSlot, card('Publish', publishForm(service, table,
+        {current: () => rowsJSON([...model.live.values()].map((e) => e.cells).sort((a, b) => compareRows(a, b)))})));
+    }).catch(() => { publishSlot.dataset.ready = 'true'; /* no such service: nothing to publish to */ });
+  } else {
+    publishSlot.dataset.ready = 'true';
+  }
+
   const expiry = setInterval(() => { if (model.marked() && model.expire(Date.now())) schedule(); }, 500);
 
   replace(el,
@@ -266,9 +280,7 @@ export function mount(el, {params, session}) {
       card([h('h2', null, 'Rows'), h('div', {class: 'card-tools'}, filterInput)],
         h('div', {class: 'table-wrap'}, h('table', {class: 'grid rows'}, thead, tbody)), pager),
       card('Last changes', feedEl)),
-    session.can('write')
-      ? card('Publish', publishForm(service, table, {current: () => rowsJSON([...model.live.values()].map((e) => e.cells).sort((a, b) => compareRows(a, b)))}))
-      : null);
+    publishSlot);
   renderFeed();
   render();
   columnNames(service, table, ctl.signal).then((n) => { if (n) { names = n; schedule(); } });

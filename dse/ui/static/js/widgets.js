@@ -54,7 +54,7 @@ export function pageHead(title, sub, ...actions) {
 
 // stat is one figure in a summary strip.
 export function stat(label, value, kind, hint) {
-  return h('div', {class: ['stat', kind && `stat-${kind}`], title: hint},
+  return h('div', {class: ['stat', kind && `stat-${kind}`], title: hint, 'data-stat': label.toLowerCase().replace(/ /g, '-')},
     h('div', {class: 'stat-label'}, label),
     h('div', {class: 'stat-value'}, value));
 }
