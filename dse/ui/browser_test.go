@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -67,6 +68,10 @@ func (b *browser) tab(t *testing.T) *tab {
 	// the browser with it).
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: watchdog}); err != nil {
 		t.Fatalf("start chromium (%s): %v", chromium, err)
+	}
+	// A viewport of exactly 1280x800, whatever the window's frame takes.
+	if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 1280, Height: 800, DeviceScaleFactor: 1}); err != nil {
+		t.Fatalf("set the viewport: %v", err)
 	}
 	console := chromedp.Console(ctx)
 	go func() {
@@ -207,6 +212,8 @@ func (tb *tab) screenshot(t *testing.T, name string) {
 	if dir == "" {
 		return
 	}
+	// Toasts of earlier steps would cover the page.
+	tb.eval(t, `document.getElementById('toasts').replaceChildren()`, nil)
 	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())

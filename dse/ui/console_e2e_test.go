@@ -81,8 +81,10 @@ func TestConsole(t *testing.T) {
 	}
 	dse(t, n1.http, "", "", "datasources", "add", "--name", "racks", "--driver", "file", "--description", "rack inventory from a JSON file",
 		"--config", fmt.Sprintf(`{"path": %q, "poll_interval": "250ms"}`, filePath))
-	dse(t, n1.http, "", "", "datasources", "add", "--name", "api", "--driver", "http", "--description", hostile,
+	dse(t, n1.http, "", "", "datasources", "add", "--name", "api", "--driver", "http", "--description", "orders API (nothing listens on its port)",
 		"--config", `{"url": "http://127.0.0.1:1/items", "path": "/items", "columns": ["name", "state"], "username": "svc", "password": "s3cret-pw-42", "poll_interval": "1s"}`)
+	dse(t, n1.http, "", "", "datasources", "add", "--name", "zz-hostile", "--driver", "http", "--disabled", "--description", hostile,
+		"--config", `{"url": "http://127.0.0.1:1/<script>window.__pwned='config'</script>", "username": "<img src=x onerror=\"window.__pwned='user'\">", "password": "p"}`)
 
 	t.Run("table live", func(t *testing.T) {
 		dse(t, n1.http, "", "", "services", "create", "inventory")
@@ -190,10 +192,12 @@ func TestConsole(t *testing.T) {
 		if strings.Contains(page, "s3cret-pw-42") {
 			t.Fatal("the datasources page holds the secret")
 		}
-		var desc string
-		tb.eval(t, `document.querySelector('[data-datasource="api"] .ds-description').textContent`, &desc)
-		if desc != hostile {
-			t.Errorf("description shows %q, want %q as text", desc, hostile)
+		var shown struct{ Desc, User string }
+		tb.until(t, 10*time.Second, "the hostile datasource", `document.querySelector('[data-datasource="zz-hostile"] tr[data-key="username"]')`)
+		tb.eval(t, `({desc: document.querySelector('[data-datasource="zz-hostile"] .ds-description').textContent,
+			user: document.querySelector('[data-datasource="zz-hostile"] tr[data-key="username"] td').textContent})`, &shown)
+		if shown.Desc != hostile || shown.User != `<img src=x onerror="window.__pwned='user'">` {
+			t.Errorf("description and username show %+v, want them as text", shown)
 		}
 		noMarkup(t, tb)
 		tb.screenshot(t, "datasources")
@@ -234,6 +238,10 @@ func TestConsole(t *testing.T) {
 
 	t.Run("node", func(t *testing.T) {
 		tb.nav(t, "#/node")
+		if os.Getenv("DSE_UI_SCREENSHOTS") != "" {
+			// A picture wants more than a few seconds of history.
+			tb.until(t, 90*time.Second, "a minute of history", `(document.querySelector('#chart-pubs path.line') || {getAttribute: () => ''}).getAttribute('d').split('L').length >= 30`)
+		}
 		tb.until(t, 20*time.Second, "four charts drawn, counters", `(() => {
 			return document.querySelectorAll('#charts svg.chart').length === 4 &&
 				document.querySelectorAll('#chart-pubs path.line').length > 0 &&
@@ -257,6 +265,7 @@ func TestConsole(t *testing.T) {
 		}
 		tb.until(t, 5*time.Second, "fault tolerance 0", `document.querySelector('[data-stat="fault-tolerance"] .stat-value').textContent === '0' &&
 			document.getElementById('fault-tolerance').textContent.includes('one more failure')`)
+		tb.screenshot(t, "cluster-down")
 	})
 
 	t.Run("remove member", func(t *testing.T) {

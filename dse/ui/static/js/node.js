@@ -27,7 +27,10 @@ export function mount(el) {
 
   const draw = () => {
     const hist = metrics.history();
-    const to = Date.now(), from = to - metrics.KEEP;
+    // The window grows, a minute at a time, with the history the page has.
+    const to = Date.now();
+    const have = hist.length ? to - hist[0].t : 0;
+    const from = to - Math.min(metrics.KEEP, Math.max(60000, Math.ceil(have / 60000) * 60000));
     const series = (field) => hist.map((x) => [x.t, x[field]]);
     const lastOf = (field) => {
       for (let i = hist.length - 1; i >= 0; i--) if (hist[i][field] !== null) return hist[i][field];

@@ -32,6 +32,19 @@ function tableChips(info, d) {
   }));
 }
 
+// Every service answers these (DESIGN.md's RPC section, and a
+// datasource's status): listed apart from its own actions.
+const BUILTIN = new Set(['ping', 'get_snapshot', 'get_last_published_data_with_seqnum', 'datasource_status']);
+
+export function endpoints(list) {
+  const own = list.filter((e) => !BUILTIN.has(e));
+  const builtin = list.length - own.length;
+  return h('span', {class: 'endpoints', title: list.join(', ')},
+    own.length ? h('span', {class: 'mono small'}, own.join(', ')) : null,
+    builtin ? h('span', {class: 'muted small'}, `${own.length ? ' + ' : ''}${builtin} built-in`) : null,
+    list.length ? null : h('span', {class: 'muted'}, '—'));
+}
+
 function createService(done) {
   const input = h('input', {type: 'text', class: 'input', id: 'new-service-id', placeholder: 'inventory', autocomplete: 'off'});
   const err = h('div', {class: 'form-error'});
@@ -84,7 +97,7 @@ export function mount(el, {session}) {
         h('td', null, info.subscribed_tables.length
           ? h('span', {class: 'chips'}, info.subscribed_tables.map(([p, t]) => h('a', {class: 'chip chip-link', href: hashLink('table', p, t)}, `${p}/${t}`)))
           : h('span', {class: 'muted'}, '—')),
-        h('td', null, info.rpc_endpoints_info.length ? h('span', {class: 'mono small'}, info.rpc_endpoints_info.join(', ')) : h('span', {class: 'muted'}, '—')));
+        h('td', null, endpoints(info.rpc_endpoints_info)));
     }));
   };
 
