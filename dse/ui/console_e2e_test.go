@@ -16,7 +16,8 @@ import (
 // TestConsole opens the console of a real 3-node cluster in Chromium and
 // uses every page in one tab, never reloading it: the cluster, a table
 // following `dse publish` live, hostile rows, the publish form, services,
-// datasources, the node's charts, then a member SIGKILLed and removed.
+// datasources, the node's charts, a leadership transfer, then a member
+// SIGKILLed and removed.
 func TestConsole(t *testing.T) {
 	needBrowser(t)
 	const grace = 3 * time.Second
@@ -60,15 +61,6 @@ func TestConsole(t *testing.T) {
 		})()`)
 		tb.until(t, 5*time.Second, "the header's node and leader", `document.getElementById('hdr-node').textContent === 'n1' && document.getElementById('hdr-leader').textContent === 'n1'`)
 		tb.screenshot(t, "cluster")
-	})
-
-	t.Run("transfer leadership", func(t *testing.T) {
-		tb.click(t, `[data-testid="transfer-n2"]`)
-		tb.until(t, 15*time.Second, "n2 leading", `document.querySelector('#members tr[data-member="n2"]').dataset.state === 'leader'`)
-		var st struct{ Leader string }
-		if !tryJSON(agents[2].http, &st, "", "status") || st.Leader != "n2" {
-			t.Fatalf("dse status: leader %q, want n2", st.Leader)
-		}
 	})
 
 	// Datasources now, so that they have polled by the time their page is
@@ -249,6 +241,17 @@ func TestConsole(t *testing.T) {
 				/Publications \(total\)[1-9]/.test(document.getElementById('node-gauges').textContent);
 		})()`)
 		tb.screenshot(t, "node")
+	})
+
+	t.Run("transfer leadership", func(t *testing.T) {
+		tb.nav(t, "#/cluster")
+		tb.until(t, 10*time.Second, "the members", `document.querySelector('[data-testid="transfer-n2"]')`)
+		tb.click(t, `[data-testid="transfer-n2"]`)
+		tb.until(t, 15*time.Second, "n2 leading", `document.querySelector('#members tr[data-member="n2"]').dataset.state === 'leader'`)
+		var st struct{ Leader string }
+		if !tryJSON(agents[2].http, &st, "", "status") || st.Leader != "n2" {
+			t.Fatalf("dse status: leader %q, want n2", st.Leader)
+		}
 	})
 
 	t.Run("member down", func(t *testing.T) {

@@ -24,6 +24,7 @@ export function mount(el) {
   const facts = h('div', {id: 'node-facts'});
   const charts = h('div', {class: 'charts', id: 'charts'});
   const gauges = h('div', {id: 'node-gauges'});
+  let state = ''; // this node's Raft state, from the last status
 
   const draw = () => {
     const hist = metrics.history();
@@ -45,7 +46,8 @@ export function mount(el) {
         lineChart({series: [{values: series('deliveries'), cls: 's2', fill: true}], from, to, fmt: fmtRate, label: 'deliveries per second'})),
       chartCard('chart-commit', 'Raft commit latency', 'p99', fmtSeconds(lastOf('applyP99')),
         lineChart({series: [{values: series('applyP99'), cls: 's3'}, {values: series('applyMean'), cls: 's4'}], from, to, fmt: (v) => (v ? fmtSeconds(v) : '0'), label: 'Raft commit latency'}),
-        [legendItem('s3', 'p99'), legendItem('s4', 'mean')]),
+        [legendItem('s3', 'p99'), legendItem('s4', 'mean'),
+          state && state !== 'leader' ? h('span', {class: 'legend-note'}, 'timed by the leader: this node is a ' + state) : null]),
       chartCard('chart-catchups', 'Catch-ups', `per ${metrics.INTERVAL_MS / 1000} s`, fmtInt(lastOf('resubs')),
         lineChart({series: [{values: series('resubs'), cls: 's5', fill: true}], from, to, fmt: (v) => (v >= 10 ? fmtInt(v) : v.toFixed(1)), label: 'subscriber catch-ups'})));
     const g = hist.length ? hist[hist.length - 1].gauges : null;
@@ -65,6 +67,7 @@ export function mount(el) {
   const tick = async (signal) => {
     try {
       const st = await api.get('/v1/status', {signal});
+      state = st.state;
       replace(facts, kv([
         ['Node', h('span', {class: 'mono strong'}, st.id)],
         ['State', badge(st.state, stateKind(st.state))],
