@@ -5,7 +5,7 @@
 import * as api from './api.js';
 import {h, replace, badge, fmtInt, fmtClock, hashLink, debounce} from './dom.js';
 import {card, pageHead, errorSlot, button} from './widgets.js';
-import {parseRows, rowKey, cellText, cellClass, compareRows} from './values.js';
+import {parseRows, rowKey, cellText, cellClass, compareRows, compareCells, rank} from './values.js';
 import {publishForm} from './publish.js';
 
 const PAGE_SIZE = 100;
@@ -95,9 +95,34 @@ export class Model {
         return e.text.includes(f);
       });
     }
-    rows.sort((a, b) => dir * compareRows(a.cells, b.cells, col));
+    // Mostly in order already (a snapshot comes sorted, deltas append):
+    // the engine's merge sort does little work here.
+    rows.sort((a, b) => compareRows(a.cells, b.cells));
+    if (col >= 0) return sortByColumn(rows, col, dir);
+    if (dir < 0) rows.reverse();
     return rows;
   }
+}
+
+// sortByColumn sorts entries, in row order, by one column; the sort is
+// stable, so ties stay in row order. A column of one kind (all strings,
+// all numbers) compares plain values: several times faster than the
+// general order on 100,000 rows.
+function sortByColumn(rows, col, dir) {
+  let kind = null;
+  const keyed = rows.map((e) => {
+    const v = e.cells[col];
+    const r = rank(v);
+    if (kind === null) kind = r;
+    else if (kind !== r) kind = -1;
+    return {e, v: r === 2 ? +v : v};
+  });
+  if (kind === 2 || kind === 3) {
+    keyed.sort((a, b) => (a.v < b.v ? -dir : a.v > b.v ? dir : 0));
+  } else {
+    keyed.sort((a, b) => dir * compareCells(a.e.cells[col], b.e.cells[col]));
+  }
+  return keyed.map((k) => k.e);
 }
 
 // columnNames are the datasource's column names for this table, when its
@@ -134,7 +159,7 @@ export function mount(el, {params, session}) {
   const pager = h('div', {class: 'pager', id: 'pager'});
   const feedEl = h('ol', {class: 'feed', id: 'feed'});
   const filterInput = h('input', {type: 'search', class: 'input input-filter', id: 'rows-filter', placeholder: 'Filter rows',
-    oninput: debounce((e) => { filter = e.target.value; page = 0; schedule(); }, 150)});
+    oninput: debounce((e) => { filter = e.target.value; page = 0; draw(); }, 150)});
 
   // columns is the widest row's width among the first rows and those shown.
   const columns = (shown) => {
@@ -155,7 +180,7 @@ export function mount(el, {params, session}) {
       ths.push(h('th', {class: ['sortable', sortCol === i && 'sorted'], 'data-col': i, title: 'Sort by this column',
         onclick: () => {
           if (sortCol === i) sortDir = -sortDir; else { sortCol = i; sortDir = 1; }
-          schedule();
+          draw();
         }}, label + arrow));
     }
     replace(thead, h('tr', null, ths));
@@ -191,25 +216,27 @@ export function mount(el, {params, session}) {
     replace(pager,
       h('span', {class: 'muted', id: 'pager-info'}, `Rows ${fmtInt(from)}–${fmtInt(Math.min(cached.length, (page + 1) * PAGE_SIZE))} of ${fmtInt(cached.length)}${filter ? ' matching' : ''}`),
       h('span', {class: 'spacer'}),
-      button('« First', () => { page = 0; schedule(); }, {kind: 'ghost', disabled: page === 0, testid: 'page-first'}),
-      button('‹ Prev', () => { page--; schedule(); }, {kind: 'ghost', disabled: page === 0, testid: 'page-prev'}),
+      button('« First', () => { page = 0; draw(); }, {kind: 'ghost', disabled: page === 0, testid: 'page-first'}),
+      button('‹ Prev', () => { page--; draw(); }, {kind: 'ghost', disabled: page === 0, testid: 'page-prev'}),
       h('span', {class: 'page-no'}, `page ${fmtInt(page + 1)} of ${fmtInt(pages)}`),
-      button('Next ›', () => { page++; schedule(); }, {kind: 'ghost', disabled: page >= pages - 1, testid: 'page-next'}),
-      button('Last »', () => { page = pages - 1; schedule(); }, {kind: 'ghost', disabled: page >= pages - 1, testid: 'page-last'}));
+      button('Next ›', () => { page++; draw(); }, {kind: 'ghost', disabled: page >= pages - 1, testid: 'page-next'}),
+      button('Last »', () => { page = pages - 1; draw(); }, {kind: 'ghost', disabled: page >= pages - 1, testid: 'page-last'}));
   };
 
   // Renders are coalesced: a burst of deltas to a big table redraws it a few
   // times a second, not once per delta.
+  // What the operator does (sort, filter, page) redraws at once.
   let pending = 0, lastRender = 0;
+  const draw = () => {
+    clearTimeout(pending);
+    pending = 0;
+    render();
+    lastRender = performance.now();
+  };
   const schedule = () => {
     if (pending) return;
     const gap = model.live.size > 20000 ? 400 : 50;
-    const wait = Math.max(0, lastRender + gap - performance.now());
-    pending = setTimeout(() => {
-      pending = 0;
-      render();
-      lastRender = performance.now();
-    }, wait);
+    pending = setTimeout(draw, Math.max(0, lastRender + gap - performance.now()));
   };
 
   const feedRows = (sign, rows) => rows.slice(0, FEED_ROWS).map((r) =>

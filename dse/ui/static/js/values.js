@@ -65,7 +65,8 @@ export function cellClass(v) {
   return 'v-str';
 }
 
-function rank(v) {
+// rank orders the kinds of value: null, booleans, numbers, strings, other.
+export function rank(v) {
   if (v === null || v === undefined) return 0;
   if (typeof v === 'boolean') return 1;
   if (typeof v === 'number' || v instanceof Num) return 2;
