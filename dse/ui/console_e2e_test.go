@@ -150,6 +150,22 @@ func TestConsole(t *testing.T) {
 		noMarkup(t, tb)
 	})
 
+	t.Run("exact numbers", func(t *testing.T) {
+		// JavaScript's numbers are doubles: the page keeps the node's text
+		// of a number no double reproduces (an int64 beyond 2^53, a float
+		// that reads as an integer), so it shows it and tells such rows
+		// apart.
+		dse(t, n1.http, "", `[[9007199254740993, 1500000.0], [1500000, 2.5], [1e21, -0.0], [9007199254740992, 1500000]]`, "publish", "inventory", "numbers")
+		tb.nav(t, "#/table/inventory/numbers")
+		tb.until(t, 15*time.Second, "the four rows", `document.querySelectorAll('#rows tr').length === 4`)
+		var cells [][]string
+		tb.eval(t, `[...document.querySelectorAll('#rows tr')].map((r) => [...r.cells].map((c) => c.textContent))`, &cells)
+		want := [][]string{{"1500000", "2.5"}, {"9007199254740992", "1500000"}, {"9007199254740993", "1500000.0"}, {"1e+21", "-0.0"}}
+		if fmt.Sprint(cells) != fmt.Sprint(want) {
+			t.Errorf("cells %q, want %q", cells, want)
+		}
+	})
+
 	t.Run("big table", func(t *testing.T) {
 		// 100,000 rows: the page shows 100 at a time and sorts, pages and
 		// filters without stalling (bounds for a loaded 2-core machine
@@ -194,6 +210,12 @@ func TestConsole(t *testing.T) {
 				inv.cells[2].textContent.includes('inc ') && racks && racks.cells[1].textContent === 'datasource';
 		})()`)
 		tb.screenshot(t, "services")
+		// Replicas, when the node reports them, show with their state.
+		var replicas string
+		tb.eval(t, `import('./js/services.js').then((m) => m.replicaList({standbys: [], replicas: [{node_id: 'n2', in_sync: true}, {node_id: 'n3', in_sync: false}]}).textContent)`, &replicas)
+		if replicas != "n2 in syncn3 behind" {
+			t.Errorf("replicas show %q", replicas)
+		}
 		tb.click(t, `#services tr[data-service="inventory"] a`)
 		tb.until(t, 10*time.Second, "inventory's detail", `(() => {
 			const r = document.querySelector('#service-tables tr[data-table="hosts"]');
