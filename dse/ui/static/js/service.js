@@ -4,7 +4,7 @@
 import * as api from './api.js';
 import {h, replace, badge, fmtInt, hashLink} from './dom.js';
 import {poll, card, pageHead, errorSlot, kv} from './widgets.js';
-import {replicaList} from './services.js';
+import {replicaList, endpoints} from './services.js';
 import {publishForm} from './publish.js';
 
 const POLL_MS = 2000;
@@ -30,7 +30,7 @@ export function mount(el, {params, session}) {
         ['Kind', badge(d.kind, d.kind === 'datasource' ? 'info' : 'muted')],
         ['Instances', d.instances.length ? h('span', {class: 'mono'}, d.instances.join(', ')) : '—'],
         [Array.isArray(d.replicas) ? 'Replicas' : 'Standbys', replicaList(d)],
-        ['RPC endpoints', d.endpoints.length ? h('span', {class: 'mono'}, d.endpoints.join(', ')) : '—'],
+        ['RPC endpoints', endpoints(d.endpoints)],
       ]));
       replace(tables, d.tables.length
         ? h('table', {class: 'grid'},
