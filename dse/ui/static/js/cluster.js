@@ -81,7 +81,7 @@ export function mount(el, {session}) {
 
   const askRemove = async (m) => {
     const ok = await confirmModal(`Remove member ${m.id}?`,
-      `${m.id} (${m.address}) leaves the cluster's Raft configuration and no longer votes or takes the log. An agent started with --join asks to be added again.`,
+      `${m.id} (${m.address}) leaves the cluster's Raft configuration and no longer votes or takes the log. Restarted with --join, its agent asks to be added again.`,
       'Remove member', {danger: true, testid: 'confirm-remove'});
     if (ok) await remove(m.id, false);
   };
