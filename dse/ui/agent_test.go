@@ -58,10 +58,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// findChromium looks for a Chromium: $DSE_CHROMIUM, then Debian's
-// /usr/bin/chromium, then chromium or chromium-browser on PATH.
+// findChromium looks for a Chromium: $DSE_CHROMIUM when set (and only
+// there), else Debian's /usr/bin/chromium, then chromium or
+// chromium-browser on PATH.
 func findChromium() string {
 	if p := os.Getenv("DSE_CHROMIUM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
 		return p
 	}
 	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
