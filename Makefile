@@ -6,13 +6,21 @@ CHAOS_DURATION ?= 90s
 CHAOS_RUNS     ?= 2
 CHAOS_SEED     ?= 1
 
-.PHONY: build test lint bench fuzz chaos clean
+.PHONY: build test test-ui ui-screenshots lint bench fuzz chaos clean
 
 build: ## the binary, at bin/dse
 	$(GO) build -o bin/dse .
 
 test: ## every test, with the race detector (the CI command)
+	@if [ -z "$$DSE_CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+		echo "note: chromium not found: the web console's browser tests (dse/ui) skip; install it (apt-get install -y chromium) and run make test-ui"; fi
 	$(GO) test -race -timeout 9m -count=1 $(PKGS)
+
+test-ui: ## the web console's browser tests only: real agents, headless Chromium (fails without it)
+	DSE_UI_REQUIRE=1 $(GO) test -count=1 -timeout 5m -run '^TestConsole' ./dse/ui
+
+ui-screenshots: ## the console's screenshots for the README, made by the browser tests, into docs/
+	DSE_UI_REQUIRE=1 DSE_UI_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -timeout 5m -run '^TestConsole$$' ./dse/ui
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -275,7 +275,11 @@ func runAgent(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("agent started", "id", rn.node.ID(), "cluster", rn.node.Addr(), "http", rn.node.HTTPAddr())
+	scheme := "http"
+	if opts.httpTLS != nil {
+		scheme = "https"
+	}
+	logger.Info("agent started", "id", rn.node.ID(), "cluster", rn.node.Addr(), "http", rn.node.HTTPAddr(), "console", scheme+"://"+rn.node.HTTPAddr()+"/ui/")
 	fmt.Fprintf(c.App.Writer, "dse agent %s: cluster %s, http %s\n", rn.node.ID(), rn.node.Addr(), rn.node.HTTPAddr())
 	select {
 	case <-c.Context.Done():

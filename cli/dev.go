@@ -108,6 +108,7 @@ func runDev(c *ucli.Context) error {
 	}
 	a := nodes[0].node.HTTPAddr()
 	b := nodes[len(nodes)-1].node.HTTPAddr()
+	fmt.Fprintf(w, "\nWeb console: http://%s/ui/ (every node serves one at /ui/)\n", a)
 	fmt.Fprintf(w, "\nDatasource \"demo\" (driver file, following %s) publishes table %q, changing every second.\n", demoFile, demoTable)
 	fmt.Fprintf(w, "\nTry, in another terminal:\n")
 	fmt.Fprintf(w, "  go run . --addr %s watch %s %s\n", b, "demo", demoTable)

@@ -28,10 +28,11 @@ func requiredRole(r *http.Request) string {
 	return dse.RoleRead
 }
 
-// authorize checks the bearer token once the cluster requires tokens. It
+// authorize checks the bearer token once the cluster requires tokens, but
+// for the console's files and an anonymous GET /v1/auth (console.go). It
 // logs why a request was refused, never the token.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	if !s.node.AuthRequired() {
+	if !s.node.AuthRequired() || consolePath(r.URL.Path) || anonymousAuthInfo(r) {
 		return r, true
 	}
 	if !s.node.AuthReady() {

@@ -83,6 +83,7 @@ func (s *Server) routes() {
 	s.datasourceRoutes()
 	s.tokenRoutes()
 	s.serveRoutes() // serve.go: RPC actions served from outside
+	s.consoleRoutes()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.node.Registry(), promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))

@@ -79,7 +79,6 @@ func TestUnknownRoutes(t *testing.T) {
 		{method: "GET", path: "/"},
 		{method: "GET", path: "/v1"},
 		{method: "GET", path: "/v2/status"},
-		{method: "GET", path: "/v1/services/x"},
 		{method: "PUT", path: "/v1/status"},
 		{method: "POST", path: "/v1/services/x/tables/t", body: "[]"},
 		{method: "DELETE", path: "/v1/services"},

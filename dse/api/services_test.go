@@ -21,11 +21,11 @@ import (
 
 // serviceInfo is one element of GET /v1/services, decoded strictly.
 type serviceInfo struct {
-	ServiceID        string      `json:"service_id"`
-	NodeID           string      `json:"node_id"`
-	PublishedTables  []string    `json:"published_tables"`
+	ServiceID        string   `json:"service_id"`
+	NodeID           string   `json:"node_id"`
+	PublishedTables  []string `json:"published_tables"`
 	SubscribedTables []string `json:"subscribed_tables"`
-	RPCEndpointsInfo []string    `json:"rpc_endpoints_info"`
+	RPCEndpointsInfo []string `json:"rpc_endpoints_info"`
 }
 
 // listServices reads GET /v1/services, checking each element has exactly
