@@ -58,8 +58,12 @@ var commandNames = [...]string{
 	CmdTokenCreate:       "token-create",
 	CmdTokenRevoke:       "token-revoke",
 	CmdOnce:              "once",
+	CmdServiceCreate:     "service-create", // replicas.go
+	CmdReplicaSync:       "replica-sync",   // replicas.go
+	CmdReplicaMove:       "replica-move",   // replicas.go
 	CmdServiceAttach:     "service-attach", // attach.go
 	CmdServiceDetach:     "service-detach", // attach.go
+	CmdReplicaResign:     "replica-resign", // replicas.go
 }
 
 // NodeUpsert adds a node to the registry or updates its addresses, and marks
@@ -241,6 +245,10 @@ var decoders = map[CommandType]func() command{
 	CmdTokenCreate:       func() command { return new(TokenCreate) },
 	CmdTokenRevoke:       func() command { return new(TokenRevoke) },
 	CmdOnce:              func() command { return new(Once) },
+	CmdServiceCreate:     func() command { return new(ServiceCreate) }, // replicas.go
+	CmdReplicaSync:       func() command { return new(ReplicaSync) },   // replicas.go
+	CmdReplicaMove:       func() command { return new(ReplicaMove) },   // replicas.go
+	CmdReplicaResign:     func() command { return new(ReplicaResign) }, // replicas.go
 	CmdServiceAttach:     func() command { return new(ServiceAttach) }, // attach.go
 	CmdServiceDetach:     func() command { return new(ServiceDetach) }, // attach.go
 }

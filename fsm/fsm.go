@@ -165,6 +165,25 @@ func (f *FSM) SubscriberNodes(publisher, table string) []string {
 	return slices.Compact(out)
 }
 
+// Destinations returns the nodes a publication of publisher's table goes
+// to, sorted: those that host an instance of a subscriber of it, and the
+// publisher's replicas (a replicated external service).
+func (f *FSM) Destinations(publisher, table string) []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []string
+	for sub := range f.s.subs[publisher][table] {
+		if svc, ok := f.s.services[sub]; ok {
+			out = append(out, svc.Instances...)
+		}
+	}
+	if svc, ok := f.s.services[publisher]; ok {
+		out = append(out, svc.Replicas...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // Subscriptions returns every subscription, sorted by publisher, table and
 // subscriber.
 func (f *FSM) Subscriptions() []Subscription {

@@ -61,6 +61,14 @@ type Service struct {
 	// has served since the service was created, sorted (attach.go).
 	Attached []Attachment `msgpack:"attached,omitempty"`
 	Served   []string     `msgpack:"served,omitempty"`
+	// Replicas are the nodes that keep a replicated external service's
+	// tables, the owner first at creation (replicas.go); its instances.
+	// InSync, sorted, are those that hold every publication the owner
+	// acknowledged: the owner is one of them. Factor is how many replicas
+	// it was created to have. All empty for other services.
+	Replicas []string `msgpack:"replicas,omitempty"`
+	InSync   []string `msgpack:"insync,omitempty"`
+	Factor   int      `msgpack:"factor,omitempty"`
 }
 
 // Subscription is one (subscriber, publisher, table) triple.
@@ -155,6 +163,8 @@ func (v *Service) clone() *Service {
 	cp.Endpoints = slices.Clone(v.Endpoints)
 	cp.Attached = cloneAttachments(v.Attached) // attach.go
 	cp.Served = slices.Clone(v.Served)
+	cp.Replicas = slices.Clone(v.Replicas)
+	cp.InSync = slices.Clone(v.InSync)
 	return &cp
 }
 
@@ -233,10 +243,14 @@ func (c *NodeLiveness) apply(s *state, index uint64) any {
 		s.nodeUp(c.ID, index)
 		return nil
 	}
-	// Services owned by the dead node fail over to a standby instance.
+	// Services owned by the dead node fail over to a standby instance (an
+	// in-sync replica); a replica down is out of sync.
 	for _, id := range sortedKeys(s.services) {
 		svc := s.services[id]
-		if svc.Owner == c.ID {
+		switch {
+		case len(svc.Replicas) > 0 && slices.Contains(svc.Replicas, c.ID):
+			s.outOfSync(svc, c.ID, index)
+		case svc.Owner == c.ID:
 			s.electOwner(svc, index)
 		}
 	}
@@ -254,12 +268,13 @@ func (s *state) nodeUp(node string, index uint64) {
 	}
 }
 
-// electOwner picks the first instance (in sorted order) on a live node as the
-// owner, with a new incarnation; no live instance leaves it ownerless.
+// electOwner picks the first candidate (in sorted order: an instance, or
+// an in-sync replica of a replicated service) on a live node as the owner,
+// with a new incarnation; no live candidate leaves it ownerless.
 func (s *state) electOwner(svc *Service, index uint64) {
 	prev := svc.Owner
 	svc.Owner = ""
-	for _, n := range svc.Instances {
+	for _, n := range svc.candidates() {
 		if node, ok := s.nodes[n]; ok && node.Up {
 			svc.Owner = n
 			break
@@ -273,6 +288,25 @@ func (s *state) electOwner(svc *Service, index uint64) {
 func (s *state) removeInstance(svc *Service, node string, index uint64) {
 	i := slices.Index(svc.Instances, node)
 	if i < 0 {
+		return
+	}
+	if len(svc.Replicas) > 0 {
+		// A replica lost with its node: its in-sync place goes, and if it
+		// was the last in-sync one, what it alone held went with it: the
+		// remaining replicas are all there is (the operator removed the
+		// node for good).
+		last := slices.Equal(svc.InSync, []string{node})
+		s.dropReplica(svc, node)
+		if last {
+			svc.InSync = slices.Sorted(slices.Values(svc.Replicas))
+		}
+		if len(svc.Replicas) == 0 {
+			s.deleteService(svc.ID)
+			return
+		}
+		if svc.Owner == node {
+			s.electOwner(svc, index)
+		}
 		return
 	}
 	svc.Instances = slices.Delete(svc.Instances, i, i+1)
@@ -322,6 +356,17 @@ func (c *ServiceRegister) apply(s *state, index uint64) any {
 	if ok && svc.Kind != c.Kind {
 		return fmt.Errorf("%w: service %q is of kind %q, not %q", ErrServiceExists, c.ID, svc.Kind, c.Kind)
 	}
+	if ok && len(svc.Replicas) > 0 {
+		// A replica's node starting its instance: the owner's takes a new
+		// incarnation (a new process); nothing else changes.
+		if !slices.Contains(svc.Replicas, c.Node) {
+			return fmt.Errorf("%w: %q is kept on nodes %v, not %q", ErrInvalid, c.ID, svc.Replicas, c.Node)
+		}
+		if svc.Owner == c.Node {
+			svc.Incarnation = index
+		}
+		return nil
+	}
 	if !ok {
 		svc = &Service{ID: c.ID}
 		s.services[c.ID] = svc
@@ -355,6 +400,9 @@ func (c *ServiceUnregister) apply(s *state, index uint64) any {
 	}
 	if !slices.Contains(svc.Instances, c.Node) {
 		return fmt.Errorf("%w: %q has no instance on node %q", ErrServiceNotFound, c.ID, c.Node)
+	}
+	if len(svc.Replicas) > 0 {
+		return fmt.Errorf("%w: %q is replicated: its replicas move with ReplicaMove, or it is deleted whole", ErrInvalid, c.ID)
 	}
 	s.removeInstance(svc, c.Node, index)
 	return nil

@@ -18,6 +18,7 @@ const (
 	Publication byte = 3 // one-way: publications pushed to a subscriber node
 	RPC         byte = 4 // request: a service RPC
 	Catchup     byte = 5 // request: deltas after a seqnum, or a snapshot
+	ReplicaAck  byte = 6 // one-way: what a replica holds on disk, to its owner
 )
 
 // Encode marshals v as msgpack.
