@@ -94,8 +94,10 @@ func TestE2EServicesPublishWatchRestart(t *testing.T) {
 		return tryJSON(n3.http, &ms, "members", "list") && len(ms) == 3 && leaderOf(n1, n2, n3) != ""
 	})
 
+	// One replica: the service lives and dies with n1's disk, as before
+	// replication (TestE2EReplicatedServiceOutlivesItsOwner has three).
 	var info map[string]any
-	runJSON(t, n1.http, &info, "services", "create", "ext")
+	runJSON(t, n1.http, &info, "services", "create", "ext", "--replicas", "1")
 	wantFail(t, 1, []string{"already exists", `"ext"`}, "--addr", n2.http, "services", "create", "ext")
 	var list []map[string]any
 	runJSON(t, n3.http, &list, "services", "list")

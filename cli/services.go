@@ -24,7 +24,9 @@ func servicesCommand() *ucli.Command {
 		Usage: "list, create and delete services",
 		Subcommands: []*ucli.Command{
 			{Name: "list", Usage: "list every service (DataServiceInfo)", Action: servicesList},
-			{Name: "create", Usage: "create, on the addressed node, a service whose tables are set by publish", ArgsUsage: "ID", Action: servicesCreate},
+			{Name: "create", Usage: "create a service whose tables are set by publish, owned by the addressed node and kept on R nodes", ArgsUsage: "ID", Action: servicesCreate,
+				Flags: []ucli.Flag{&ucli.IntFlag{Name: "replicas", Usage: "how many nodes keep its tables (default 3, or every node when there are fewer)"}}},
+			{Name: "show", Usage: "a service's owner, incarnation, replicas and tables", ArgsUsage: "ID", Action: servicesShow},
 			{Name: "delete", Usage: "delete a service wherever it runs", ArgsUsage: "ID", Action: servicesDelete},
 		},
 	}
@@ -62,11 +64,67 @@ func servicesCreate(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	info, err := cl.CreateService(c.Context, a[0])
+	r := c.Int("replicas")
+	if c.IsSet("replicas") && (r < 1 || r > 9) {
+		return usagef("--replicas %d: want 1 to 9", r)
+	}
+	info, err := cl.CreateService(c.Context, a[0], r)
 	if err != nil {
 		return err
 	}
-	return done(c, info, "created service %s on node %s", info.ServiceID, info.NodeID)
+	return done(c, info, "created service %s, owned by node %s", info.ServiceID, info.NodeID)
+}
+
+func servicesShow(c *ucli.Context) error {
+	a, cl, err := clientArgs(c, "ID")
+	if err != nil {
+		return err
+	}
+	d, err := cl.Service(c.Context, a[0])
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c, d)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "service      %s (%s)\n", d.ServiceID, d.Kind)
+	fmt.Fprintf(w, "owner        %s, incarnation %d\n", orDash(d.NodeID), d.Incarnation)
+	if len(d.Replicas) > 0 {
+		in := 0
+		for _, r := range d.Replicas {
+			if r.InSync {
+				in++
+			}
+		}
+		fmt.Fprintf(w, "replicas     %d of %d, %d in sync (%d needed to acknowledge a publish)\n", len(d.Replicas), d.ReplicationFactor, in, d.MinInSync)
+		var rows [][]string
+		for _, r := range d.Replicas {
+			state := "out of sync"
+			if r.InSync {
+				state = "in sync"
+			}
+			role, up := "replica", "up"
+			if r.Owner {
+				role = "owner"
+			}
+			if !r.Up {
+				up = "down"
+			}
+			rows = append(rows, []string{"  " + r.NodeID, role, state, up})
+		}
+		printTable(w, "  NODE\tROLE\tSTATE\tNODE STATE", rows)
+	} else if len(d.Standbys) > 0 {
+		fmt.Fprintf(w, "standbys     %s\n", strings.Join(d.Standbys, ", "))
+	}
+	if len(d.Tables) > 0 {
+		var rows [][]string
+		for _, t := range d.Tables {
+			rows = append(rows, []string{"  " + t.Table, fmt.Sprint(t.Seqnum), fmt.Sprint(t.Subscribers)})
+		}
+		printTable(w, "  TABLE\tSEQNUM\tSUBSCRIBERS", rows)
+	}
+	return nil
 }
 
 func servicesDelete(c *ucli.Context) error {

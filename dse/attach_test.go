@@ -72,7 +72,7 @@ func add(req dse.ServeRequest) (any, error) {
 func externalCluster(t *testing.T) *dsetest.Cluster {
 	t.Helper()
 	c := dsetest.New(t, 3)
-	if _, err := c.Nodes[0].CreateService(context.Background(), "calc"); err != nil {
+	if _, err := c.Nodes[0].CreateService(context.Background(), "calc", 0); err != nil {
 		t.Fatal(err)
 	}
 	return c

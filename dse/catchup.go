@@ -38,6 +38,12 @@ func (f fetcher) Fetch(ctx context.Context, owner string, req subscribe.Request)
 	return n.trans.Call(ctx, rec.Addr, wire.Catchup, raw)
 }
 
+// FetchTable is Fetch for a replica catching up a table of service
+// (replica.Fetcher).
+func (f fetcher) FetchTable(ctx context.Context, owner, service, tbl string, after uint64) ([]byte, error) {
+	return f.Fetch(ctx, owner, subscribe.Request{Publisher: service, Table: tbl, After: after})
+}
+
 // streamCatchup answers a subscriber node's catch-up request with a reply
 // the transport encodes as it sends it (transport.StreamHandler): a big
 // table's snapshot is never held encoded in full on the publisher's node.

@@ -41,6 +41,13 @@ type Config struct {
 	// least per table (up to twice as many) for subscribers that catch up;
 	// further back, they get a snapshot.
 	HistorySize int
+	// ReplicaLagTimeout is how long the owner of a replicated external
+	// service waits for an in-sync replica to acknowledge a publication
+	// before it takes the replica out of the in-sync set.
+	ReplicaLagTimeout time.Duration
+	// ReplicaReplaceAfter is how long a replica's node may be down before
+	// the leader replaces the replica on another live node.
+	ReplicaReplaceAfter time.Duration
 	// LivenessGrace is how long the leader waits, after a node stops
 	// answering heartbeats, before it records the node down.
 	LivenessGrace time.Duration
@@ -109,18 +116,20 @@ type Deps struct {
 // DefaultConfig returns the defaults for every setting but ID and DataDir.
 func DefaultConfig() Config {
 	return Config{
-		Bind:              "127.0.0.1:7400",
-		HTTPAddr:          "127.0.0.1:7401",
-		ResubTimeout:      2 * time.Second,
-		HistorySize:       1024,
-		LivenessGrace:     1500 * time.Millisecond,
-		HeartbeatTimeout:  time.Second,
-		ElectionTimeout:   time.Second,
-		ApplyTimeout:      10 * time.Second,
-		SnapshotRetain:    3,
-		SnapshotThreshold: 8192,
-		MaxFrameSize:      64 << 20,
-		MaxWatches:        1024,
+		Bind:                "127.0.0.1:7400",
+		HTTPAddr:            "127.0.0.1:7401",
+		ResubTimeout:        2 * time.Second,
+		HistorySize:         1024,
+		LivenessGrace:       1500 * time.Millisecond,
+		ReplicaLagTimeout:   time.Second,
+		ReplicaReplaceAfter: 30 * time.Second,
+		HeartbeatTimeout:    time.Second,
+		ElectionTimeout:     time.Second,
+		ApplyTimeout:        10 * time.Second,
+		SnapshotRetain:      3,
+		SnapshotThreshold:   8192,
+		MaxFrameSize:        64 << 20,
+		MaxWatches:          1024,
 	}
 }
 
@@ -133,6 +142,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ID (%q) must be %s", c.ID, name.Rule)
 	case c.ResubTimeout < 10*time.Millisecond:
 		return fmt.Errorf("ResubTimeout (%s) must be at least 10ms", c.ResubTimeout)
+	case c.ReplicaLagTimeout < 10*time.Millisecond:
+		return fmt.Errorf("ReplicaLagTimeout (%s) must be at least 10ms", c.ReplicaLagTimeout)
+	case c.ReplicaReplaceAfter < time.Second:
+		return fmt.Errorf("ReplicaReplaceAfter (%s) must be at least 1s", c.ReplicaReplaceAfter)
 	case c.LivenessGrace < 10*time.Millisecond:
 		return fmt.Errorf("LivenessGrace (%s) must be at least 10ms", c.LivenessGrace)
 	case c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < c.HeartbeatTimeout:

@@ -3,6 +3,9 @@ package dse
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"dse.dev/dse/dse/table"
 
 	"dse.dev/dse/dse/wire"
 	"dse.dev/dse/transport"
@@ -43,7 +46,17 @@ func (n *Node) StreamRequest(_ context.Context, typ byte, body []byte) (transpor
 func (n *Node) HandleMessage(from string, typ byte, body []byte) {
 	switch typ {
 	case wire.Publication:
-		n.subs.HandleFrame(from, body)
+		// body is only lent (the transport reuses it): DecodeBatch
+		// copies everything it keeps.
+		pubs, err := table.DecodeBatch(body)
+		if err != nil {
+			n.logger.Warn("dropping malformed publications", "from", from, "error", err)
+			return
+		}
+		n.replicas.Offer(pubs, false)
+		n.subs.Enqueue(pubs, time.Now(), len(body))
+	case wire.ReplicaAck:
+		n.replicas.HandleAck(from, body)
 	default:
 		n.logger.Warn("dropping unknown message", "from", from, "type", typ)
 	}

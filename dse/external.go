@@ -7,126 +7,67 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 )
 
-// External services are created through the API (`dse services create`) on
-// the addressed node; their tables are set from outside by publish. What
-// their publish acknowledges is on that node's disk first (a bbolt file in the
-// data dir), so it survives a crash; a restarted node republishes every table
-// as a snapshot under a new seqnum.
+// External services are created through the API (`dse services create`);
+// their tables are set from outside by publish. Each is kept on its
+// replicas (package replica; DefaultReplicas nodes, or every node when the
+// cluster has fewer): every replica node runs an instance, the owner's
+// publishes, and a publish is answered once the in-sync replicas hold it on
+// disk. When the owner's node goes down, the leader makes an in-sync
+// replica the owner; its instance takes over: it republishes each table of
+// its replica as a snapshot under a new seqnum before any client's publish.
 
-var (
-	bucketServices = []byte("services")
-	bucketTables   = []byte("tables")
-)
+// DefaultReplicas is how many replicas an external service gets unless
+// its creator says otherwise.
+const DefaultReplicas = 3
 
-// tableStore keeps external services' tables on local disk.
-type tableStore struct {
-	db *bolt.DB
-}
-
-func openTableStore(dir string) (*tableStore, error) {
-	db, err := bolt.Open(filepath.Join(dir, "services.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("dse: open service store: %w", err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketServices); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucketIfNotExists(bucketTables)
-		return err
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("dse: init service store: %w", err)
-	}
-	return &tableStore{db: db}, nil
-}
-
-func tableKey(service, tbl string) []byte { return []byte(service + "\x00" + tbl) }
-
-func (ts *tableStore) addService(id string) error {
-	return ts.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketServices).Put([]byte(id), nil) })
-}
-
-func (ts *tableStore) deleteService(id string) error {
-	return ts.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketServices).Delete([]byte(id)); err != nil {
-			return err
-		}
-		c := tx.Bucket(bucketTables).Cursor()
-		prefix := []byte(id + "\x00")
-		for k, _ := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// putTable stores a table's full content; the write is fsynced when it
-// returns.
-func (ts *tableStore) putTable(service, tbl string, rows []Row) error {
-	b, err := (&table.Publication{Publisher: service, Table: tbl, Snapshot: true, Rows: rows}).Encode()
-	if err != nil {
-		return err
-	}
-	return ts.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTables).Put(tableKey(service, tbl), b) })
-}
-
-// load returns every stored service with its tables.
-func (ts *tableStore) load() (map[string]map[string][]Row, error) {
-	out := map[string]map[string][]Row{}
-	err := ts.db.View(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketServices).ForEach(func(k, _ []byte) error {
-			out[string(k)] = map[string][]Row{}
-			return nil
-		}); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketTables).ForEach(func(k, v []byte) error {
-			pubs, err := table.DecodeBatch(append(table.AppendBatch(nil, 1), v...))
-			if err != nil {
-				return fmt.Errorf("stored table %q: %w", k, err)
-			}
-			p := pubs[0]
-			if tables, ok := out[p.Publisher]; ok {
-				tables[p.Table] = p.Rows
-			}
-			return nil
-		})
-	})
-	return out, err
-}
-
-func (ts *tableStore) close() error { return ts.db.Close() }
-
-// externalService adds durable publication to a DataService.
+// externalService is the instance of an external service on one of its
+// replica nodes.
 type externalService struct {
 	*DataService
-	mu    sync.Mutex      // serializes publish + persist, so disk order is seqnum order
-	dirty map[string]bool // tables whose last publish failed: persist on the next
+	n *Node
+	// mu holds publishes (read) off while the instance takes over (write).
+	mu       sync.RWMutex
+	tookOver uint64 // the incarnation whose takeover is done
 }
 
-// CreateService registers, on this node, an external service whose tables
-// are set by Publish (`dse services create`). An id already registered
-// anywhere is refused with ErrServiceExists.
-func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, error) {
+// externalActions are the actions every external service has.
+var externalActions = func() []string {
+	e := &externalService{DataService: NewDataService("x", Hooks{})}
+	e.addEndpoints()
+	return e.actions()
+}()
+
+func (e *externalService) addEndpoints() {
+	e.AddRPCEndpoint(Endpoint{
+		"publish":                             e.publishRPC,
+		"get_last_published_data_with_seqnum": e.lastRPC,
+		"get_snapshot":                        e.snapshotRPC,
+	})
+}
+
+// CreateService creates an external service whose tables are set by
+// Publish, owned by this node and kept on replicas nodes (0: the default,
+// DefaultReplicas; fewer when the cluster has fewer live nodes) (`dse
+// services create`). An id already registered is refused with
+// ErrServiceExists.
+func (n *Node) CreateService(ctx context.Context, id string, replicas int) (DataServiceInfo, error) {
 	if err := name.Check("service id", id); err != nil {
 		return DataServiceInfo{}, err
+	}
+	if replicas == 0 {
+		replicas = DefaultReplicas
+	}
+	if replicas < 1 || replicas > fsm.MaxReplicas {
+		return DataServiceInfo{}, fmt.Errorf("%w: replicas %d: want 1 to %d", ErrInvalid, replicas, fsm.MaxReplicas)
 	}
 	if _, ok := n.fsm.Service(id); ok {
 		return DataServiceInfo{}, fmt.Errorf("%w: %q", ErrServiceExists, id)
@@ -134,57 +75,194 @@ func (n *Node) CreateService(ctx context.Context, id string) (DataServiceInfo, e
 	if _, err := n.lookupDatasource(id); err == nil {
 		return DataServiceInfo{}, fmt.Errorf("%w: %q is a datasource's name", ErrServiceExists, id)
 	}
-	if err := n.store.addService(id); err != nil {
-		return DataServiceInfo{}, fmt.Errorf("%w: store: %v", ErrUnavailable, err)
+	if err := n.cluster.EnsureRegistered(ctx); err != nil {
+		return DataServiceInfo{}, err
 	}
-	if err := n.startExternalWith(ctx, id, nil, true); err != nil {
-		n.store.deleteService(id)
+	if err := n.applyErr(ctx, fsm.CmdServiceCreate, fsm.ServiceCreate{ID: id, Node: n.id, Kind: KindExternal, Endpoints: externalActions, Replicas: replicas}); err != nil {
+		return DataServiceInfo{}, err
+	}
+	if err := n.startExternal(ctx, id); err != nil && !errors.Is(err, ErrServiceExists) {
 		return DataServiceInfo{}, err
 	}
 	return n.ServiceInfo(id)
 }
 
-// startExternalWith starts an external service; stored tables (after a
-// restart) are republished as snapshots before any client publish can run.
-// With create, it registers exclusively (`dse services create`): an id
-// taken meanwhile fails as existing.
-func (n *Node) startExternalWith(ctx context.Context, id string, stored map[string][]Row, create bool) error {
-	s := NewDataService(id, Hooks{})
-	s.kind = KindExternal
-	s.exclusive = create
-	ext := &externalService{DataService: s, dirty: map[string]bool{}}
-	s.AddRPCEndpoint(Endpoint{"publish": ext.publishRPC})
-	ext.mu.Lock()
-	defer ext.mu.Unlock()
+// startExternal starts this node's instance of external service id, a
+// replica placed here; the owner's registers it again, which gives it a
+// new incarnation (a process restarted fences what the last one had in
+// flight).
+func (n *Node) startExternal(ctx context.Context, id string) error {
+	ext := &externalService{n: n}
+	ext.DataService = NewDataService(id, Hooks{OwnershipChanged: ext.ownershipChanged})
+	ext.kind = KindExternal
+	ext.addEndpoints()
 	n.extMu.Lock()
+	if _, ok := n.external[id]; ok {
+		n.extMu.Unlock()
+		return fmt.Errorf("%w: %q runs on node %q", ErrServiceExists, id, n.id)
+	}
 	n.external[id] = ext
 	n.extMu.Unlock()
-	if err := n.Register(ctx, s); err != nil {
+	if err := n.Register(ctx, ext.DataService); err != nil {
 		n.extMu.Lock()
 		delete(n.external, id)
 		n.extMu.Unlock()
 		return err
 	}
-	for _, tbl := range slices.Sorted(maps.Keys(stored)) {
-		if _, _, err := s.Publish(ctx, tbl, stored[tbl], true); err != nil {
-			// Registered but not republished (this node came back before
-			// the cluster marked it up again, so its service has no owner
-			// yet): stop it here, and let the restore start it again. Its
-			// instance stays in the registry: unregistering the only one
-			// would delete the service, and the restore would then forget
-			// its stored tables.
-			s.stopLocal()
-			n.extMu.Lock()
-			delete(n.external, id)
-			n.extMu.Unlock()
-			return fmt.Errorf("republish %s/%s: %w", id, tbl, err)
-		}
-	}
 	return nil
 }
 
+// ownershipChanged takes over when the instance becomes the owner.
+func (e *externalService) ownershipChanged(o Ownership) {
+	if o.Owner {
+		e.takeover(o.Incarnation)
+	}
+}
+
+// takeover republishes, once per incarnation, every table of this node's
+// replica as a snapshot: a new owner's first publications, queued before
+// any client's (which wait on e.mu), so that what the replica held (every
+// publication the old owner acknowledged) is what the next publish
+// changes.
+func (e *externalService) takeover(inc uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tookOver >= inc {
+		return
+	}
+	tables := e.n.replicas.Tables(e.id)
+	for _, tbl := range slices.Sorted(maps.Keys(tables)) {
+		rows := tables[tbl]
+		if _, err := e.publishStart(tbl, rows, true); err != nil {
+			e.n.logger.Warn("cannot republish a table as its new owner", "service", e.id, "table", tbl, "error", err)
+			return // the next publish tries again
+		}
+	}
+	e.tookOver = inc
+	e.n.logger.Info("took the service over", "service", e.id, "incarnation", inc, "tables", len(tables))
+}
+
+// ensureTakeover takes over if this instance owns the service under an
+// incarnation it has not taken over yet (its ownership hook may not have
+// run yet).
+func (e *externalService) ensureTakeover() {
+	if _, inc, ok := e.n.fsm.Owner(e.id); ok {
+		e.mu.RLock()
+		done := e.tookOver >= inc
+		e.mu.RUnlock()
+		if !done {
+			e.takeover(inc)
+		}
+	}
+}
+
+// publishStart queues a publication of tbl's full new content.
+func (e *externalService) publishStart(tbl string, rows []Row, snapshot bool) (*Publishing, error) {
+	if err := table.CanonicalRows(rows, table.DefaultLimits); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return e.startPublish(tbl, func(set *table.Set) (add, del, content []Row) {
+		add, del = set.Replace(rows)
+		if set.Len() == len(rows) {
+			content = rows
+		}
+		return add, del, content
+	}, snapshot)
+}
+
+// nodeError marks an RPC method's error as the node's own refusal (this
+// instance does not own the service, say), so that it keeps its code on
+// its way back instead of reading as the method's failure.
+type nodeError struct{ error }
+
+func (e nodeError) Unwrap() error { return e.error }
+
+func (e *externalService) publishRPC(ctx context.Context, args map[string]any) (any, error) {
+	tbl, _ := args["table"].(string)
+	snapshot, _ := args["snapshot"].(bool)
+	rows, err := table.FromValue(args["rows"], table.DefaultLimits)
+	if err != nil {
+		return nil, nodeError{fmt.Errorf("%w: %v", ErrInvalid, err)}
+	}
+	if !e.IsOwner() {
+		owner, _, _ := e.n.fsm.Owner(e.id)
+		return nil, nodeError{fmt.Errorf("%w: %q is a replica of %s on node %q; node %q owns it", ErrFenced, e.id, e.id, e.n.id, owner)}
+	}
+	if err := e.n.replicas.CanPublish(e.id); err != nil {
+		return nil, nodeError{err}
+	}
+	e.ensureTakeover()
+	e.mu.RLock()
+	p, err := e.publishStart(tbl, rows, snapshot)
+	e.mu.RUnlock()
+	if err != nil {
+		return nil, nodeError{err}
+	}
+	seq, changed, err := p.Wait(ctx)
+	if err != nil {
+		return nil, nodeError{err}
+	}
+	return map[string]any{"seqnum": int64(seq), "changed": changed}, nil
+}
+
+// last returns a table's content and seqnum: the owner's, once it has
+// taken over; else this node's replica's (a standby answers reads while
+// the owner cannot).
+func (e *externalService) last(tbl string) (uint64, []Row, error) {
+	if e.IsOwner() {
+		e.ensureTakeover()
+		if _, inc, _ := e.n.fsm.Owner(e.id); e.takenOver(inc) {
+			return e.GetLastPublishedDataWithSeqnum(tbl)
+		}
+	}
+	seq, rows, ok := e.n.replicas.Table(e.id, tbl)
+	if !ok {
+		return 0, nil, nodeError{fmt.Errorf("%w: node %q holds no replica of %q yet", ErrUnavailable, e.n.id, e.id)}
+	}
+	return seq, rows, nil
+}
+
+func (e *externalService) takenOver(inc uint64) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.tookOver >= inc
+}
+
+// tableArg reads the table argument of the read actions.
+func tableArg(args map[string]any) (string, error) {
+	t, ok := args["table"].(string)
+	if !ok || t == "" {
+		return "", fmt.Errorf("argument \"table\" (a string) is required")
+	}
+	return t, nil
+}
+
+func (e *externalService) lastRPC(_ context.Context, args map[string]any) (any, error) {
+	tbl, err := tableArg(args)
+	if err != nil {
+		return nil, err
+	}
+	seq, rows, err := e.last(tbl)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"seqnum": int64(seq), "rows": rowsValue(rows)}, nil
+}
+
+func (e *externalService) snapshotRPC(_ context.Context, args map[string]any) (any, error) {
+	tbl, err := tableArg(args)
+	if err != nil {
+		return nil, err
+	}
+	_, rows, err := e.last(tbl)
+	if err != nil {
+		return nil, err
+	}
+	return rowsValue(rows), nil
+}
+
 // DeleteService removes a service from the registry wherever it runs
-// (`dse services delete`); its node stops it and forgets its tables.
+// (`dse services delete`); its replicas stop it and forget its tables.
 func (n *Node) DeleteService(ctx context.Context, id string) error {
 	svc, ok := n.fsm.Service(id)
 	if !ok {
@@ -213,8 +291,13 @@ type PublishResult struct {
 }
 
 // Publish sets the full content of an external service's table, wherever the
-// service runs (through its publish RPC), and returns once the publication
-// is sequenced and on the owner node's disk.
+// service runs (through its owner's publish RPC), and returns once the
+// publication is sequenced and on the disks of its in-sync replicas. While
+// the service has no reachable owner (its node down, its replicas taking
+// over) it tries again until ApplyTimeout, when the publication certainly
+// did not run; a publication that failed after it reached the owner (a
+// timeout, the owner lost) may or may not have taken effect, and its error
+// says so.
 func (n *Node) Publish(ctx context.Context, service, tbl string, rows []Row, snapshot bool) (PublishResult, error) {
 	if err := name.Check("table name", tbl); err != nil {
 		// Here, not at the owner: refused there, it came back as the
@@ -228,138 +311,96 @@ func (n *Node) Publish(ctx context.Context, service, tbl string, rows []Row, sna
 	for i, r := range rows {
 		raw[i] = []any(r)
 	}
-	res, err := n.RPC(ctx, service, "publish", map[string]any{"table": tbl, "rows": raw, "snapshot": snapshot}, RPCOptions{Timeout: n.cfg.ApplyTimeout})
-	if errors.Is(err, ErrNoSuchMethod) {
-		return PublishResult{}, fmt.Errorf("%w: %q is not an external service (create it with `dse services create`); its own program publishes its tables", ErrInvalid, service)
+	args := map[string]any{"table": tbl, "rows": raw, "snapshot": snapshot}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	wait := 25 * time.Millisecond
+	for {
+		res, err := n.RPC(ctx, service, "publish", args, RPCOptions{Timeout: n.cfg.ApplyTimeout})
+		if errors.Is(err, ErrNoSuchMethod) {
+			return PublishResult{}, fmt.Errorf("%w: %q is not an external service (create it with `dse services create`); its own program publishes its tables", ErrInvalid, service)
+		}
+		if err == nil {
+			m, _ := res.(map[string]any)
+			seq, _ := m["seqnum"].(int64)
+			changed, _ := m["changed"].(bool)
+			return PublishResult{Seqnum: uint64(seq), Changed: changed}, nil
+		}
+		// Only where it certainly did not run: refused by a replica that
+		// does not own the service (yet), or not sent to any instance.
+		if !errors.Is(err, ErrFenced) && !errors.Is(err, errNotRun) {
+			return PublishResult{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return PublishResult{}, fmt.Errorf("%w: no owner of %q took the publication within %s (it did not take effect): %v", ErrUnavailable, service, n.cfg.ApplyTimeout, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 250*time.Millisecond)
 	}
-	if err != nil {
-		return PublishResult{}, err
-	}
-	m, _ := res.(map[string]any)
-	seq, _ := m["seqnum"].(int64)
-	changed, _ := m["changed"].(bool)
-	return PublishResult{Seqnum: uint64(seq), Changed: changed}, nil
 }
 
-func (e *externalService) publishRPC(ctx context.Context, args map[string]any) (any, error) {
-	tbl, _ := args["table"].(string)
-	snapshot, _ := args["snapshot"].(bool)
-	rows, err := table.FromValue(args["rows"], table.DefaultLimits)
-	if err != nil {
-		return nil, err
-	}
-	seq, changed, err := e.publishDurable(ctx, tbl, rows, snapshot)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"seqnum": int64(seq), "changed": changed}, nil
-}
-
-func (e *externalService) publishDurable(ctx context.Context, tbl string, rows []Row, snapshot bool) (uint64, bool, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	seq, changed, err := e.Publish(ctx, tbl, rows, snapshot)
-	if err != nil {
-		// It may still be sequenced: whatever comes next is written to disk
-		// even if it looks like no change.
-		e.dirty[tbl] = true
-		return seq, changed, err
-	}
-	if !changed && !e.dirty[tbl] {
-		return seq, false, nil
-	}
-	n := e.nodeOf()
-	if n == nil {
-		return 0, false, e.errNotRunning()
-	}
-	if err := n.store.putTable(e.id, tbl, rows); err != nil {
-		e.dirty[tbl] = true
-		return 0, false, fmt.Errorf("%w: publication %d sequenced but not stored: %v", ErrUnavailable, seq, err)
-	}
-	delete(e.dirty, tbl)
-	return seq, changed, nil
-}
-
-// restoreLocal runs once the node knows a leader: it restarts the external
-// services stored on this node, republishing each table as a snapshot, and
-// removes the watch services a crash left behind.
-func (n *Node) restoreLocal() {
-	stored, err := n.store.load()
-	if err != nil {
-		n.logger.Error("cannot read stored services", "error", err)
+// startExternals starts the instances of the external services this node
+// replicates that do not run here yet (created elsewhere, a replica moved
+// here, the node restarted).
+func (n *Node) startExternals() {
+	if !n.cluster.CaughtUp() {
 		return
 	}
-	// Each try registers its services again (a Raft write, and a new
-	// incarnation each): a failure that lasts is tried less often.
-	wait := 500 * time.Millisecond
-	for {
-		if _, err := n.WaitLeader(n.ctx); err != nil {
-			return
+	for _, rec := range n.fsm.Services() {
+		if rec.Kind != KindExternal {
+			continue
+		}
+		replicas := rec.Replicas
+		if len(replicas) == 0 {
+			replicas = rec.Instances // made before replication
+		}
+		if !slices.Contains(replicas, n.id) {
+			continue
+		}
+		if _, running := n.local.get(rec.ID); running {
+			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		err := n.restoreOnce(ctx, stored)
+		err := n.startExternal(ctx, rec.ID)
 		cancel()
-		if err == nil {
-			return
+		if err != nil && !errors.Is(err, ErrServiceExists) {
+			n.logger.Warn("cannot start a replica's instance, retrying", "service", rec.ID, "error", err)
 		}
-		n.logger.Warn("restoring services failed, retrying", "error", err, "in", wait)
+	}
+}
+
+// removeDeadWatches runs once the node knows a leader and has caught up:
+// it removes the watch services its previous process left in the
+// registry.
+func (n *Node) removeDeadWatches() {
+	for n.ctx.Err() == nil {
+		if n.cluster.CaughtUp() {
+			break
+		}
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
-}
-
-func (n *Node) restoreOnce(ctx context.Context, stored map[string]map[string][]Row) error {
-	// Decide with an up-to-date registry: a service deleted while this node
-	// was down must not come back.
-	for !n.cluster.CaughtUp() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	for _, svc := range n.fsm.Services() {
 		// Watches this process runs are live; the others died with the
 		// previous process.
-		if _, live := n.local.get(svc.ID); live {
+		if _, live := n.local.get(svc.ID); live || svc.Kind != KindWatch || !slices.Contains(svc.Instances, n.id) {
 			continue
 		}
-		if svc.Kind == KindWatch && slices.Contains(svc.Instances, n.id) {
-			if err := n.applyErr(ctx, fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: svc.ID, Node: n.id}); err != nil && !errors.Is(err, ErrServiceNotFound) {
-				return err
-			}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err := n.applyErr(ctx, fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: svc.ID, Node: n.id})
+		cancel()
+		if err != nil && !errors.Is(err, ErrServiceNotFound) {
+			n.logger.Warn("cannot remove a dead watch", "service", svc.ID, "error", err)
 		}
 	}
-	// One service that cannot start does not hold up the others: it stays
-	// in stored, to be tried again.
-	var failed []error
-	for _, id := range slices.Sorted(maps.Keys(stored)) {
-		if rec, ok := n.fsm.Service(id); !ok || rec.Kind != KindExternal || !slices.Contains(rec.Instances, n.id) {
-			n.logger.Info("forgetting a stored service the cluster deleted", "service", id)
-			if err := n.store.deleteService(id); err != nil {
-				failed = append(failed, err)
-				continue
-			}
-			delete(stored, id)
-			continue
-		}
-		if _, running := n.local.get(id); !running {
-			if err := n.startExternalWith(ctx, id, stored[id], false); err != nil {
-				failed = append(failed, fmt.Errorf("restart %s: %w", id, err))
-				continue
-			}
-		}
-		delete(stored, id)
-	}
-	return errors.Join(failed...)
 }
 
 // stopRemoved stops local services whose instance on this node left the
-// registry (deleted, or removed with the node), and forgets stored ones.
+// registry (deleted, moved, or removed with the node).
 func (n *Node) stopRemoved() {
 	for _, s := range n.local.all() {
 		rec, ok := n.fsm.Service(s.id)
@@ -372,14 +413,8 @@ func (n *Node) stopRemoved() {
 		n.logger.Info("service left the registry, stopping it here", "service", s.id)
 		s.stopLocal()
 		n.extMu.Lock()
-		_, ext := n.external[s.id]
 		delete(n.external, s.id)
 		n.extMu.Unlock()
-		if ext {
-			if err := n.store.deleteService(s.id); err != nil {
-				n.logger.Error("cannot forget stored service", "service", s.id, "error", err)
-			}
-		}
 	}
 }
 

@@ -9,26 +9,28 @@ import (
 // nodeMetrics are the node's Prometheus instruments. Each node has its own
 // registry, so several nodes in one process (dse dev, tests) do not collide.
 type nodeMetrics struct {
-	publications prometheus.Counter
-	seqCommits   prometheus.Counter
-	deliveries   prometheus.Counter
-	dropped      prometheus.Counter
-	resubscribes prometheus.Counter
-	rpcCalls     *prometheus.CounterVec
+	publications    prometheus.Counter
+	seqCommits      prometheus.Counter
+	deliveries      prometheus.Counter
+	dropped         prometheus.Counter
+	resubscribes    prometheus.Counter
+	replicaCatchups prometheus.Counter
+	rpcCalls        *prometheus.CounterVec
 }
 
 func (n *Node) initMetrics() {
 	reg := n.reg
 	m := &nodeMetrics{
-		publications: prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_publications_total", Help: "Publications sequenced by services on this node."}),
-		seqCommits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_seqnum_commits_total", Help: "Raft entries that assigned seqnums for this node's publications."}),
-		deliveries:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_deliveries_total", Help: "Publications applied by subscribers on this node."}),
-		dropped:      prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_push_dropped_total", Help: "Publications not pushed because a peer's queue was full."}),
-		resubscribes: prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_resubscribes_total", Help: "Subscriber catch-ups after a gap or a stale table."}),
-		rpcCalls:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dse_rpc_calls_total", Help: "RPCs made by services on this node, by outcome."}, []string{"outcome"}),
+		publications:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_publications_total", Help: "Publications sequenced by services on this node."}),
+		seqCommits:      prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_seqnum_commits_total", Help: "Raft entries that assigned seqnums for this node's publications."}),
+		deliveries:      prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_deliveries_total", Help: "Publications applied by subscribers on this node."}),
+		dropped:         prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_push_dropped_total", Help: "Publications not pushed because a peer's queue was full."}),
+		resubscribes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_resubscribes_total", Help: "Subscriber catch-ups after a gap or a stale table."}),
+		replicaCatchups: prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_replica_catchups_total", Help: "Catch-ups the replicas on this node asked their owner for."}),
+		rpcCalls:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dse_rpc_calls_total", Help: "RPCs made by services on this node, by outcome."}, []string{"outcome"}),
 	}
 	watches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dse_watches_open", Help: "Watches open on this node (at most --max-watches)."}, func() float64 { return float64(n.watches.Load()) })
-	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.rpcCalls, watches,
+	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.replicaCatchups, m.rpcCalls, watches,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = m
 }

@@ -18,6 +18,7 @@ import (
 	"dse.dev/dse/dse/cluster"
 	"dse.dev/dse/dse/publish"
 	"dse.dev/dse/dse/push"
+	"dse.dev/dse/dse/replica"
 	"dse.dev/dse/dse/subscribe"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
@@ -37,13 +38,13 @@ type Node struct {
 	cluster *cluster.Membership
 	fsm     *fsm.FSM
 
-	metrics *nodeMetrics
-	reg     *prometheus.Registry
-	local   *localServices    // the services running here
-	batcher *publish.Batcher  // their publications' group commit
-	pusher  *push.Pusher      // sequenced publications to subscriber nodes
-	subs    *subscribe.Engine // this node's subscriptions and delivery
-	store   *tableStore
+	metrics  *nodeMetrics
+	reg      *prometheus.Registry
+	local    *localServices    // the services running here
+	batcher  *publish.Batcher  // their publications' group commit
+	pusher   *push.Pusher      // sequenced publications to subscriber nodes
+	subs     *subscribe.Engine // this node's subscriptions and delivery
+	replicas *replica.Engine   // the replicas of external services held here
 
 	extMu    sync.Mutex
 	external map[string]*externalService
@@ -129,11 +130,6 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		attach:   newAttachState(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	if n.store, err = openTableStore(cfg.DataDir); err != nil {
-		n.cancel()
-		trans.Close()
-		return nil, err
-	}
 	n.cluster, err = cluster.New(n.ctx, cluster.Config{
 		ID:                cfg.ID,
 		DataDir:           cfg.DataDir,
@@ -150,11 +146,33 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if err != nil {
 		n.cancel()
 		trans.Close()
-		n.store.close()
 		return nil, err
 	}
-	n.joinsFresh = cfg.JoinsWithToken && !n.cluster.Existing()
 	n.initMetrics()
+	n.replicas, err = replica.New(replica.Config{
+		Dir:        cfg.DataDir,
+		Node:       cfg.ID,
+		Context:    n.ctx,
+		Registry:   n.fsm,
+		Writer:     n.cluster,
+		Sender:     trans,
+		Fetcher:    fetcher{n},
+		Ready:      n.cluster.CaughtUp,
+		Go:         n.goFunc,
+		LagTimeout: cfg.ReplicaLagTimeout,
+		AckTimeout: cfg.ApplyTimeout,
+		Catchups:   n.metrics.replicaCatchups,
+		Logger:     logger.Named("replica"),
+	})
+	if err != nil {
+		n.cancel()
+		n.cluster.ShutdownRaft()
+		n.cluster.Close()
+		trans.Close()
+		return nil, err
+	}
+	n.goFunc(n.replicas.Run)
+	n.joinsFresh = cfg.JoinsWithToken && !n.cluster.Existing()
 	n.startEngine()
 	if err := saveIdentity(cfg.DataDir, identity{ID: n.id, Advertise: trans.Addr(), HTTPAddr: cfg.HTTPAddr}); err != nil {
 		n.Close()
@@ -171,7 +189,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		n.goFunc(n.createBootstrapToken)
 	}
 	n.goFunc(n.noteAuthOnceSynced)
-	n.goFunc(n.restoreLocal)
+	n.goFunc(n.removeDeadWatches)
 	n.goFunc(n.attachLoop)
 	n.goFunc(n.placeLoop)
 	n.goFunc(n.runLoop)
@@ -199,16 +217,20 @@ func (n *Node) startEngine() {
 		Node:     n.id,
 		Registry: n.fsm,
 		Sender:   n.trans,
-		Local:    func(pubs []*table.Publication, size int) { n.subs.Enqueue(pubs, time.Now(), size) },
-		Dropped:  n.metrics.dropped,
-		Faults:   n.deps.Faults,
-		Logger:   n.logger.Named("push"),
+		Local: func(pubs []*table.Publication, size int) {
+			n.replicas.Offer(pubs, true)
+			n.subs.Enqueue(pubs, time.Now(), size)
+		},
+		Dropped: n.metrics.dropped,
+		Faults:  n.deps.Faults,
+		Logger:  n.logger.Named("push"),
 	})
 	n.batcher = publish.NewBatcher(publish.Config{
 		Node:         n.id,
 		Registry:     n.fsm,
 		Sequencer:    n.cluster,
 		Pusher:       n.pusher,
+		Durability:   n.replicas,
 		ApplyTimeout: n.cfg.ApplyTimeout,
 		Publications: n.metrics.publications,
 		Commits:      n.metrics.seqCommits,
@@ -300,7 +322,7 @@ func (n *Node) Close() error {
 		n.goClosed = true
 		n.goMu.Unlock()
 		n.wg.Wait()
-		errs = append(errs, n.cluster.Close(), n.trans.Close(), n.store.close())
+		errs = append(errs, n.cluster.Close(), n.trans.Close())
 		n.stopErr = errors.Join(errs...)
 		close(n.done)
 		n.logger.Info("node stopped")

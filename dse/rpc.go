@@ -91,6 +91,12 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 	for attempt := 0; attempt <= opts.Retry; attempt++ {
 		// attach.go: an action served from outside goes to its sessions.
 		targets, attached, err := n.rpcRoute(service, action, opts.Local)
+		if errors.Is(err, ErrServiceNotFound) && attempt == 0 && n.syncRead(ctx) {
+			// This node's registry may not hold a service created a
+			// moment ago elsewhere: look again once it has what the
+			// leader committed.
+			targets, attached, err = n.rpcRoute(service, action, opts.Local)
+		}
 		if errors.Is(err, errNotRun) {
 			last, targets = err, nil
 		} else if err != nil {
@@ -167,6 +173,14 @@ type notRun struct{ error }
 func (e notRun) Unwrap() error      { return e.error }
 func (notRun) Is(target error) bool { return target == errNotRun }
 
+// syncRead brings this node's registry up to what the leader had committed
+// when it asked, within a second; it reports whether it did.
+func (n *Node) syncRead(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return n.cluster.Sync(ctx) == nil
+}
+
 // rpcTargets lists the nodes to try: the owner first, then the other live
 // instances; with local, only this node.
 func (n *Node) rpcTargets(service string, local bool) ([]string, error) {
@@ -193,7 +207,7 @@ func (n *Node) rpcTargets(service string, local bool) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no live instance of %q", ErrUnavailable, service)
+		return nil, notRun{fmt.Errorf("%w: no live instance of %q", ErrUnavailable, service)}
 	}
 	return out, nil
 }
@@ -311,6 +325,10 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) (rep rpcReply) {
 	if err != nil {
 		if ctx.Err() != nil {
 			return rpcReply{Code: "unavailable", Msg: fmt.Sprintf("%s.%s timed out: %v", req.Service, req.Action, ctx.Err())}
+		}
+		var own nodeError
+		if errors.As(err, &own) {
+			return rpcReply{Code: ErrorCode(err), Msg: err.Error()} // the node's refusal, not the method's
 		}
 		return rpcReply{Code: "remote", Msg: err.Error()}
 	}

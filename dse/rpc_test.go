@@ -196,7 +196,7 @@ func TestConcurrentCreatesOfOneService(t *testing.T) {
 	c := dsetest.New(t, 3)
 	ctx := context.Background()
 	for _, id := range []string{".", ".."} { // URL paths clean them away
-		if _, err := c.Nodes[0].CreateService(ctx, id); !errors.Is(err, dse.ErrInvalid) {
+		if _, err := c.Nodes[0].CreateService(ctx, id, 0); !errors.Is(err, dse.ErrInvalid) {
 			t.Fatalf("service id %q: %v, want invalid", id, err)
 		}
 	}
@@ -205,7 +205,7 @@ func TestConcurrentCreatesOfOneService(t *testing.T) {
 		errs := make(chan error, 2)
 		for _, n := range c.Nodes[1:] {
 			go func() {
-				_, err := n.CreateService(ctx, id)
+				_, err := n.CreateService(ctx, id, 0)
 				errs <- err
 			}()
 		}
@@ -213,8 +213,8 @@ func TestConcurrentCreatesOfOneService(t *testing.T) {
 		if (e1 == nil) == (e2 == nil) || !errors.Is(e1, dse.ErrServiceExists) && !errors.Is(e2, dse.ErrServiceExists) {
 			t.Fatalf("%s: creates answered %v and %v, want one success and one exists", id, e1, e2)
 		}
-		if svc, ok := c.Nodes[0].FSM().Service(id); !ok || len(svc.Instances) != 1 {
-			t.Fatalf("%s: registry holds %+v, want one instance", id, svc)
+		if svc, ok := c.Nodes[0].FSM().Service(id); !ok || len(svc.Replicas) != 3 || svc.Replicas[0] != svc.Owner {
+			t.Fatalf("%s: registry holds %+v, want one service of 3 replicas, its creator owning it", id, svc)
 		}
 	}
 }

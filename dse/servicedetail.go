@@ -3,6 +3,8 @@ package dse
 import (
 	"fmt"
 	"slices"
+
+	"dse.dev/dse/fsm"
 )
 
 // ServiceDetail is one service as the registry holds it, with what
@@ -21,6 +23,22 @@ type ServiceDetail struct {
 	Standbys  []string      `json:"standbys"`
 	Endpoints []string      `json:"endpoints"`
 	Tables    []TableDetail `json:"tables"`
+	// Replicas are the nodes that keep an external service's tables, and
+	// whether each holds every publication the owner acknowledged;
+	// ReplicationFactor is how many it was created to have, MinInSync how
+	// many must be in sync for a publish to be acknowledged. Empty for
+	// other services.
+	Replicas          []ReplicaDetail `json:"replicas"`
+	ReplicationFactor int             `json:"replication_factor"`
+	MinInSync         int             `json:"min_in_sync"`
+}
+
+// ReplicaDetail is one replica of a service.
+type ReplicaDetail struct {
+	NodeID string `json:"node_id"`
+	InSync bool   `json:"in_sync"`
+	Owner  bool   `json:"owner"`
+	Up     bool   `json:"up"`
 }
 
 // TableDetail is one published table: its latest committed seqnum and how
@@ -52,6 +70,18 @@ func (n *Node) ServiceDetail(id string) (ServiceDetail, error) {
 		if node != svc.Owner {
 			d.Standbys = append(d.Standbys, node)
 		}
+	}
+	d.Replicas = []ReplicaDetail{}
+	replicas, inSync, factor := svc.Replicas, svc.InSync, svc.Factor
+	if len(replicas) == 0 && svc.Kind == KindExternal { // made before replication
+		replicas, inSync, factor = svc.Instances, svc.Instances, 1
+	}
+	for _, r := range sortedCopy(replicas) {
+		node, _ := n.fsm.Node(r)
+		d.Replicas = append(d.Replicas, ReplicaDetail{NodeID: r, InSync: slices.Contains(inSync, r), Owner: r == svc.Owner, Up: node.Up})
+	}
+	if len(replicas) > 0 {
+		d.ReplicationFactor, d.MinInSync = factor, fsm.MinInSync(len(replicas))
 	}
 	for _, t := range n.fsm.PublishedTables(id) {
 		d.Tables = append(d.Tables, TableDetail{Table: t, Seqnum: n.fsm.Seqnum(id, t), Subscribers: len(n.fsm.Subscribers(id, t))})

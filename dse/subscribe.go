@@ -163,6 +163,7 @@ func (n *Node) watchRegistry() {
 	for {
 		changed := n.fsm.Changed()
 		n.stopRemoved()
+		n.startExternals()
 		for _, s := range n.local.all() {
 			s.syncOwnership()
 			s.syncSubscriberHooks()
@@ -172,6 +173,7 @@ func (n *Node) watchRegistry() {
 		case <-n.ctx.Done():
 			return
 		case <-changed:
+		case <-time.After(time.Second): // and what waits for the node to catch up
 		}
 		// Registry changes come in bursts under load: look at most every
 		// few milliseconds.

@@ -32,7 +32,7 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	if err := checkTableID(publisher, tbl); err != nil {
 		return err
 	}
-	if !n.publisherKnown(publisher) {
+	if !n.publisherKnown(publisher) && (!n.syncRead(ctx) || !n.publisherKnown(publisher)) {
 		// A typo would otherwise wait for a publisher that never comes.
 		return fmt.Errorf("%w: %q", ErrServiceNotFound, publisher)
 	}

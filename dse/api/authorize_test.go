@@ -46,7 +46,7 @@ func newSecureNode(t *testing.T) *secureNode {
 	}
 	s.write, s.read, s.readID = w.Token, r.Token, r.ID
 	// A service with a table, and a datasource of each driver (disabled).
-	if _, err := node.CreateService(s.ctx, "ext"); err != nil {
+	if _, err := node.CreateService(s.ctx, "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := node.Publish(s.ctx, "ext", "t", []dse.Row{{int64(1)}}, false); err != nil {

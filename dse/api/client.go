@@ -218,16 +218,24 @@ func JoinCluster(ctx context.Context, addrs []string, tlsCfg *tls.Config, token 
 	}
 }
 
+// Service returns one service's detail (`dse services show`): its owner,
+// incarnation, replicas and tables.
+func (c *Client) Service(ctx context.Context, id string) (dse.ServiceDetail, error) {
+	var out dse.ServiceDetail
+	return out, c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(id), nil, &out)
+}
+
 // Services lists every registered service.
 func (c *Client) Services(ctx context.Context) ([]dse.DataServiceInfo, error) {
 	var out []dse.DataServiceInfo
 	return out, c.do(ctx, http.MethodGet, "/v1/services", nil, &out)
 }
 
-// CreateService creates an external service on the addressed node.
-func (c *Client) CreateService(ctx context.Context, id string) (dse.DataServiceInfo, error) {
+// CreateService creates an external service owned by the addressed node,
+// kept on replicas nodes (0: the default).
+func (c *Client) CreateService(ctx context.Context, id string, replicas int) (dse.DataServiceInfo, error) {
 	var out dse.DataServiceInfo
-	return out, c.do(ctx, http.MethodPost, "/v1/services", CreateServiceRequest{ID: id}, &out)
+	return out, c.do(ctx, http.MethodPost, "/v1/services", CreateServiceRequest{ID: id, Replicas: replicas}, &out)
 }
 
 // DeleteService removes a service from the cluster.

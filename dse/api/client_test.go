@@ -194,7 +194,7 @@ func TestClient(t *testing.T) {
 		t.Fatalf("Members: got %+v, %v; want %s alone, leading", ms, err, node.ID())
 	}
 
-	info, err := cl.CreateService(ctx, "ext")
+	info, err := cl.CreateService(ctx, "ext", 0)
 	if err != nil || info.ServiceID != "ext" || info.NodeID != node.ID() {
 		t.Fatalf("CreateService: got %+v, %v", info, err)
 	}
@@ -280,8 +280,8 @@ func TestClient(t *testing.T) {
 		call func() error
 		want error
 	}{
-		{"CreateService exists", func() error { _, err := cl.CreateService(ctx, "svc"); return err }, dse.ErrServiceExists},
-		{"CreateService ..", func() error { _, err := cl.CreateService(ctx, ".."); return err }, dse.ErrInvalid},
+		{"CreateService exists", func() error { _, err := cl.CreateService(ctx, "svc", 0); return err }, dse.ErrServiceExists},
+		{"CreateService ..", func() error { _, err := cl.CreateService(ctx, "..", 0); return err }, dse.ErrInvalid},
 		{"DeleteService nosuch", func() error { return cl.DeleteService(ctx, "nosuch") }, dse.ErrServiceNotFound},
 		{"Publish bad rows", func() error { _, err := cl.Publish(ctx, "svc", "t", []byte(`[1]`), false); return err }, dse.ErrInvalid},
 		{"Publish nosuch", func() error { _, err := cl.Publish(ctx, "nosuch", "t", []byte(`[]`), false); return err }, dse.ErrServiceNotFound},
@@ -339,7 +339,7 @@ func TestClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := api.NewClient(api.ClientConfig{Addr: base, Token: reader.Token})
-	if _, err := rc.CreateService(ctx, "x"); !errors.Is(err, dse.ErrForbidden) {
+	if _, err := rc.CreateService(ctx, "x", 0); !errors.Is(err, dse.ErrForbidden) {
 		t.Fatalf("CreateService as read: got %v, want dse.ErrForbidden", err)
 	}
 	if err := admin.RevokeToken(ctx, tok.ID); !errors.Is(err, dse.ErrInvalid) {

@@ -215,7 +215,8 @@ func TestServiceDetail(t *testing.T) {
 	want := dse.ServiceDetail{
 		ServiceID: "ha", NodeID: n1, Incarnation: got.Incarnation, Kind: dse.KindGo,
 		Instances: []string{n1, n2}, Standbys: []string{n2}, Endpoints: got.Endpoints,
-		Tables: []dse.TableDetail{{Table: "t", Seqnum: 2, Subscribers: 1}},
+		Tables:   []dse.TableDetail{{Table: "t", Seqnum: 2, Subscribers: 1}},
+		Replicas: []dse.ReplicaDetail{},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)

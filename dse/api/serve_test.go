@@ -24,7 +24,7 @@ func apiNode(t *testing.T) (*dse.Node, *httptest.Server) {
 	t.Helper()
 	c := dsetest.New(t, 1)
 	n := c.Nodes[0]
-	if _, err := n.CreateService(context.Background(), "calc"); err != nil {
+	if _, err := n.CreateService(context.Background(), "calc", 0); err != nil {
 		t.Fatal(err)
 	}
 	srv := api.NewServer(n, api.ServerConfig{})

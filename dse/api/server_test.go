@@ -267,7 +267,7 @@ func TestLastVoter(t *testing.T) {
 func TestPathSegments(t *testing.T) {
 	node, base := openNode(t)
 	ctx := context.Background()
-	if _, err := node.CreateService(ctx, "ext"); err != nil {
+	if _, err := node.CreateService(ctx, "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := node.AddDatasource(ctx, dse.DatasourceSpec{Name: "status", Driver: "http", Config: map[string]any{"url": "http://127.0.0.1:1/"}}); err != nil {
@@ -362,7 +362,7 @@ func TestBodyNotUTF8(t *testing.T) {
 // what it holds and refuses writes with 503, code closed.
 func TestClosedNode(t *testing.T) {
 	node, base := openNode(t)
-	if _, err := node.CreateService(context.Background(), "ext"); err != nil {
+	if _, err := node.CreateService(context.Background(), "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 	node.Close()

@@ -32,6 +32,9 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
 // CreateServiceRequest is the body of POST /v1/services.
 type CreateServiceRequest struct {
 	ID string `json:"id"`
+	// Replicas is how many nodes keep its tables (0: the default, 3, or
+	// every node when there are fewer).
+	Replicas int `json:"replicas,omitempty"`
 }
 
 func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +43,7 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	info, err := s.node.CreateService(r.Context(), req.ID)
+	info, err := s.node.CreateService(r.Context(), req.ID, req.Replicas)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -94,8 +97,10 @@ func (s *Server) getTable(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	// A read may run twice: a timed-out attempt (the owner's host hung)
+	// goes on to a replica or a standby.
 	res, err := s.node.RPC(r.Context(), r.PathValue("id"), "get_last_published_data_with_seqnum",
-		map[string]any{"table": tbl}, dse.RPCOptions{})
+		map[string]any{"table": tbl}, dse.RPCOptions{Timeout: 5 * time.Second, Retry: 2, Idempotent: true})
 	if err != nil {
 		s.fail(w, err)
 		return

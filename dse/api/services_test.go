@@ -171,7 +171,7 @@ func getTable(t *testing.T, base, service, tbl string) (raw []byte, tc tableCont
 // seqnum only for a change; get answers {"seqnum","rows"}, rows sorted.
 func TestPublishAndGet(t *testing.T) {
 	node, base := openNode(t)
-	if _, err := node.CreateService(context.Background(), "ext"); err != nil {
+	if _, err := node.CreateService(context.Background(), "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -226,7 +226,7 @@ func TestPublishAndGet(t *testing.T) {
 // wrong, and the table keeps its content and seqnum.
 func TestPublishBadInput(t *testing.T) {
 	node, base := openNode(t)
-	if _, err := node.CreateService(context.Background(), "ext"); err != nil {
+	if _, err := node.CreateService(context.Background(), "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 	small := serve(t, node, api.ServerConfig{MaxBody: 256})
@@ -281,7 +281,7 @@ func TestWatch(t *testing.T) {
 	node := c.Nodes[0]
 	base := serve(t, node, api.ServerConfig{})
 	ctx := context.Background()
-	if _, err := node.CreateService(ctx, "ext"); err != nil {
+	if _, err := node.CreateService(ctx, "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 	wantStatus(t, "publish", put(t, base, "/v1/services/ext/tables/t", `[[3],[1],[2]]`), http.StatusOK)
@@ -481,7 +481,7 @@ func TestNotJSON(t *testing.T) {
 // publish and watch do, instead of answering it as an empty table.
 func TestGetBadTableName(t *testing.T) {
 	node, base := openNode(t)
-	if _, err := node.CreateService(context.Background(), "ext"); err != nil {
+	if _, err := node.CreateService(context.Background(), "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, tbl := range []string{"a%20b", "a%2Fb", "%2E%2E", "%2E", "caf%C3%A9", strings.Repeat("a", 129)} {
@@ -501,7 +501,9 @@ func TestAnyNode(t *testing.T) {
 	c := dsetest.New(t, 2)
 	owner, other := c.Nodes[0], c.Nodes[1]
 	base := serve(t, other, api.ServerConfig{})
-	if _, err := owner.CreateService(context.Background(), "ext"); err != nil {
+	// One replica: ext runs on the owner's node only (a local call
+	// through the other fails).
+	if _, err := owner.CreateService(context.Background(), "ext", 1); err != nil {
 		t.Fatal(err)
 	}
 	dsetest.WaitFor(t, 10*time.Second, "ext in the other node's registry", func() bool {

@@ -26,7 +26,7 @@ func TestShutdownEndsWatches(t *testing.T) {
 	c := dsetest.New(t, 1)
 	node := c.Nodes[0]
 	ctx := context.Background()
-	if _, err := node.CreateService(ctx, "ext"); err != nil {
+	if _, err := node.CreateService(ctx, "ext", 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := node.Publish(ctx, "ext", "t", []dse.Row{{int64(1)}}, false); err != nil {

@@ -305,6 +305,14 @@ func (c *Membership) syncLoop() {
 func (c *Membership) syncWithLeader() error {
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
+	return c.Sync(ctx)
+}
+
+// Sync waits until this member's registry has applied what the leader had
+// committed when it asked: a read after it sees every write committed
+// before it, wherever it was made (etcd's ReadIndex). It costs a round
+// trip to the leader.
+func (c *Membership) Sync(ctx context.Context) error {
 	if _, err := c.WaitLeader(ctx); err != nil {
 		return err
 	}

@@ -36,6 +36,16 @@ type Pusher interface {
 	Push(pubs []*table.Publication)
 }
 
+// Durability holds back the answer to a sequenced publication until it is
+// durable where its service's rules say (package replica: on the disks of
+// its in-sync replicas).
+type Durability interface {
+	// Needs reports whether publications of service wait to be durable.
+	Needs(service string) bool
+	// Await calls done once p is durable, or with why it may not be.
+	Await(p *table.Publication, done func(error))
+}
+
 // Publisher is the service a publication is made for.
 type Publisher interface {
 	ID() string
@@ -53,6 +63,9 @@ type Config struct {
 	Registry  Registry
 	Sequencer Sequencer
 	Pusher    Pusher
+	// Durability, when set, holds back the answers of the publications
+	// of services it needs, until they are durable.
+	Durability Durability
 	// ApplyTimeout bounds one entry's commit.
 	ApplyTimeout time.Duration
 	// Publications and Commits count sequenced publications and the entries
@@ -356,7 +369,7 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 		b.cfg.Commits.Inc()
 	}
 	var pubs []*table.Publication
-	var done []*request
+	var done, durable []*request
 	for i, g := range groups {
 		if err := grants[i].Err; err != nil {
 			for _, r := range g.reqs {
@@ -373,7 +386,11 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 		for _, r := range g.reqs {
 			pubs = append(pubs, r.pub)
 		}
-		done = append(done, g.reqs...)
+		if d := b.cfg.Durability; d != nil && d.Needs(g.svc.ID()) {
+			durable = append(durable, g.reqs...)
+		} else {
+			done = append(done, g.reqs...)
+		}
 	}
 	if b.cfg.Publications != nil {
 		b.cfg.Publications.Add(float64(len(pubs)))
@@ -381,5 +398,8 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 	b.cfg.Pusher.Push(pubs)
 	for _, r := range done {
 		r.answer(Result{Seqnum: r.pub.Seqnum, Changed: true})
+	}
+	for _, r := range durable {
+		b.cfg.Durability.Await(r.pub, func(err error) { r.answer(Result{Seqnum: r.pub.Seqnum, Changed: true, Err: err}) })
 	}
 }

@@ -13,10 +13,11 @@ import (
 	"dse.dev/dse/transport"
 )
 
-// Registry is what a pusher reads of the cluster's registry: where a table's
-// subscribers are, and where those nodes listen.
+// Registry is what a pusher reads of the cluster's registry: where a
+// table's publications go (its subscribers' nodes, its publisher's
+// replicas), and where those nodes listen.
 type Registry interface {
-	SubscriberNodes(publisher, table string) []string
+	Destinations(publisher, table string) []string
 	Node(id string) (fsm.Node, bool)
 }
 
@@ -56,8 +57,8 @@ func New(cfg Config) *Pusher {
 const maxFrame = 1 << 20
 
 // Push sends sequenced publications, in order, once to each node that hosts
-// a subscriber of their table (a down node catches up when it is back);
-// local subscribers get them directly. Each publication is encoded once,
+// a subscriber of their table or a replica of their publisher (a down node
+// catches up when it is back); this node's own get them directly. Each publication is encoded once,
 // whatever the number of nodes, into one buffer; each frame is allocated at
 // its exact size, and nodes that get the same publications (the common
 // case) share the same frames.
@@ -78,7 +79,7 @@ func (p *Pusher) Push(pubs []*table.Publication) {
 		id := [2]string{pub.Publisher, pub.Table}
 		nodes, ok := targets[id]
 		if !ok {
-			nodes = p.cfg.Registry.SubscriberNodes(pub.Publisher, pub.Table)
+			nodes = p.cfg.Registry.Destinations(pub.Publisher, pub.Table)
 			targets[id] = nodes
 		}
 		var sp span

@@ -18,8 +18,8 @@ type fakeRegistry struct {
 	nodes map[string]fsm.Node
 }
 
-func (r fakeRegistry) SubscriberNodes(p, t string) []string { return r.subs[[2]string{p, t}] }
-func (r fakeRegistry) Node(id string) (fsm.Node, bool)      { n, ok := r.nodes[id]; return n, ok }
+func (r fakeRegistry) Destinations(p, t string) []string { return r.subs[[2]string{p, t}] }
+func (r fakeRegistry) Node(id string) (fsm.Node, bool)   { n, ok := r.nodes[id]; return n, ok }
 
 type sent struct {
 	addr string

@@ -1,0 +1,656 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"dse.dev/dse/dse/errdefs"
+	"dse.dev/dse/dse/table"
+	"dse.dev/dse/dse/wire"
+	"dse.dev/dse/fsm"
+)
+
+// Registry is what replication reads of the cluster's registry.
+type Registry interface {
+	Service(id string) (fsm.Service, bool)
+	Services() []fsm.Service
+	Node(id string) (fsm.Node, bool)
+	Seqnum(publisher, table string) uint64
+	PublishedTables(publisher string) []string
+	Changed() <-chan struct{}
+}
+
+// Writer commits a registry command (package cluster).
+type Writer interface {
+	Write(ctx context.Context, t fsm.CommandType, body any) error
+}
+
+// Sender queues a one-way frame to a peer (package transport).
+type Sender interface {
+	Send(addr string, typ byte, body []byte) error
+}
+
+// Fetcher asks a service's owner node for what follows after in a table:
+// the encoded batch of its deltas, or a snapshot (package dse's catch-up
+// on the wire).
+type Fetcher interface {
+	FetchTable(ctx context.Context, owner, service, tbl string, after uint64) ([]byte, error)
+}
+
+// Config holds an engine's collaborators and settings.
+type Config struct {
+	Dir      string // the node's data dir, where the store lives
+	Node     string // this node's id
+	Context  context.Context
+	Registry Registry
+	Writer   Writer
+	Sender   Sender
+	Fetcher  Fetcher
+	// Ready reports whether this node's registry is current (it has
+	// caught up with the leader since it started): the engine decides
+	// what it holds only then.
+	Ready func() bool
+	// Go runs f in a goroutine the node waits for when it closes.
+	Go func(f func())
+	// LagTimeout is how long the owner waits for an in-sync replica's
+	// acknowledgement before it takes the replica out of the in-sync set;
+	// AckTimeout, how long a publication waits to be durable before it
+	// fails with an unknown outcome.
+	LagTimeout, AckTimeout time.Duration
+	// Catchups counts the catch-ups replicas ask their owner for (nil:
+	// not counted).
+	Catchups prometheus.Counter
+	Logger   hclog.Logger
+}
+
+// Engine is a node's replication: the replicas it holds (in memory and on
+// disk), and, for the services it owns, the tracking of which publications
+// the in-sync replicas hold.
+type Engine struct {
+	cfg   Config
+	store *store
+	tr    *tracker
+
+	mu   sync.Mutex
+	svcs map[string]*held // the replicas this node holds, by service
+
+	wqMu     sync.Mutex
+	wq       []write
+	wqSignal chan struct{}
+	closed   bool
+}
+
+// held is a service's replica on this node.
+type held struct {
+	tables   map[string]*replTable
+	ackedTo  string    // the owner it last acknowledged to
+	changed  time.Time // when one of its tables last moved
+	resigned bool      // it left the in-sync set since it started
+}
+
+// replTable is one table of a replica.
+type replTable struct {
+	seq     uint64
+	set     *table.Set
+	buf     map[uint64]*table.Publication // early deltas
+	durable uint64                        // the last seqnum on disk
+	deltas  int                           // written since the last snapshot
+	bytes   int
+	// progress is when the table last moved (or a catch-up was asked for).
+	progress time.Time
+	pulling  bool
+}
+
+// write is one item of the store's queue: ops, and the seqnums they make
+// durable.
+type write struct {
+	ops  []op
+	acks []ackPoint
+	done chan error // optional: told once written
+}
+
+type ackPoint struct {
+	svc, tbl string
+	seq      uint64
+}
+
+// maxBuffered bounds the early deltas a replica holds per table.
+const maxBuffered = 10000
+
+// New opens the store in cfg.Dir and loads the replicas it holds.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.LagTimeout <= 0 {
+		cfg.LagTimeout = time.Second
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 10 * time.Second
+	}
+	st, err := openStore(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	loaded, err := st.load()
+	if err != nil {
+		st.close()
+		return nil, fmt.Errorf("dse: load replica store: %w", err)
+	}
+	e := &Engine{cfg: cfg, store: st, svcs: map[string]*held{}, wqSignal: make(chan struct{}, 1)}
+	now := time.Now()
+	for svc, tables := range loaded {
+		h := &held{tables: map[string]*replTable{}}
+		for name, t := range tables {
+			h.tables[name] = &replTable{seq: t.seq, set: t.set, durable: t.seq, deltas: t.deltas, bytes: t.bytes, progress: now}
+		}
+		e.svcs[svc] = h
+	}
+	e.tr = newTracker(e)
+	return e, nil
+}
+
+// Run runs the store's writer and the engine's loop until the context
+// ends; then it closes the store.
+func (e *Engine) Run() {
+	e.cfg.Go(e.loop)
+	e.writeLoop()
+}
+
+// replicasOf returns a service's replica set and in-sync set: its own
+// for a replicated service; for an external service made before
+// replication, its one instance.
+func replicasOf(rec fsm.Service) (replicas, inSync []string) {
+	if len(rec.Replicas) > 0 {
+		return rec.Replicas, rec.InSync
+	}
+	if rec.Kind == "external" {
+		return rec.Instances, rec.Instances
+	}
+	return nil, nil
+}
+
+// Replicated reports whether rec's tables are kept by replicas.
+func Replicated(rec fsm.Service) bool {
+	r, _ := replicasOf(rec)
+	return len(r) > 0
+}
+
+// Holds reports whether this node holds a replica of service.
+func (e *Engine) Holds(service string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.svcs[service]
+	return ok
+}
+
+// Table returns this node's copy of a table of service, and its seqnum.
+func (e *Engine) Table(service, tbl string) (uint64, []table.Row, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h, ok := e.svcs[service]
+	if !ok {
+		return 0, nil, false
+	}
+	t, ok := h.tables[tbl]
+	if !ok {
+		return 0, []table.Row{}, true
+	}
+	return t.seq, t.set.Rows(), true
+}
+
+// Tables returns this node's copy of every table of service, by name.
+func (e *Engine) Tables(service string) map[string][]table.Row {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h, ok := e.svcs[service]
+	if !ok {
+		return nil
+	}
+	out := make(map[string][]table.Row, len(h.tables))
+	for name, t := range h.tables {
+		out[name] = t.set.Unsorted()
+	}
+	return out
+}
+
+// Offer takes publications of services this node replicates: pushed by
+// their owner (local false), or made here by this node, their owner
+// (local true). Each table's are applied in seqnum order (a snapshot
+// replaces the table, a delta follows the seqnum before it; early ones
+// wait for the gap to fill, which a catch-up from the owner repairs),
+// written to disk, then acknowledged to the owner. Other publications are
+// left alone. A node never takes pushes of a service it owns: they come
+// from an owner it replaced.
+func (e *Engine) Offer(pubs []*table.Publication, local bool) {
+	var w write
+	now := time.Now()
+	e.mu.Lock()
+	for _, p := range pubs {
+		rec, ok := e.cfg.Registry.Service(p.Publisher)
+		if !ok {
+			continue
+		}
+		replicas, _ := replicasOf(rec)
+		if !slices.Contains(replicas, e.cfg.Node) || (!local && rec.Owner == e.cfg.Node) {
+			continue
+		}
+		h := e.heldLocked(p.Publisher, &w)
+		t := h.tables[p.Table]
+		if t == nil {
+			t = &replTable{set: table.NewSet(nil)}
+			h.tables[p.Table] = t
+		}
+		if e.applyLocked(p.Publisher, t, p, &w) {
+			h.changed, t.progress = now, now
+		}
+	}
+	e.mu.Unlock()
+	if len(w.ops) > 0 {
+		e.queue(w)
+	}
+}
+
+// heldLocked returns the replica of svc, created (and its marker queued in
+// w) if this node held none.
+func (e *Engine) heldLocked(svc string, w *write) *held {
+	h := e.svcs[svc]
+	if h == nil {
+		h = &held{tables: map[string]*replTable{}}
+		e.svcs[svc] = h
+		w.ops = append(w.ops, op{kind: opAddService, svc: svc})
+	}
+	return h
+}
+
+// applyLocked applies p to t if it is next, and what it lets through of the
+// early ones; it reports whether t moved.
+func (e *Engine) applyLocked(svc string, t *replTable, p *table.Publication, w *write) bool {
+	switch {
+	case p.Snapshot && p.Seqnum > t.seq, p.Snapshot && t.seq == 0 && t.set.Len() == 0:
+		p.ApplyTo(t.set)
+		t.seq = p.Seqnum
+		for s := range t.buf {
+			if s <= t.seq {
+				delete(t.buf, s)
+			}
+		}
+		e.writeSnapshotLocked(svc, p.Table, t, p, w)
+	case !p.Snapshot && p.Seqnum == t.seq+1:
+		e.applyDeltaLocked(svc, t, p, w)
+	case p.Seqnum > t.seq+1:
+		if t.buf == nil {
+			t.buf = map[uint64]*table.Publication{}
+		}
+		if len(t.buf) < maxBuffered {
+			t.buf[p.Seqnum] = p
+		}
+		return false
+	default:
+		return false // old, or a duplicate
+	}
+	for {
+		next, ok := t.buf[t.seq+1]
+		if !ok {
+			break
+		}
+		delete(t.buf, t.seq+1)
+		if next.Snapshot {
+			next.ApplyTo(t.set)
+			t.seq = next.Seqnum
+			e.writeSnapshotLocked(svc, next.Table, t, next, w)
+		} else {
+			e.applyDeltaLocked(svc, t, next, w)
+		}
+	}
+	return true
+}
+
+// Compaction: a table's deltas are folded into a new snapshot once they
+// number compactDeltas, or weigh more than the snapshot did (at least
+// compactBytes).
+const (
+	compactDeltas = 512
+	compactBytes  = 1 << 20
+)
+
+func (e *Engine) applyDeltaLocked(svc string, t *replTable, p *table.Publication, w *write) {
+	p.ApplyTo(t.set)
+	t.seq = p.Seqnum
+	enc, err := p.AppendTo(nil)
+	if err != nil {
+		e.cfg.Logger.Error("cannot encode a replica's delta", "service", svc, "table", p.Table, "error", err)
+		return
+	}
+	t.deltas++
+	t.bytes += len(enc)
+	w.ops = append(w.ops, op{kind: opDelta, svc: svc, tbl: p.Table, seq: p.Seqnum, encoded: enc})
+	w.acks = append(w.acks, ackPoint{svc, p.Table, p.Seqnum})
+	if t.deltas >= compactDeltas || t.bytes >= compactBytes {
+		snap := &table.Publication{Publisher: svc, Table: p.Table, Seqnum: t.seq, Snapshot: true, Rows: t.set.Shared()}
+		e.writeSnapshotLocked(svc, p.Table, t, snap, w)
+	}
+}
+
+func (e *Engine) writeSnapshotLocked(svc, tbl string, t *replTable, p *table.Publication, w *write) {
+	snap := p
+	if !p.Snapshot || p.Publisher != svc {
+		snap = &table.Publication{Publisher: svc, Table: tbl, Seqnum: t.seq, Snapshot: true, Rows: t.set.Shared()}
+	}
+	enc, err := snap.AppendTo(nil)
+	if err != nil {
+		e.cfg.Logger.Error("cannot encode a replica's snapshot", "service", svc, "table", tbl, "error", err)
+		return
+	}
+	t.deltas, t.bytes = 0, 0
+	w.ops = append(w.ops, op{kind: opSnapshot, svc: svc, tbl: tbl, seq: t.seq, encoded: enc})
+	w.acks = append(w.acks, ackPoint{svc, tbl, t.seq})
+}
+
+// queue hands w to the store's writer.
+func (e *Engine) queue(w write) bool {
+	e.wqMu.Lock()
+	if e.closed {
+		e.wqMu.Unlock()
+		if w.done != nil {
+			w.done <- errdefs.ErrClosed
+		}
+		return false
+	}
+	e.wq = append(e.wq, w)
+	e.wqMu.Unlock()
+	select {
+	case e.wqSignal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// writeLoop is the store's group commit: while one transaction is written,
+// the next gathers everything queued, and acknowledgements go out once it
+// is on disk.
+func (e *Engine) writeLoop() {
+	defer func() {
+		e.wqMu.Lock()
+		e.closed = true
+		q := e.wq
+		e.wq = nil
+		e.wqMu.Unlock()
+		for _, w := range q {
+			if w.done != nil {
+				w.done <- errdefs.ErrClosed
+			}
+		}
+		e.tr.failAll(fmt.Errorf("%w: the node is shutting down; the publication may or may not be kept", errdefs.ErrClosed))
+		e.store.close()
+	}()
+	for {
+		select {
+		case <-e.cfg.Context.Done():
+			return
+		case <-e.wqSignal:
+		}
+		for {
+			e.wqMu.Lock()
+			q := e.wq
+			e.wq = nil
+			e.wqMu.Unlock()
+			if len(q) == 0 {
+				break
+			}
+			var ops []op
+			for _, w := range q {
+				ops = append(ops, w.ops...)
+			}
+			err := e.store.commit(ops)
+			if err != nil {
+				e.cfg.Logger.Error("cannot write replicas", "error", err)
+			}
+			touched := map[string]bool{}
+			e.mu.Lock()
+			for _, w := range q {
+				for _, a := range w.acks {
+					if err != nil {
+						break
+					}
+					if h := e.svcs[a.svc]; h != nil {
+						if t := h.tables[a.tbl]; t != nil && a.seq > t.durable {
+							t.durable = a.seq
+							touched[a.svc] = true
+						}
+					}
+				}
+			}
+			e.mu.Unlock()
+			for _, w := range q {
+				if w.done != nil {
+					w.done <- err
+				}
+			}
+			for svc := range touched {
+				e.acknowledge(svc, false)
+			}
+		}
+	}
+}
+
+// Ack is what a replica has on disk of a service: the body of a
+// wire.ReplicaAck frame.
+type Ack struct {
+	Service string            `msgpack:"s"`
+	Node    string            `msgpack:"n"`
+	Tables  map[string]uint64 `msgpack:"t"`
+}
+
+// acknowledge tells svc's owner what this node holds of it on disk; only
+// when the owner changed since the last time, unless always.
+func (e *Engine) acknowledge(svc string, onOwnerChange bool) {
+	rec, ok := e.cfg.Registry.Service(svc)
+	if !ok || rec.Owner == "" {
+		return
+	}
+	e.mu.Lock()
+	h := e.svcs[svc]
+	if h == nil || onOwnerChange && h.ackedTo == rec.Owner {
+		e.mu.Unlock()
+		return
+	}
+	h.ackedTo = rec.Owner
+	a := Ack{Service: svc, Node: e.cfg.Node, Tables: make(map[string]uint64, len(h.tables))}
+	for name, t := range h.tables {
+		a.Tables[name] = t.durable
+	}
+	e.mu.Unlock()
+	if rec.Owner == e.cfg.Node {
+		e.tr.ack(a)
+		return
+	}
+	node, ok := e.cfg.Registry.Node(rec.Owner)
+	if !ok {
+		return
+	}
+	body, err := wire.Encode(a)
+	if err == nil {
+		e.cfg.Sender.Send(node.Addr, wire.ReplicaAck, body)
+	}
+}
+
+// HandleAck takes a replica's acknowledgement (a wire.ReplicaAck frame) of
+// a service this node owns.
+func (e *Engine) HandleAck(from string, body []byte) {
+	var a Ack
+	if err := wire.Decode(body, &a, "replica acknowledgement"); err != nil {
+		e.cfg.Logger.Warn("dropping a malformed replica acknowledgement", "from", from, "error", err)
+		return
+	}
+	e.tr.ack(a)
+}
+
+// loop follows the registry: it forgets replicas this node no longer
+// holds, takes on new ones, leaves the in-sync set where it knows it is
+// behind, catches up tables its owner has moved ahead of it, tells a new
+// owner what it holds, and runs the owner's tracking.
+func (e *Engine) loop() {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	started := false
+	for {
+		changed := e.cfg.Registry.Changed()
+		if e.cfg.Ready() {
+			e.reconcile(!started)
+			started = true
+		}
+		e.tr.tick()
+		select {
+		case <-e.cfg.Context.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// pullAfter is how long a replica's table may lag its owner's seqnum
+// without progress before the replica asks the owner to catch it up.
+const pullAfter = 200 * time.Millisecond
+
+func (e *Engine) reconcile(first bool) {
+	now := time.Now()
+	want := map[string]fsm.Service{}
+	for _, rec := range e.cfg.Registry.Services() {
+		if replicas, _ := replicasOf(rec); slices.Contains(replicas, e.cfg.Node) {
+			want[rec.ID] = rec
+		}
+	}
+	var w write
+	e.mu.Lock()
+	for svc := range e.svcs {
+		if _, ok := want[svc]; !ok {
+			delete(e.svcs, svc) // deleted, or moved off this node
+			w.ops = append(w.ops, op{kind: opDeleteService, svc: svc})
+		}
+	}
+	type pull struct {
+		svc, tbl, owner string
+		after           uint64
+	}
+	var pulls []pull
+	var resign []string
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		rec := want[id]
+		_, isNew := e.svcs[id]
+		isNew = !isNew
+		h := e.heldLocked(id, &w)
+		_, inSync := replicasOf(rec)
+		behind := false
+		for _, name := range e.cfg.Registry.PublishedTables(id) {
+			t := h.tables[name]
+			if t == nil {
+				t = &replTable{set: table.NewSet(nil), progress: now}
+				if !isNew {
+					t.progress = time.Time{} // a table it never had: at once
+				}
+				h.tables[name] = t
+			}
+			committed := e.cfg.Registry.Seqnum(id, name)
+			if t.seq < committed {
+				behind = true
+				if rec.Owner != "" && rec.Owner != e.cfg.Node && !t.pulling && now.Sub(t.progress) >= pullAfter {
+					t.pulling = true
+					pulls = append(pulls, pull{id, name, rec.Owner, t.seq})
+				}
+			}
+		}
+		// A replica that starts (a restart, a new one, its data dir gone)
+		// behind the registry leaves the in-sync set: it may lack
+		// publications the owner acknowledged without it. The owner
+		// holding nothing of tables it published hands the service over.
+		if (first || isNew) && behind && !h.resigned && slices.Contains(inSync, e.cfg.Node) && len(rec.Replicas) > 0 {
+			if rec.Owner != e.cfg.Node || len(h.tables) == 0 || e.emptyLocked(h) {
+				h.resigned = true
+				resign = append(resign, id)
+			}
+		}
+	}
+	e.mu.Unlock()
+	if len(w.ops) > 0 {
+		e.queue(w)
+	}
+	for _, id := range resign {
+		e.cfg.Logger.Info("leaving the in-sync replicas: this node is behind", "service", id)
+		e.cfg.Go(func() {
+			ctx, cancel := context.WithTimeout(e.cfg.Context, 5*time.Second)
+			defer cancel()
+			if err := e.cfg.Writer.Write(ctx, fsm.CmdReplicaResign, fsm.ReplicaResign{Service: id, Node: e.cfg.Node}); err != nil {
+				e.cfg.Logger.Warn("cannot leave the in-sync replicas", "service", id, "error", err)
+			}
+		})
+	}
+	for _, p := range pulls {
+		e.cfg.Go(func() { e.pull(p.svc, p.tbl, p.owner, p.after) })
+	}
+	for id := range want {
+		e.acknowledge(id, true)
+		e.reacknowledge(id, now)
+	}
+}
+
+// emptyLocked reports whether h holds no rows at all (its data dir gone).
+func (e *Engine) emptyLocked(h *held) bool {
+	for _, t := range h.tables {
+		if t.seq > 0 || t.set.Len() > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// reacknowledge sends again, while a service's tables moved lately, what
+// this node holds: acknowledgements are one-way frames, and one lost to a
+// full queue would hold the owner's publications until its lag timeout.
+func (e *Engine) reacknowledge(svc string, now time.Time) {
+	e.mu.Lock()
+	h := e.svcs[svc]
+	recent := h != nil && now.Sub(h.changed) < 2*time.Second
+	e.mu.Unlock()
+	if recent {
+		e.acknowledge(svc, false)
+	}
+}
+
+// pull catches a replica's table up from its owner.
+func (e *Engine) pull(svc, tbl, owner string, after uint64) {
+	defer func() {
+		e.mu.Lock()
+		if h := e.svcs[svc]; h != nil {
+			if t := h.tables[tbl]; t != nil {
+				t.pulling = false
+				t.progress = time.Now()
+			}
+		}
+		e.mu.Unlock()
+	}()
+	if e.cfg.Catchups != nil {
+		e.cfg.Catchups.Inc()
+	}
+	ctx, cancel := context.WithTimeout(e.cfg.Context, 30*time.Second)
+	body, err := e.cfg.Fetcher.FetchTable(ctx, owner, svc, tbl, after)
+	cancel()
+	if err != nil {
+		e.cfg.Logger.Debug("replica catch-up failed", "service", svc, "table", tbl, "owner", owner, "error", err)
+		return
+	}
+	pubs, err := table.DecodeBatch(body)
+	if err != nil {
+		e.cfg.Logger.Warn("malformed replica catch-up", "service", svc, "error", err)
+		return
+	}
+	e.Offer(pubs, false)
+}

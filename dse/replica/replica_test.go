@@ -1,0 +1,363 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"dse.dev/dse/dse/table"
+	"dse.dev/dse/dse/wire"
+	"dse.dev/dse/fsm"
+)
+
+// Replication in memory: the registry, the writer, the sender and the
+// fetcher are fakes; the store is real, in a temp dir.
+
+type fakeRegistry struct {
+	mu      sync.Mutex
+	svcs    map[string]fsm.Service
+	seqnums map[[2]string]uint64
+	changed chan struct{}
+}
+
+func newRegistry(svcs ...fsm.Service) *fakeRegistry {
+	r := &fakeRegistry{svcs: map[string]fsm.Service{}, seqnums: map[[2]string]uint64{}, changed: make(chan struct{})}
+	for _, s := range svcs {
+		r.svcs[s.ID] = s
+	}
+	return r
+}
+
+func (r *fakeRegistry) set(s fsm.Service) {
+	r.mu.Lock()
+	r.svcs[s.ID] = s
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+func (r *fakeRegistry) Service(id string) (fsm.Service, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.svcs[id]
+	return s, ok
+}
+
+func (r *fakeRegistry) Services() []fsm.Service {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []fsm.Service
+	for _, s := range r.svcs {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *fakeRegistry) Node(id string) (fsm.Node, bool) {
+	return fsm.Node{ID: id, Addr: id + ":1", Up: true}, true
+}
+
+func (r *fakeRegistry) Seqnum(p, t string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seqnums[[2]string{p, t}]
+}
+
+func (r *fakeRegistry) PublishedTables(p string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for k := range r.seqnums {
+		if k[0] == p {
+			out = append(out, k[1])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *fakeRegistry) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+type fakeWriter struct {
+	mu     sync.Mutex
+	writes []any
+}
+
+func (w *fakeWriter) Write(_ context.Context, _ fsm.CommandType, body any) error {
+	w.mu.Lock()
+	w.writes = append(w.writes, body)
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *fakeWriter) syncs() []fsm.ReplicaSync {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []fsm.ReplicaSync
+	for _, b := range w.writes {
+		if s, ok := b.(fsm.ReplicaSync); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type fakeSender struct {
+	mu   sync.Mutex
+	acks []Ack
+}
+
+func (s *fakeSender) Send(addr string, typ byte, body []byte) error {
+	if typ != wire.ReplicaAck {
+		return errors.New("not an ack")
+	}
+	var a Ack
+	if err := wire.Decode(body, &a, "ack"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.acks = append(s.acks, a)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *fakeSender) lastAck(svc, tbl string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var seq uint64
+	for _, a := range s.acks {
+		if a.Service == svc {
+			seq = max(seq, a.Tables[tbl])
+		}
+	}
+	return seq
+}
+
+type noFetch struct{}
+
+func (noFetch) FetchTable(context.Context, string, string, string, uint64) ([]byte, error) {
+	return nil, errors.New("no fetch here")
+}
+
+type rig struct {
+	reg    *fakeRegistry
+	writer *fakeWriter
+	sender *fakeSender
+	e      *Engine
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func start(t *testing.T, dir, node string, reg *fakeRegistry) *rig {
+	t.Helper()
+	r := &rig{reg: reg, writer: &fakeWriter{}, sender: &fakeSender{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	goFunc := func(f func()) {
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); f() }()
+	}
+	e, err := New(Config{Dir: dir, Node: node, Context: ctx, Registry: reg, Writer: r.writer, Sender: r.sender, Fetcher: noFetch{},
+		Ready: func() bool { return true }, Go: goFunc, LagTimeout: 100 * time.Millisecond, AckTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.e = e
+	goFunc(e.Run)
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *rig) stop() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func delta(svc, tbl string, seq uint64, add ...table.Row) *table.Publication {
+	return &table.Publication{Publisher: svc, Table: tbl, Seqnum: seq, Add: add}
+}
+
+func row(v int64) table.Row { return table.Row{v} }
+
+// TestReplicaAppliesInOrderWritesAndAcknowledges: a replica applies a
+// table's publications in seqnum order whatever order they come in, holds
+// them on disk (a restart loads them), acknowledges what is on disk to the
+// owner, and takes nothing of a service it does not replicate, nor pushes
+// of a service it owns.
+func TestReplicaAppliesInOrderWritesAndAcknowledges(t *testing.T) {
+	dir := t.TempDir()
+	reg := newRegistry(
+		fsm.Service{ID: "s", Kind: "external", Owner: "o", Replicas: []string{"o", "me"}, InSync: []string{"me", "o"}, Factor: 2},
+		fsm.Service{ID: "other", Kind: "external", Owner: "o", Replicas: []string{"o", "x"}, Factor: 2},
+		fsm.Service{ID: "mine", Kind: "external", Owner: "me", Replicas: []string{"me", "o"}, Factor: 2},
+	)
+	r := start(t, dir, "me", reg)
+	snap := &table.Publication{Publisher: "s", Table: "t", Seqnum: 1, Snapshot: true, Rows: []table.Row{row(0)}}
+	r.e.Offer([]*table.Publication{delta("s", "t", 3, row(3)), snap, delta("other", "t", 1, row(9)), delta("mine", "t", 1, row(9))}, false)
+	r.e.Offer([]*table.Publication{delta("s", "t", 2, row(2))}, false)
+	waitFor(t, "the acknowledgement of seqnum 3", func() bool { return r.sender.lastAck("s", "t") == 3 })
+	seq, rows, ok := r.e.Table("s", "t")
+	if !ok || seq != 3 || len(rows) != 3 {
+		t.Fatalf("replica: seqnum %d, rows %v", seq, rows)
+	}
+	if r.e.Holds("other") {
+		t.Fatal("took a service it does not replicate")
+	}
+	if seq, _, _ := r.e.Table("mine", "t"); seq != 0 {
+		t.Fatalf("took a push (seqnum %d) of a service it owns", seq)
+	}
+	r.stop()
+	r = start(t, dir, "me", reg)
+	if seq, rows, _ := r.e.Table("s", "t"); seq != 3 || len(rows) != 3 {
+		t.Fatalf("after a restart: seqnum %d, rows %v", seq, rows)
+	}
+}
+
+// TestReplicaCompacts: many deltas are folded into a snapshot on disk, and
+// the table loads the same.
+func TestReplicaCompacts(t *testing.T) {
+	dir := t.TempDir()
+	reg := newRegistry(fsm.Service{ID: "s", Kind: "external", Owner: "o", Replicas: []string{"o", "me"}, InSync: []string{"me", "o"}, Factor: 2})
+	r := start(t, dir, "me", reg)
+	r.e.Offer([]*table.Publication{{Publisher: "s", Table: "t", Seqnum: 1, Snapshot: true}}, false)
+	var pubs []*table.Publication
+	for i := uint64(2); i <= 2000; i++ {
+		pubs = append(pubs, &table.Publication{Publisher: "s", Table: "t", Seqnum: i, Add: []table.Row{row(int64(i))}, Del: []table.Row{row(int64(i - 1))}})
+	}
+	r.e.Offer(pubs, false)
+	waitFor(t, "seqnum 2000 on disk", func() bool { return r.sender.lastAck("s", "t") == 2000 })
+	r.stop()
+	var deltas int
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *bolt.Tx) error { deltas = tx.Bucket(bucketDeltas).Stats().KeyN; return nil })
+	db.Close()
+	if deltas >= compactDeltas {
+		t.Fatalf("%d deltas on disk after compaction", deltas)
+	}
+	r = start(t, dir, "me", reg)
+	if seq, rows, _ := r.e.Table("s", "t"); seq != 2000 || len(rows) != 1 || rows[0][0] != int64(2000) {
+		t.Fatalf("after compaction and a restart: seqnum %d, rows %v", seq, rows)
+	}
+}
+
+// TestLegacyStoreImported: a node's pre-replication store is imported, its
+// tables as snapshots at seqnum 0, and renamed.
+func TestLegacyStoreImported(t *testing.T) {
+	dir := t.TempDir()
+	old, err := bolt.Open(filepath.Join(dir, legacyFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := (&table.Publication{Publisher: "inv", Table: "hosts", Snapshot: true, Rows: []table.Row{{"web1", "up"}}}).Encode()
+	old.Update(func(tx *bolt.Tx) error {
+		s, _ := tx.CreateBucket([]byte("services"))
+		s.Put([]byte("inv"), nil)
+		tb, _ := tx.CreateBucket([]byte("tables"))
+		return tb.Put([]byte("inv\x00hosts"), enc)
+	})
+	old.Close()
+	reg := newRegistry(fsm.Service{ID: "inv", Kind: "external", Owner: "me", Instances: []string{"me"}})
+	r := start(t, dir, "me", reg)
+	if seq, rows, ok := r.e.Table("inv", "hosts"); !ok || seq != 0 || len(rows) != 1 {
+		t.Fatalf("imported: %d %v %v", seq, rows, ok)
+	}
+	if _, err := os.Stat(filepath.Join(dir, legacyFile+".imported")); err != nil {
+		t.Fatalf("the old store was not set aside: %v", err)
+	}
+}
+
+// TestOwnerAnswersOnceInSyncReplicasHold: a publication is answered once
+// every in-sync replica (the owner too) acknowledged it, and a majority of
+// the replicas holds it; a replica that holds up the oldest publication
+// for the lag timeout is taken out of the in-sync set; one that caught up
+// is added back.
+func TestOwnerAnswersOnceInSyncReplicasHold(t *testing.T) {
+	svc := fsm.Service{ID: "s", Kind: "external", Owner: "me", Incarnation: 7, Replicas: []string{"me", "r2", "r3"}, InSync: []string{"me", "r2", "r3"}, Factor: 3}
+	reg := newRegistry(svc)
+	r := start(t, t.TempDir(), "me", reg)
+	if !r.e.Needs("s") {
+		t.Fatal("the owner of a replicated service does not wait")
+	}
+	done := make(chan error, 4)
+	p := &table.Publication{Publisher: "s", Table: "t", Seqnum: 1, Snapshot: true, Rows: []table.Row{row(1)}}
+	r.e.Offer([]*table.Publication{p}, true) // the owner's own copy
+	r.e.Await(p, func(err error) { done <- err })
+	r.e.tr.ack(Ack{Service: "s", Node: "r2", Tables: map[string]uint64{"t": 1}})
+	select {
+	case err := <-done:
+		t.Fatalf("answered (%v) before r3, in sync, acknowledged", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	r.e.tr.ack(Ack{Service: "s", Node: "r3", Tables: map[string]uint64{"t": 1}})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// r3 goes quiet: the owner takes it out of the in-sync set after the
+	// lag timeout, and answers with me and r2.
+	p2 := &table.Publication{Publisher: "s", Table: "t", Seqnum: 2, Add: []table.Row{row(2)}}
+	r.e.Offer([]*table.Publication{p2}, true)
+	r.e.Await(p2, func(err error) { done <- err })
+	r.e.tr.ack(Ack{Service: "s", Node: "r2", Tables: map[string]uint64{"t": 2}})
+	waitFor(t, "the shrink of the in-sync set", func() bool { return len(r.writer.syncs()) > 0 })
+	if got := r.writer.syncs()[0]; got.Incarnation != 7 || !slices.Equal(got.InSync, []string{"me", "r2"}) {
+		t.Fatalf("shrink %+v, want me and r2 under incarnation 7", got)
+	}
+	svc.InSync = []string{"me", "r2"}
+	reg.set(svc)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// r3 catches up: it joins again.
+	r.e.tr.ack(Ack{Service: "s", Node: "r3", Tables: map[string]uint64{"t": 2}})
+	waitFor(t, "r3 added back", func() bool {
+		s := r.writer.syncs()
+		return len(s) > 1 && slices.Equal(s[len(s)-1].InSync, []string{"me", "r2", "r3"})
+	})
+}
+
+// TestBelowTheMajorityNothingIsAcknowledged: with only the owner in sync of
+// three, a publish is refused up front, and one already in flight fails
+// with its outcome unknown after the ack timeout.
+func TestBelowTheMajorityNothingIsAcknowledged(t *testing.T) {
+	svc := fsm.Service{ID: "s", Kind: "external", Owner: "me", Incarnation: 7, Replicas: []string{"me", "r2", "r3"}, InSync: []string{"me"}, Factor: 3}
+	r := start(t, t.TempDir(), "me", newRegistry(svc))
+	if err := r.e.CanPublish("s"); err == nil {
+		t.Fatal("a publish with 1 of 3 in sync allowed")
+	}
+	done := make(chan error, 1)
+	p := &table.Publication{Publisher: "s", Table: "t", Seqnum: 1, Snapshot: true}
+	r.e.Offer([]*table.Publication{p}, true)
+	r.e.Await(p, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("acknowledged on the owner's disk alone")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer after the ack timeout")
+	}
+}
