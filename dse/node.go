@@ -19,6 +19,7 @@ import (
 	"dse.dev/dse/dse/publish"
 	"dse.dev/dse/dse/push"
 	"dse.dev/dse/dse/replica"
+	"dse.dev/dse/dse/serve"
 	"dse.dev/dse/dse/subscribe"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
@@ -49,7 +50,7 @@ type Node struct {
 	extMu    sync.Mutex
 	external map[string]*externalService
 
-	attach *attachState // attach.go: sessions of processes serving RPC actions from outside
+	attach *serve.Sessions // attach.go: sessions of processes serving RPC actions from outside
 
 	watches      atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
 	authSeen     atomic.Bool  // tokens were required (also across restarts)
@@ -127,7 +128,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		done:     make(chan struct{}),
 		external: map[string]*externalService{},
 		reg:      prometheus.NewRegistry(),
-		attach:   newAttachState(),
+		attach:   serve.NewSessions(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.cluster, err = cluster.New(n.ctx, cluster.Config{
