@@ -234,15 +234,14 @@ func (n *Node) attachLoop() {
 		}
 	}
 	for {
-		changed := n.fsm.Changed()
+		changed := n.fsm.Reshaped()
 		n.sweepAttachments()
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-changed:
 		}
-		// Every applied entry closes Changed (publications' seqnums
-		// too), and a sweep reads every service: a few a second at most.
+		// A sweep reads every service: a few a second at most.
 		select {
 		case <-n.ctx.Done():
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -100,6 +101,7 @@ type DataService struct {
 	tables    map[string]*publish.Table
 	subs      map[cache.TableID]bool
 	withSubs  map[string]bool // published tables that have subscribers
+	unsubSeen uint64          // fsm.Unsubscribed at the last dropEndedSubscriptions
 	state     string
 	inflight  sync.WaitGroup
 
@@ -111,14 +113,15 @@ type DataService struct {
 // NewDataService returns an unstarted service with the given id and hooks.
 func NewDataService(id string, hooks Hooks) *DataService {
 	s := &DataService{
-		id:       id,
-		hooks:    hooks,
-		kind:     KindGo,
-		cache:    cache.New(),
-		tables:   map[string]*publish.Table{},
-		subs:     map[cache.TableID]bool{},
-		withSubs: map[string]bool{},
-		state:    "created",
+		id:        id,
+		hooks:     hooks,
+		kind:      KindGo,
+		cache:     cache.New(),
+		tables:    map[string]*publish.Table{},
+		subs:      map[cache.TableID]bool{},
+		withSubs:  map[string]bool{},
+		unsubSeen: math.MaxUint64, // none seen: the first look scans
+		state:     "created",
 	}
 	s.endpoints = []Endpoint{s.builtinEndpoint()}
 	return s
