@@ -39,13 +39,14 @@ type Node struct {
 	cluster *cluster.Membership
 	fsm     *fsm.FSM
 
-	metrics  *nodeMetrics
-	reg      *prometheus.Registry
-	local    *localServices    // the services running here
-	batcher  *publish.Batcher  // their publications' group commit
-	pusher   *push.Pusher      // sequenced publications to subscriber nodes
-	subs     *subscribe.Engine // this node's subscriptions and delivery
-	replicas *replica.Engine   // the replicas of external services held here
+	metrics   *nodeMetrics
+	reg       *prometheus.Registry
+	local     *localServices     // the services running here
+	batcher   *publish.Batcher   // their publications' group commit
+	retention *publish.Retention // the budget of their tables' history
+	pusher    *push.Pusher       // sequenced publications to subscriber nodes
+	subs      *subscribe.Engine  // this node's subscriptions and delivery
+	replicas  *replica.Engine    // the replicas of external services held here
 
 	extMu    sync.Mutex
 	external map[string]*externalService
@@ -226,12 +227,14 @@ func (n *Node) startEngine() {
 		Faults:  n.deps.Faults,
 		Logger:  n.logger.Named("push"),
 	})
+	n.retention = publish.NewRetention(n.cfg.HistoryBytes)
 	n.batcher = publish.NewBatcher(publish.Config{
 		Node:         n.id,
 		Registry:     n.fsm,
 		Sequencer:    n.cluster,
 		Pusher:       n.pusher,
 		Durability:   n.replicas,
+		Retention:    n.retention,
 		ApplyTimeout: n.cfg.ApplyTimeout,
 		Publications: n.metrics.publications,
 		Commits:      n.metrics.seqCommits,

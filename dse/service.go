@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -249,7 +250,11 @@ func (s *DataService) stopLocal() bool {
 		return false
 	}
 	s.state = "stopped"
+	tables := slices.Collect(maps.Values(s.tables))
 	s.mu.Unlock()
+	for _, t := range tables {
+		t.Close() // no catch-up reaches a stopped service: free its history
+	}
 	n.local.remove(s.id)
 	n.subs.DetachAll(s.id)
 	s.syncOwnership()
