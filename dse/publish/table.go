@@ -22,13 +22,13 @@ type Table struct {
 	cond    *sync.Cond
 
 	rows          *table.Set
-	seqnum        uint64 // last sequenced publication
-	inc           uint64 // incarnation it was sequenced under
-	published     bool   // a publication has been made (sequenced or pending)
-	pending       int    // publications waiting for seqnums
-	readers       int    // snapshot readers waiting for pending == 0
-	forceSnapshot bool   // the next publication must be a snapshot
-	epoch         uint64 // bumped when a publication fails to be sequenced
+	seqnum        uint64   // last sequenced publication
+	inc           uint64   // incarnation it was sequenced under
+	published     bool     // a publication has been made (sequenced or pending)
+	pending       int      // publications waiting for seqnums
+	readers       int      // snapshot readers waiting for pending == 0
+	forceSnapshot bool     // the next publication must be a snapshot
+	epoch         uint64   // bumped when a publication fails to be sequenced
 	history       []held   // sequenced deltas, oldest first
 	closed        bool     // Close: the history stays empty
 	last          *request // the last publication queued
