@@ -166,10 +166,8 @@ func (n *Node) AddDatasource(ctx context.Context, spec DatasourceSpec) (Datasour
 	if svc, ok := n.fsm.Service(spec.Name); ok && svc.Kind != KindDatasource {
 		return Datasource{}, fmt.Errorf("%w: name %q is taken by a service", ErrExists, spec.Name)
 	}
-	for _, d := range n.fsm.Datasources() {
-		if d.Name == spec.Name {
-			return Datasource{}, fmt.Errorf("%w: a datasource named %q", ErrExists, spec.Name)
-		}
+	if _, ok := n.fsm.DatasourceByName(spec.Name); ok {
+		return Datasource{}, fmt.Errorf("%w: a datasource named %q", ErrExists, spec.Name)
 	}
 	d := fsm.Datasource{ID: newUUID(), Name: spec.Name, Driver: spec.Driver, Description: spec.Description, Type: KindDatasource, Enabled: spec.Enabled, Config: cfg}
 	if err := n.applyErr(ctx, fsm.CmdDatasourceAdd, fsm.DatasourceAdd{Datasource: d}); err != nil {
@@ -183,10 +181,8 @@ func (n *Node) lookupDatasource(idOrName string) (fsm.Datasource, error) {
 	if d, ok := n.fsm.Datasource(idOrName); ok {
 		return d, nil
 	}
-	for _, d := range n.fsm.Datasources() {
-		if d.Name == idOrName {
-			return d, nil
-		}
+	if d, ok := n.fsm.DatasourceByName(idOrName); ok {
+		return d, nil
 	}
 	return fsm.Datasource{}, fmt.Errorf("%w: datasource %q", ErrNotFound, idOrName)
 }

@@ -13,10 +13,16 @@ import (
 // placeLoop runs on every node and acts while it leads: it keeps each
 // enabled datasource on exactly one live node, moving it (with a new
 // incarnation) when its node goes down, and unplaces disabled ones.
+//
+// Each round looks only at what may need it (the registry's index: the
+// datasources placed nowhere, on a node that is not live, or disabled, and
+// the replicated services); every sweepEvery it also looks at every
+// datasource's instances.
 func (n *Node) placeLoop() {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	downSince := map[string]time.Time{} // as this leader first saw each node down
+	var swept time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -25,12 +31,21 @@ func (n *Node) placeLoop() {
 		}
 		if !n.IsLeader() {
 			clear(downSince)
+			swept = time.Time{}
 			continue
 		}
-		n.placeDatasources()
+		sweep := time.Since(swept) >= sweepEvery
+		if sweep {
+			swept = time.Now()
+		}
+		n.placeDatasources(sweep)
 		n.placeReplicas(downSince)
 	}
 }
+
+// sweepEvery is how often the leader's placement looks at every
+// datasource's instances, not only those that may need it.
+const sweepEvery = 10 * time.Second
 
 // placeReplicas keeps each replicated external service on its replication
 // factor of live nodes, as Consul's autopilot replaces dead servers: a
@@ -50,7 +65,7 @@ func (n *Node) placeReplicas(downSince map[string]time.Time) {
 			downSince[node.ID] = now
 		}
 	}
-	svcs := n.fsm.Services()
+	svcs := n.fsm.ReplicatedServices()
 	load := map[string]int{}
 	for _, svc := range svcs {
 		for _, r := range svc.Replicas {
@@ -100,7 +115,7 @@ func (n *Node) placeReplicas(downSince map[string]time.Time) {
 	}
 }
 
-func (n *Node) placeDatasources() {
+func (n *Node) placeDatasources(sweep bool) {
 	servers, _, err := n.cluster.Configuration()
 	if err != nil {
 		return
@@ -110,21 +125,21 @@ func (n *Node) placeDatasources() {
 		member[string(s.ID)] = true
 	}
 	live := map[string]bool{}
-	var liveIDs []string
+	var liveIDs, gone []string
 	for _, node := range n.fsm.Nodes() {
 		if node.Up && member[node.ID] {
 			live[node.ID] = true
 			liveIDs = append(liveIDs, node.ID)
+		} else {
+			gone = append(gone, node.ID)
 		}
 	}
-	dss := n.fsm.Datasources()
-	load := map[string]int{}
-	for _, d := range dss {
-		if d.Node != "" {
-			load[d.Node]++
-		}
+	todo, load := n.fsm.Unplaced(live)
+	if sweep {
+		todo = n.fsm.Datasources()
 	}
-	for _, d := range dss {
+	checked := map[string]bool{}
+	for _, d := range todo {
 		place := d.Node
 		switch {
 		case !d.Enabled:
@@ -151,15 +166,36 @@ func (n *Node) placeDatasources() {
 				load[place]++
 			}
 		}
-		// Instances anywhere but where it is placed would keep the
-		// service ownerless, or owned by an instance that no longer runs.
-		if svc, ok := n.fsm.Service(d.Name); ok && svc.Kind == KindDatasource {
-			for _, inst := range svc.Instances {
-				if inst != place && (!live[inst] || d.Node == place) {
-					if err := n.cluster.ApplyLeader(fsm.MustEncode(fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: d.Name, Node: inst})); err != nil {
-						n.logger.Warn("cannot remove a stale datasource instance", "datasource", d.Name, "node", inst, "error", err)
-					}
-				}
+		checked[d.Name] = true
+		n.removeStaleInstances(d.Name, place, d.Node == place, live)
+	}
+	// Instances left on nodes that are gone, of datasources placed well.
+	for _, node := range gone {
+		for _, svc := range n.fsm.ServicesOn(node) {
+			if svc.Kind != KindDatasource || checked[svc.ID] {
+				continue
+			}
+			if d, ok := n.fsm.DatasourceByName(svc.ID); ok {
+				checked[svc.ID] = true
+				n.removeStaleInstances(svc.ID, d.Node, true, live)
+			}
+		}
+	}
+}
+
+// removeStaleInstances removes the instances of datasource name's service
+// anywhere but where it is placed: on nodes that are not live, and, unless
+// it just moved (its old node stops its own), on live ones. They would
+// keep the service ownerless, or owned by an instance that no longer runs.
+func (n *Node) removeStaleInstances(name, place string, stayed bool, live map[string]bool) {
+	svc, ok := n.fsm.Service(name)
+	if !ok || svc.Kind != KindDatasource {
+		return
+	}
+	for _, inst := range svc.Instances {
+		if inst != place && (!live[inst] || stayed) {
+			if err := n.cluster.ApplyLeader(fsm.MustEncode(fsm.CmdServiceUnregister, fsm.ServiceUnregister{ID: name, Node: inst})); err != nil {
+				n.logger.Warn("cannot remove a stale datasource instance", "datasource", name, "node", inst, "error", err)
 			}
 		}
 	}

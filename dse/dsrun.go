@@ -117,8 +117,8 @@ func (n *Node) runLoop() {
 		changed := n.fsm.Reshaped()
 		want := map[string]fsm.Datasource{}
 		inContact := n.cluster.InContact()
-		for _, d := range n.fsm.Datasources() {
-			if d.Enabled && d.Node == n.id && inContact {
+		for _, d := range n.fsm.DatasourcesOn(n.id) {
+			if d.Enabled && inContact {
 				want[d.ID] = d
 			}
 		}

@@ -347,7 +347,7 @@ func (n *Node) startExternals() {
 	if !n.cluster.CaughtUp() {
 		return
 	}
-	for _, rec := range n.fsm.Services() {
+	for _, rec := range n.fsm.ServicesOn(n.id) {
 		if rec.Kind != KindExternal {
 			continue
 		}
@@ -384,7 +384,7 @@ func (n *Node) removeDeadWatches() {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	for _, svc := range n.fsm.Services() {
+	for _, svc := range n.fsm.ServicesOn(n.id) {
 		// Watches this process runs are live; the others died with the
 		// previous process.
 		if _, live := n.local.get(svc.ID); live || svc.Kind != KindWatch || !slices.Contains(svc.Instances, n.id) {

@@ -136,10 +136,6 @@ func (n *Node) publisherKnown(publisher string) bool {
 	if _, ok := n.fsm.Service(publisher); ok {
 		return true
 	}
-	for _, d := range n.fsm.Datasources() {
-		if d.Name == publisher {
-			return true
-		}
-	}
-	return false
+	_, ok := n.fsm.DatasourceByName(publisher)
+	return ok
 }

@@ -159,17 +159,3 @@ func cloneAttachments(in []Attachment) []Attachment {
 	}
 	return out
 }
-
-// Attachments returns every attachment of the external services, by service
-// id, then node and session.
-func (f *FSM) Attachments() map[string][]Attachment {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	out := map[string][]Attachment{}
-	for id, svc := range f.s.services {
-		if len(svc.Attached) > 0 {
-			out[id] = cloneAttachments(svc.Attached)
-		}
-	}
-	return out
-}

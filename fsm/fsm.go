@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -73,7 +74,7 @@ func (f *FSM) applyLocked(l *raft.Log) (result any, reshaped bool) {
 	if unsub {
 		f.s.unsubscribed++
 	}
-	return cmd.apply(f.s, l.Index), reshaped
+	return f.s.applyCmd(cmd, l.Index), reshaped
 }
 
 // touches reports what cmd may change: more than seqnums (anything but
@@ -256,11 +257,20 @@ func (f *FSM) Subscriptions() []Subscription {
 	return f.s.subscriptions(func(Subscription) bool { return true })
 }
 
-// SubscriptionsOf returns the subscriptions held by one subscriber.
+// SubscriptionsOf returns the subscriptions held by one subscriber, sorted
+// by publisher and table.
 func (f *FSM) SubscriptionsOf(subscriber string) []Subscription {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.s.subscriptions(func(s Subscription) bool { return s.Subscriber == subscriber })
+	mine := f.s.bySub[subscriber]
+	out := make([]Subscription, 0, len(mine))
+	for pt := range mine {
+		out = append(out, Subscription{Subscriber: subscriber, Publisher: pt.publisher, Table: pt.table})
+	}
+	slices.SortFunc(out, func(a, b Subscription) int {
+		return cmp.Or(cmp.Compare(a.Publisher, b.Publisher), cmp.Compare(a.Table, b.Table))
+	})
+	return out
 }
 
 // SubscriptionsTo returns the subscriptions to one publisher's tables.

@@ -71,7 +71,7 @@ func (c *Once) apply(s *state, index uint64) any {
 		}
 		return r.res
 	}
-	res := c.decoded.apply(s, index)
+	res := s.applyCmd(c.decoded, index)
 	o.done[c.Seq] = onceResult{res: res, known: true}
 	if len(o.done) > maxOnceHeld {
 		o.raiseLow(slices.Min(slices.Collect(maps.Keys(o.done))) + 1)

@@ -118,5 +118,6 @@ func readSnapshot(r io.Reader) (*state, error) {
 	for _, o := range d.Origins {
 		s.origins[o.Origin] = restoreOrigin(o)
 	}
+	s.reindexAll()
 	return s, nil
 }

@@ -110,6 +110,11 @@ type state struct {
 	tokens      map[string]*Token
 	origins     map[string]*origin // Once's senders (once.go)
 
+	// Derived, not persisted: bySub is subs by subscriber; ix the
+	// index.go lookups.
+	bySub map[string]map[pubTable]struct{}
+	ix    *index
+
 	// unsubscribed counts the entries applied on this node since it
 	// started (not persisted) that may have removed a subscription:
 	// watchers of removals skip their scan while it stays put.
@@ -125,8 +130,13 @@ func newState() *state {
 		datasources: map[string]*Datasource{},
 		tokens:      map[string]*Token{},
 		origins:     map[string]*origin{},
+		bySub:       map[string]map[pubTable]struct{}{},
+		ix:          newIndex(),
 	}
 }
+
+// pubTable names a publisher's table.
+type pubTable struct{ publisher, table string }
 
 // clone returns a deep copy; the snapshot persists it while Apply goes on.
 func (s *state) clone() *state {
@@ -324,17 +334,40 @@ func (s *state) removeInstance(svc *Service, node string, index uint64) {
 	}
 }
 
+// deleteService removes a service and the subscriptions it holds (not
+// those to its tables: they outlive it, as in Congress).
 func (s *state) deleteService(id string) {
 	delete(s.services, id)
-	for p, tables := range s.subs {
-		for t, set := range tables {
-			delete(set, id)
-			if len(set) == 0 {
-				delete(tables, t)
-			}
+	for pt := range s.bySub[id] {
+		s.removeSub(Subscription{Subscriber: id, Publisher: pt.publisher, Table: pt.table})
+	}
+}
+
+// removeSub removes one subscription, if it is there.
+func (s *state) removeSub(sub Subscription) {
+	set := s.subs[sub.Publisher][sub.Table]
+	if _, ok := set[sub.Subscriber]; !ok {
+		return
+	}
+	delete(set, sub.Subscriber)
+	if len(set) == 0 {
+		delete(s.subs[sub.Publisher], sub.Table)
+		if len(s.subs[sub.Publisher]) == 0 {
+			delete(s.subs, sub.Publisher)
 		}
-		if len(tables) == 0 {
-			delete(s.subs, p)
+	}
+	mine := s.bySub[sub.Subscriber]
+	delete(mine, pubTable{sub.Publisher, sub.Table})
+	if len(mine) == 0 {
+		delete(s.bySub, sub.Subscriber)
+	}
+}
+
+// removeSubsTo removes every subscription to publisher's tables.
+func (s *state) removeSubsTo(publisher string) {
+	for t, set := range s.subs[publisher] {
+		for sub := range set {
+			s.removeSub(Subscription{Subscriber: sub, Publisher: publisher, Table: t})
 		}
 	}
 }
@@ -436,20 +469,16 @@ func (s *state) addSub(sub Subscription) {
 		tables[sub.Table] = set
 	}
 	set[sub.Subscriber] = struct{}{}
+	mine := s.bySub[sub.Subscriber]
+	if mine == nil {
+		mine = map[pubTable]struct{}{}
+		s.bySub[sub.Subscriber] = mine
+	}
+	mine[pubTable{sub.Publisher, sub.Table}] = struct{}{}
 }
 
 func (c *Unsubscribe) apply(s *state, _ uint64) any {
-	set := s.subs[c.Publisher][c.Table]
-	if _, ok := set[c.Subscriber]; !ok {
-		return nil // idempotent, as Congress's unsubscribe
-	}
-	delete(set, c.Subscriber)
-	if len(set) == 0 {
-		delete(s.subs[c.Publisher], c.Table)
-		if len(s.subs[c.Publisher]) == 0 {
-			delete(s.subs, c.Publisher)
-		}
-	}
+	s.removeSub(Subscription(*c)) // idempotent, as Congress's unsubscribe
 	return nil
 }
 
@@ -488,10 +517,8 @@ func (c *DatasourceAdd) apply(s *state, _ uint64) any {
 	if _, ok := s.datasources[d.ID]; ok {
 		return fmt.Errorf("%w: id %q", ErrDatasourceExists, d.ID)
 	}
-	for _, o := range s.datasources {
-		if o.Name == d.Name {
-			return fmt.Errorf("%w: name %q", ErrDatasourceExists, d.Name)
-		}
+	if _, ok := s.ix.dsByName[d.Name]; ok {
+		return fmt.Errorf("%w: name %q", ErrDatasourceExists, d.Name)
 	}
 	d.Node, d.Incarnation = "", 0
 	s.datasources[d.ID] = d.clone()
@@ -525,7 +552,7 @@ func (c *DatasourceDelete) apply(s *state, _ uint64) any {
 	if svc, ok := s.services[d.Name]; ok && svc.Kind == "datasource" {
 		s.deleteService(d.Name)
 	}
-	delete(s.subs, d.Name)
+	s.removeSubsTo(d.Name)
 	return nil
 }
 
@@ -599,7 +626,7 @@ func (c *TokenRevoke) apply(s *state, _ uint64) any {
 func (c *Batch) apply(s *state, index uint64) any {
 	results := make([]any, len(c.decoded))
 	for i, cmd := range c.decoded {
-		results[i] = cmd.apply(s, index)
+		results[i] = s.applyCmd(cmd, index)
 	}
 	return results
 }

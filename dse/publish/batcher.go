@@ -374,6 +374,7 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 	}
 	var pubs []*table.Publication
 	var done, durable []*request
+	needs := map[string]bool{} // by service: asked once an entry
 	for i, g := range groups {
 		if err := grants[i].Err; err != nil {
 			for _, r := range g.reqs {
@@ -390,7 +391,12 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 		for _, r := range g.reqs {
 			pubs = append(pubs, r.pub)
 		}
-		if d := b.cfg.Durability; d != nil && d.Needs(g.svc.ID()) {
+		need, known := needs[g.svc.ID()]
+		if !known && b.cfg.Durability != nil {
+			need = b.cfg.Durability.Needs(g.svc.ID())
+			needs[g.svc.ID()] = need
+		}
+		if need {
 			durable = append(durable, g.reqs...)
 		} else {
 			done = append(done, g.reqs...)

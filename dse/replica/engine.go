@@ -20,7 +20,9 @@ import (
 // Registry is what replication reads of the cluster's registry.
 type Registry interface {
 	Service(id string) (fsm.Service, bool)
-	Services() []fsm.Service
+	// ServicesOn returns the services with node among their instances
+	// or replicas.
+	ServicesOn(node string) []fsm.Service
 	Node(id string) (fsm.Node, bool)
 	Seqnum(publisher, table string) uint64
 	PublishedTables(publisher string) []string
@@ -232,14 +234,19 @@ func (e *Engine) Tables(service string) map[string][]table.Row {
 func (e *Engine) Offer(pubs []*table.Publication, local bool) {
 	var w write
 	now := time.Now()
+	// Whether each publisher's are this node's to keep, looked up once a
+	// call: a call brings thousands of one publisher's.
+	keep := map[string]bool{}
 	e.mu.Lock()
 	for _, p := range pubs {
-		rec, ok := e.cfg.Registry.Service(p.Publisher)
-		if !ok {
-			continue
+		mine, known := keep[p.Publisher]
+		if !known {
+			rec, ok := e.cfg.Registry.Service(p.Publisher)
+			replicas, _ := replicasOf(rec)
+			mine = ok && slices.Contains(replicas, e.cfg.Node) && (local || rec.Owner != e.cfg.Node)
+			keep[p.Publisher] = mine
 		}
-		replicas, _ := replicasOf(rec)
-		if !slices.Contains(replicas, e.cfg.Node) || (!local && rec.Owner == e.cfg.Node) {
+		if !mine {
 			continue
 		}
 		h := e.heldLocked(p.Publisher, &w)
@@ -524,7 +531,7 @@ const pullAfter = 200 * time.Millisecond
 func (e *Engine) reconcile(first bool) {
 	now := time.Now()
 	want := map[string]fsm.Service{}
-	for _, rec := range e.cfg.Registry.Services() {
+	for _, rec := range e.cfg.Registry.ServicesOn(e.cfg.Node) {
 		if replicas, _ := replicasOf(rec); slices.Contains(replicas, e.cfg.Node) {
 			want[rec.ID] = rec
 		}

@@ -50,12 +50,14 @@ func (r *fakeRegistry) Service(id string) (fsm.Service, bool) {
 	return s, ok
 }
 
-func (r *fakeRegistry) Services() []fsm.Service {
+func (r *fakeRegistry) ServicesOn(node string) []fsm.Service {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []fsm.Service
 	for _, s := range r.svcs {
-		out = append(out, s)
+		if slices.Contains(s.Instances, node) || slices.Contains(s.Replicas, node) {
+			out = append(out, s)
+		}
 	}
 	return out
 }
