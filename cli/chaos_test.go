@@ -133,11 +133,17 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 		cmd := exec.Command(dseBin, "--addr", w.node.http, "watch", svc, tbl)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
-		w.cmd = cmd
 		w.sessions++
-		w.mu.Unlock()
+		// Started under the lock: halt reads cmd.Process.
 		out, err := cmd.StdoutPipe()
-		if err == nil && cmd.Start() == nil {
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err == nil {
+			w.cmd = cmd
+		}
+		w.mu.Unlock()
+		if err == nil {
 			sc := bufio.NewScanner(out)
 			sc.Buffer(make([]byte, 1<<16), 1<<24)
 			first := true
