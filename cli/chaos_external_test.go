@@ -442,19 +442,24 @@ func extConverge(t *testing.T, p *extPublisher, nodes []*chaosNode, watchers []*
 var digits = regexp.MustCompile(`[0-9]+(\.[0-9]+)?`)
 
 // failures returns how the failed attempts failed: their errors with
-// numbers taken out, the most frequent first, with their counts.
+// numbers taken out, the most frequent first, with their counts and the
+// last of each.
 func (p *extPublisher) failures() []string {
 	p.mu.Lock()
 	by := map[string]int{}
+	last := map[string]extAttempt{}
 	for _, a := range p.attempts {
 		if !a.acked {
-			by[digits.ReplaceAllString(a.err, "N")]++
+			e := digits.ReplaceAllString(a.err, "N")
+			by[e]++
+			last[e] = a
 		}
 	}
 	p.mu.Unlock()
 	var out []string
 	for e, n := range by {
-		out = append(out, fmt.Sprintf("%5d× %s", n, e))
+		a := last[e]
+		out = append(out, fmt.Sprintf("%5d× %s (the last: #%d through %s, %s to %s)", n, e, a.k, a.node, a.start.Format("15:04:05.000"), a.end.Format("15:04:05.000")))
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(out)))
 	return out
