@@ -2,6 +2,7 @@ package dse_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"testing"
@@ -104,4 +105,35 @@ func wipedOwnerBackAtOnce(t *testing.T, round int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestNodeNotCurrentCannotTellAServiceIsMissing: a node whose registry is
+// not current (here, one that joined no cluster; in the chaos suite, a
+// node back with an empty data dir, catching up) does not know a service
+// created elsewhere; it cannot tell that one is missing either, so a get,
+// a publish or a watch through it is unavailable, not "service not found"
+// (which a client takes for the service gone), and a publish retries
+// until the node has caught up.
+func TestNodeNotCurrentCannotTellAServiceIsMissing(t *testing.T) {
+	cfg, deps := dsetest.Config(t, "lone", t.TempDir())
+	n, err := dse.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	want := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, dse.ErrUnavailable) || errors.Is(err, dse.ErrServiceNotFound) {
+			t.Fatalf("%s through a node that is not current: %v, want ErrUnavailable", what, err)
+		}
+	}
+	_, _, err = getTable(ctx, n, "inv", "hosts")
+	want("a get", err)
+	pctx, pcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	_, err = n.Publish(pctx, "inv", "hosts", []dse.Row{{"a"}}, false)
+	pcancel()
+	want("a publish", err)
+	want("a watch", n.Watch(ctx, "inv", "hosts", make(chan dse.WatchEvent, 1)))
 }
