@@ -304,6 +304,35 @@ func (p *extPublisher) get(id, addr string) (k int64, seq uint64, ok bool) {
 	return k, tc.Seqnum, true
 }
 
+// local reads node addr's own copy of the table (an RPC with local: the
+// owner's table, or the replica's), and records what it saw.
+func (p *extPublisher) local(id, addr string) (k int64, seq uint64, ok bool) {
+	cl := &http.Client{Timeout: 3 * time.Second}
+	resp, err := cl.Post("http://"+addr+"/v1/rpc/"+extSvc+"/get_last_published_data_with_seqnum", "application/json",
+		strings.NewReader(`{"args":{"table":"`+extTbl+`"},"local":true}`))
+	if err != nil {
+		return 0, 0, false
+	}
+	defer resp.Body.Close()
+	var tc struct {
+		Seqnum uint64            `json:"seqnum"`
+		Rows   []json.RawMessage `json:"rows"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&tc) != nil {
+		return 0, 0, false
+	}
+	rows := map[string]bool{}
+	for _, r := range tc.Rows {
+		rows[string(r)] = true
+	}
+	k, problem := p.seen("the copy on "+id, tc.Seqnum, rows)
+	if problem != "" {
+		p.st.violate("external: the copy on %s at seqnum %d %s", id, tc.Seqnum, problem)
+		return 0, 0, false
+	}
+	return k, tc.Seqnum, true
+}
+
 // extShow is GET /v1/services/{id} (`dse services show --json`).
 func extShow(addr string) (serviceShow, bool) {
 	var s serviceShow
@@ -395,8 +424,9 @@ func (p *extPublisher) check(final int64, finalSeq uint64) extResult {
 }
 
 // extConverge waits, with the publisher paused, until a get through every
-// node answers one content under one seqnum and every watcher of the
-// external table shows it; it returns them.
+// node answers one content under one seqnum, every watcher of the
+// external table shows it, and every node's own copy (each is a replica)
+// holds it; it returns them.
 func extConverge(t *testing.T, p *extPublisher, nodes []*chaosNode, watchers []*chaosWatcher, what string) (int64, uint64) {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
@@ -418,14 +448,22 @@ func extConverge(t *testing.T, p *extPublisher, nodes []*chaosNode, watchers []*
 			ok = valid && k == k0 && uint64(w.lastSeq) == seq0
 			w.mu.Unlock()
 		}
+		for _, n := range nodes {
+			if !ok {
+				break
+			}
+			k, seq, got := p.local(n.id, n.http)
+			ok = got && k == k0 && seq == seq0
+		}
 		if ok {
 			return k0, seq0
 		}
 		if time.Now().After(deadline) {
 			for _, n := range nodes {
 				k, seq, got := p.get(n.id, n.http)
+				lk, lseq, lgot := p.local(n.id, n.http)
 				show, _ := extShow(n.http)
-				t.Logf("%s: get #%d seqnum %d (%v); services show %+v", n.id, k, seq, got, show)
+				t.Logf("%s: get #%d seqnum %d (%v); its copy #%d seqnum %d (%v); services show %+v", n.id, k, seq, got, lk, lseq, lgot, show)
 			}
 			for _, w := range watchers {
 				w.mu.Lock()
