@@ -754,14 +754,18 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 			if err := os.RemoveAll(victim.dir); err != nil {
 				t.Fatal(err)
 			}
-			if atOnce := rng.IntN(2) == 0 || i == 0; !atOnce {
+			atOnce := rng.IntN(2) == 0 || i == 0
+			if !atOnce {
 				wait()
 				time.Sleep(hold)
-			} else {
-				t.Logf("%s back at once", victim.id)
 			}
 			victim.start(t, "--id", victim.id, "--join", live(victim).http)
 			wait()
+			if atOnce {
+				// Whether it beat the leader: it resigned as it started.
+				beat := strings.Contains(victim.a.log.String(), "leaving the in-sync replicas")
+				t.Logf("%s back at once; still in sync as it started: %v", victim.id, beat)
+			}
 		case "lose-node":
 			// Lost for good: removed from the members, a fresh node under
 			// a new id joins in its place.
