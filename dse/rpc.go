@@ -148,8 +148,13 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 	if errors.Is(last, ErrServiceNotFound) {
 		if _, ok := n.fsm.Service(service); ok {
 			// The registry has it: its instances are starting or moving,
-			// which is not the service being gone.
-			last = fmt.Errorf("%w: no instance of %q answered (starting, or moving): %v", ErrUnavailable, service, last)
+			// which is not the service being gone. Nothing ran: a
+			// publish tries again.
+			err := fmt.Errorf("%w: no instance of %q answered (starting, or moving): %v", ErrUnavailable, service, last)
+			if errors.Is(last, errNotRun) {
+				err = notRun{err}
+			}
+			last = err
 		}
 	}
 	n.metrics.rpcCalls.WithLabelValues(ErrorCode(last)).Inc()
