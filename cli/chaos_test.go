@@ -540,6 +540,14 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 	pub.setNodes(nodes)
 	var created map[string]any
 	runJSON(t, nodes[0].http, &created, "services", "create", extSvc, "--replicas", "3")
+	eventually(t, 10*time.Second, "every registry with the external service", func() bool {
+		for _, n := range nodes {
+			if _, ok := extShow(n.http); !ok {
+				return false
+			}
+		}
+		return true
+	})
 	pub.publishNext()
 	if first := pub.lastAcked(); !first.acked {
 		t.Fatalf("the external service's first publish failed: %+v", pub.attempts)
