@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,12 +22,18 @@ import (
 )
 
 // The chaos suite: real `dse agent` processes on loopback, each behind a
-// fault proxy; a file datasource publishing continuously; a `dse watch` on
-// every node; faults from a seeded schedule (SIGKILL of the datasource's
-// node, of the leader, of a random node; SIGSTOP/SIGCONT; two-way partitions and
-// delays through the proxies; restarts). Every watcher's history is checked:
-// seqnums strictly increase, no seqnum ever carries two contents, and after
-// each fault every watcher converges to the source's content.
+// fault proxy; a file datasource publishing continuously; an external
+// service on 3 replicas, published to through random nodes
+// (chaos_external_test.go); a `dse watch` of each on every node; faults
+// from a seeded schedule (SIGKILL of the datasource's node, of the leader,
+// of a random node; SIGKILL of the external service's owner with its data
+// dir wiped before it comes back, a new machine under the old name; a node
+// lost for good, removed, and a fresh one joining; SIGSTOP/SIGCONT;
+// two-way partitions and delays through the proxies; restarts). Every
+// watcher's history is checked: seqnums strictly increase, no seqnum ever
+// carries two contents, and after each fault every watcher converges to
+// the source's content; no publication the external service acknowledged
+// is ever lost.
 //
 //	make chaos                                  # 3 minutes, 2 runs
 //	CHAOS_SEED=7 CHAOS_DURATION=1m go test -run TestChaos -v ./cli
@@ -97,6 +105,9 @@ type chaosWatcher struct {
 	stop     bool
 	cmd      *exec.Cmd
 	lastErr  string // why the last session ended
+	// ext, for a watcher of the external service's table, checks and
+	// records each content it shows (the source's checks do not apply).
+	ext *extPublisher
 }
 
 // chaosState is shared by the watchers: what each seqnum carried.
@@ -133,11 +144,17 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 		cmd := exec.Command(dseBin, "--addr", w.node.http, "watch", svc, tbl)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
-		w.cmd = cmd
 		w.sessions++
-		w.mu.Unlock()
+		// Started under the lock: halt reads cmd.Process.
 		out, err := cmd.StdoutPipe()
-		if err == nil && cmd.Start() == nil {
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err == nil {
+			w.cmd = cmd
+		}
+		w.mu.Unlock()
+		if err == nil {
 			sc := bufio.NewScanner(out)
 			sc.Buffer(make([]byte, 1<<16), 1<<24)
 			first := true
@@ -180,6 +197,21 @@ func (w *chaosWatcher) run(st *chaosState, svc, tbl string) {
 				w.lastSeq = ev.Seqnum
 				w.lines++
 				key := contentKey(w.rows)
+				if w.ext != nil {
+					// Every content must be one a publish submitted; one
+					// may go back (a publication never acknowledged,
+					// dropped by a new owner).
+					if k, problem := w.ext.seen("watcher on "+w.node.id, uint64(ev.Seqnum), w.rows); problem != "" {
+						st.violate("external: %s: seqnum %v %s", w.node.id, ev.Seqnum, problem)
+					} else if k < sessionCounter {
+						w.ext.noteWentBack()
+						sessionCounter = k
+					} else {
+						sessionCounter = k
+					}
+					w.mu.Unlock()
+					continue
+				}
 				// Every content must be one the source had: a counter with
 				// its residues, the counter never going back in a session.
 				if k, ok := sourceState(w.rows); !ok {
@@ -274,7 +306,9 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	}
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(q*float64(len(s)-1))]
+	// The nearest rank: the least sample at or above a q share of them
+	// (rounding down, the p99 of a few samples was the smallest).
+	return s[max(int(math.Ceil(q*float64(len(s))))-1, 0)]
 }
 
 type chaosReport struct {
@@ -282,6 +316,13 @@ type chaosReport struct {
 	violations  []string
 	convergence []time.Duration
 	failover    []time.Duration
+	// The external service: its publications, the time until a new owner
+	// after its owner's SIGKILL, and until a get on a survivor answers
+	// the last acknowledged content.
+	ext           extResult
+	extUndone     int
+	ownerFailover []time.Duration
+	getAfterLoss  []time.Duration
 }
 
 func TestChaos(t *testing.T) {
@@ -302,10 +343,15 @@ func TestChaos(t *testing.T) {
 		kinds = append(kinds, fmt.Sprintf("%s %d", k, v))
 	}
 	sort.Strings(kinds)
-	report := fmt.Sprintf("chaos report: seed %d, %d run(s) of %s\n  faults: %s\n  violations: %d\n  convergence: p50 %s p99 %s (%d samples)\n  failover: p50 %s p99 %s (%d samples)\n",
-		seed, runs, dur, strings.Join(kinds, ", "), len(rep.violations),
-		percentile(rep.convergence, 0.5).Round(time.Millisecond), percentile(rep.convergence, 0.99).Round(time.Millisecond), len(rep.convergence),
-		percentile(rep.failover, 0.5).Round(time.Millisecond), percentile(rep.failover, 0.99).Round(time.Millisecond), len(rep.failover))
+	pct := func(d []time.Duration) string {
+		return fmt.Sprintf("p50 %s p99 %s (%d samples)", percentile(d, 0.5).Round(time.Millisecond), percentile(d, 0.99).Round(time.Millisecond), len(d))
+	}
+	report := fmt.Sprintf("chaos report: seed %d, %d run(s) of %s\n  faults: %s\n  violations: %d\n  convergence: %s\n  failover: %s\n"+
+		"  external: publications acknowledged %d, failed %d (%d certainly not run), lost %d (must be 0); contents a watcher saw undone %d\n"+
+		"  owner failover: %s\n  get after owner loss: %s\n",
+		seed, runs, dur, strings.Join(kinds, ", "), len(rep.violations), pct(rep.convergence), pct(rep.failover),
+		rep.ext.acked, rep.ext.failed, rep.ext.notRun, rep.ext.lost, rep.extUndone,
+		pct(rep.ownerFailover), pct(rep.getAfterLoss))
 	t.Log(report)
 	fmt.Print(report)
 	for _, v := range rep.violations {
@@ -317,28 +363,35 @@ func TestChaos(t *testing.T) {
 type chaosCluster struct {
 	nodes   []*chaosNode
 	blocked *blockList
+	made    int // nodes made so far: c1, c2, ...
 }
 
 func startChaosCluster(t *testing.T) *chaosCluster {
 	c := &chaosCluster{nodes: make([]*chaosNode, 3), blocked: &blockList{}}
 	for i := range c.nodes {
-		// Each node on a loopback IP of its own, which its connections
-		// to peers leave from (a two-way partition needs to know them).
-		ip := fmt.Sprintf("127.0.0.%d", 11+i)
-		n := &chaosNode{id: fmt.Sprintf("c%d", i+1), ip: ip, dir: t.TempDir(), bind: freeAddrOn(t, ip), http: freeAddr(t)}
-		p, err := newFaultProxy(n.bind, c.blocked)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.proxy = p
-		t.Cleanup(p.close)
-		c.nodes[i] = n
+		c.nodes[i] = c.newNode(t)
 	}
 	c.nodes[0].start(t, "--id", "c1", "--bootstrap")
 	for _, n := range c.nodes[1:] {
 		n.start(t, "--id", n.id, "--join", c.nodes[0].http)
 	}
 	return c
+}
+
+// newNode makes the next node, c1, c2, ..., behind its proxy; not started.
+func (c *chaosCluster) newNode(t *testing.T) *chaosNode {
+	c.made++
+	// Each node on a loopback IP of its own, which its connections
+	// to peers leave from (a two-way partition needs to know them).
+	ip := fmt.Sprintf("127.0.0.%d", 10+c.made)
+	n := &chaosNode{id: fmt.Sprintf("c%d", c.made), ip: ip, dir: t.TempDir(), bind: freeAddrOn(t, ip), http: freeAddr(t)}
+	p, err := newFaultProxy(n.bind, c.blocked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.proxy = p
+	t.Cleanup(p.close)
+	return n
 }
 
 // partition cuts victim off both ways: nothing reaches it, and nothing it
@@ -479,6 +532,57 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 	}
 	converge("at start")
 
+	// The external service, kept on 3 replicas; its publisher, started
+	// once its first publish is acknowledged; a watcher of its table on
+	// every node.
+	extSt := &chaosState{bySeq: map[float64]string{}}
+	pub := newExtPublisher(seed, extSt)
+	pub.setNodes(nodes)
+	var created map[string]any
+	runJSON(t, nodes[0].http, &created, "services", "create", extSvc, "--replicas", "3")
+	eventually(t, 10*time.Second, "every registry with the external service", func() bool {
+		for _, n := range nodes {
+			if _, ok := extShow(n.http); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	pub.publishNext()
+	if first := pub.lastAcked(); !first.acked {
+		t.Fatalf("the external service's first publish failed: %+v", pub.attempts)
+	}
+	startExtWatcher := func(n *chaosNode) *chaosWatcher {
+		w := &chaosWatcher{node: n, rows: map[string]bool{}, ext: pub}
+		go w.run(extSt, extSvc, extTbl)
+		return w
+	}
+	extWatchers := make([]*chaosWatcher, len(nodes))
+	for i, n := range nodes {
+		extWatchers[i] = startExtWatcher(n)
+	}
+	defer func() {
+		for _, w := range extWatchers {
+			w.halt()
+		}
+	}()
+	pubPaused := false
+	pub.start()
+	defer func() {
+		if pubPaused {
+			pub.resume()
+		}
+		pub.stop()
+	}()
+	extConvergeAll := func(what string) {
+		pub.pause()
+		pubPaused = true
+		extConverge(t, pub, nodes, extWatchers, what)
+		pubPaused = false
+		pub.resume()
+	}
+	extConvergeAll("at start")
+
 	datasourceNode := func() *chaosNode {
 		for _, n := range nodes {
 			var s map[string]any
@@ -501,12 +605,130 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 		}
 		return nil
 	}
-	kinds := []string{"kill-datasource-node", "kill-leader", "kill-random", "stop-cont", "partition", "delay"}
+	// extOwner returns the external service's owner and incarnation as a
+	// live node's registry has them.
+	extOwner := func() (*chaosNode, uint64) {
+		for _, n := range nodes {
+			if s, ok := extShow(n.http); n.up() && ok {
+				for _, m := range nodes {
+					if m.id == s.NodeID {
+						return m, s.Incarnation
+					}
+				}
+				return nil, s.Incarnation
+			}
+		}
+		return nil, 0
+	}
+	// extInSync: every live node's registry has the service owned, on 3
+	// replicas (current members), all in sync.
+	extInSync := func() bool {
+		for _, n := range nodes {
+			s, ok := extShow(n.http)
+			if !ok || s.NodeID == "" || len(s.Replicas) != 3 || s.inSync() != 3 {
+				return false
+			}
+			for _, r := range s.Replicas {
+				if !slices.ContainsFunc(nodes, func(m *chaosNode) bool { return m.id == r.NodeID }) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	live := func(not *chaosNode) *chaosNode {
+		for _, n := range nodes {
+			if n != not && n.up() {
+				return n
+			}
+		}
+		return nil
+	}
+	// kill SIGKILLs victim and, if it ran the datasource or owned the
+	// external service, measures the failovers, in the background: wait
+	// waits for the measures.
+	kill := func(victim *chaosNode) (wait func()) {
+		dsNode := datasourceNode()
+		owner, inc := extOwner()
+		last := pub.lastAcked()
+		var survivors []*chaosNode
+		var before []int
+		for _, w := range watchers {
+			w.mu.Lock()
+			before = append(before, w.lines)
+			w.mu.Unlock()
+			if w.node != victim {
+				survivors = append(survivors, w.node)
+			}
+		}
+		victim.a.kill()
+		killed := time.Now()
+		var dsFailover, extFailover, extGet func() time.Duration
+		if victim == dsNode {
+			// Failover: a watcher on a live node sees new data.
+			dsFailover = probe(killed, func(int) bool {
+				for i, w := range watchers {
+					if w.node == victim {
+						continue
+					}
+					w.mu.Lock()
+					moved := w.lines > before[i]+1
+					w.mu.Unlock()
+					if moved {
+						return true
+					}
+				}
+				return false
+			})
+		}
+		if victim == owner {
+			extFailover = probe(killed, func(i int) bool {
+				s, ok := extShow(survivors[i%len(survivors)].http)
+				return ok && s.NodeID != "" && s.NodeID != victim.id && s.Incarnation > inc
+			})
+			extGet = probe(killed, func(i int) bool {
+				n := survivors[i%len(survivors)]
+				k, seq, ok := pub.get(n.id, n.http)
+				return ok && k >= last.k && seq >= last.seq
+			})
+		}
+		var once sync.Once
+		return func() {
+			once.Do(func() {
+				if dsFailover != nil {
+					d := dsFailover()
+					if d == 0 {
+						t.Fatalf("no data flowing within 30s of the SIGKILL of %s, the datasource's node", victim.id)
+					}
+					rep.failover = append(rep.failover, d)
+				}
+				if extFailover != nil {
+					f, g := extFailover(), extGet()
+					if f == 0 || g == 0 {
+						t.Fatalf("after the SIGKILL of %s, the external service's owner: new owner after %s, a get answering #%d (seqnum %d) after %s (0: not within 30s)", victim.id, f, last.k, last.seq, g)
+					}
+					t.Logf("external: owner %s killed: a new owner after %s; a get answers #%d or later after %s", victim.id, f.Round(time.Millisecond), last.k, g.Round(time.Millisecond))
+					rep.ownerFailover = append(rep.ownerFailover, f)
+					rep.getAfterLoss = append(rep.getAfterLoss, g)
+				}
+			})
+		}
+	}
+	// The schedule: the owner of the external service killed with its data
+	// dir wiped, then a node lost for good, a datasource node's SIGKILL
+	// every sixth fault; the rest drawn.
+	kinds := []string{"kill-datasource-node", "kill-leader", "kill-random", "stop-cont", "partition", "delay", "kill-owner-wipe"}
 	deadline := time.Now().Add(dur)
 	for i := 0; time.Now().Before(deadline); i++ {
-		// Every third fault kills the datasource's node; the rest are drawn.
-		kind := kinds[0]
-		if i%3 != 0 {
+		var kind string
+		switch i % 6 {
+		case 0:
+			kind = "kill-owner-wipe"
+		case 1:
+			kind = "lose-node"
+		case 3:
+			kind = "kill-datasource-node"
+		default:
 			kind = kinds[rng.IntN(len(kinds))]
 		}
 		var victim *chaosNode
@@ -515,6 +737,8 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 			victim = datasourceNode()
 		case "kill-leader":
 			victim = leaderNode()
+		case "kill-owner-wipe":
+			victim, _ = extOwner()
 		default:
 			victim = nodes[rng.IntN(len(nodes))]
 		}
@@ -523,37 +747,52 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 		}
 		rep.faults[kind]++
 		hold := time.Duration(1000+rng.IntN(2000)) * time.Millisecond
-		t.Logf("fault %s on %s for %s", kind, victim.id, hold)
+		t.Logf("%s fault %s on %s for %s", time.Now().Format("15:04:05.000"), kind, victim.id, hold)
 		switch kind {
 		case "kill-datasource-node", "kill-leader", "kill-random":
-			var before []int
-			for _, w := range watchers {
-				w.mu.Lock()
-				before = append(before, w.lines)
-				w.mu.Unlock()
-			}
-			victim.a.kill()
-			killed := time.Now()
-			if kind == "kill-datasource-node" {
-				// Failover: a watcher on a live node sees new data.
-				eventually(t, 30*time.Second, "data flowing after the kill", func() bool {
-					for i, w := range watchers {
-						if w.node == victim {
-							continue
-						}
-						w.mu.Lock()
-						moved := w.lines > before[i]+1
-						w.mu.Unlock()
-						if moved {
-							return true
-						}
-					}
-					return false
-				})
-				rep.failover = append(rep.failover, time.Since(killed))
-			}
+			kill(victim)()
 			time.Sleep(hold)
 			victim.start(t)
+		case "kill-owner-wipe":
+			// A new machine under the old name: an empty data dir, the
+			// same id and addresses, joining again.
+			// Half the time it is back at once: before the leader finds
+			// its node down, it is still the owner as it starts.
+			wait := kill(victim)
+			if err := os.RemoveAll(victim.dir); err != nil {
+				t.Fatal(err)
+			}
+			atOnce := rng.IntN(2) == 0 || i == 0
+			if !atOnce {
+				wait()
+				time.Sleep(hold)
+			}
+			victim.start(t, "--id", victim.id, "--join", live(victim).http)
+			wait()
+			if atOnce {
+				// Whether it beat the leader: it resigned as it started.
+				beat := strings.Contains(victim.a.log.String(), "leaving the in-sync replicas")
+				t.Logf("%s back at once; still in sync as it started: %v", victim.id, beat)
+			}
+		case "lose-node":
+			// Lost for good: removed from the members, a fresh node under
+			// a new id joins in its place.
+			kill(victim)()
+			via := live(victim)
+			eventually(t, 30*time.Second, "members remove "+victim.id, func() bool {
+				return run(t, "--addr", via.http, "members", "remove", victim.id).code == 0
+			})
+			at := slices.Index(nodes, victim)
+			watchers[at].halt()
+			extWatchers[at].halt()
+			n := c.newNode(t)
+			t.Logf("%s joins in place of %s", n.id, victim.id)
+			n.start(t, "--id", n.id, "--join", via.http)
+			nodes[at] = n
+			watchers[at] = &chaosWatcher{node: n, rows: map[string]bool{}}
+			go watchers[at].run(st, "src", "t")
+			extWatchers[at] = startExtWatcher(n)
+			pub.setNodes(nodes)
 		case "stop-cont":
 			victim.a.cmd.Process.Signal(syscall.SIGSTOP)
 			time.Sleep(hold)
@@ -568,8 +807,32 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 			victim.proxy.heal()
 		}
 		eventually(t, 60*time.Second, "the cluster healthy again after "+kind, healthy)
+		eventually(t, 60*time.Second, "the external service on 3 replicas in sync after "+kind, extInSync)
 		converge("after " + kind)
+		extConvergeAll("after " + kind)
 	}
+
+	// The checker: the publisher stops; every node and watcher agree on
+	// the final content.
+	pub.stop()
+	final, finalSeq := extConverge(t, pub, nodes, extWatchers, "at the end")
+	res := pub.check(final, finalSeq)
+	rep.ext.acked += res.acked
+	rep.ext.failed += res.failed
+	rep.ext.notRun += res.notRun
+	rep.ext.lost += res.lost
+	pub.mu.Lock()
+	rep.extUndone += pub.wentBack
+	attempts := len(pub.attempts)
+	pub.mu.Unlock()
+	t.Logf("external: %d publishes, %d acknowledged, %d failed (%d certainly not run), %d lost; final content #%d at seqnum %d", attempts, res.acked, res.failed, res.notRun, res.lost, final, finalSeq)
+	for _, f := range pub.failures() {
+		t.Logf("external: failed %s", f)
+	}
+	rep.violations = append(rep.violations, res.violations...)
+	extSt.mu.Lock()
+	rep.violations = append(rep.violations, extSt.violations...)
+	extSt.mu.Unlock()
 	st.mu.Lock()
 	rep.violations = append(rep.violations, st.violations...)
 	st.mu.Unlock()
@@ -578,6 +841,30 @@ func chaosRun(t *testing.T, seed uint64, dur time.Duration, rep *chaosReport) {
 		t.Logf("watcher on %s: %d lines in %d sessions, last seqnum %v", w.node.id, w.lines, w.sessions, w.lastSeq)
 		w.mu.Unlock()
 	}
+	for _, w := range extWatchers {
+		w.mu.Lock()
+		t.Logf("external watcher on %s: %d lines in %d sessions, last seqnum %v", w.node.id, w.lines, w.sessions, w.lastSeq)
+		w.mu.Unlock()
+	}
+}
+
+// probe polls cond (given the poll's number) every 20 ms, in a goroutine
+// of its own, until it holds or 30 s passed since killed; the function it
+// returns waits for that and says how long after killed cond held (0:
+// never).
+func probe(killed time.Time, cond func(i int) bool) func() time.Duration {
+	ch := make(chan time.Duration, 1)
+	go func() {
+		for i := 0; time.Since(killed) < 30*time.Second; i++ {
+			if cond(i) {
+				ch <- time.Since(killed)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		ch <- 0
+	}()
+	return func() time.Duration { return <-ch }
 }
 
 // TestChaosPartitionedLeaderIsReplaced: a leader cut off both ways is

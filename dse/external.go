@@ -130,6 +130,12 @@ func (e *externalService) takeover(inc uint64) {
 	if e.tookOver >= inc {
 		return
 	}
+	if e.holdsNothing() {
+		// Its data dir gone: it must not republish that (the other
+		// replicas would take it, losing what was acknowledged). Its
+		// replica hands the service to an in-sync one.
+		return
+	}
 	tables := e.n.replicas.Tables(e.id)
 	for _, tbl := range slices.Sorted(maps.Keys(tables)) {
 		rows := tables[tbl]
@@ -140,6 +146,22 @@ func (e *externalService) takeover(inc uint64) {
 	}
 	e.tookOver = inc
 	e.n.logger.Info("took the service over", "service", e.id, "incarnation", inc, "tables", len(tables))
+}
+
+// holdsNothing reports whether this node's replica holds nothing of the
+// tables the service has published (the node's data dir is gone).
+func (e *externalService) holdsNothing() bool {
+	published := false
+	for _, tbl := range e.n.fsm.PublishedTables(e.id) {
+		if e.n.fsm.Seqnum(e.id, tbl) == 0 {
+			continue
+		}
+		published = true
+		if seq, rows, ok := e.n.replicas.Table(e.id, tbl); ok && (seq > 0 || len(rows) > 0) {
+			return false
+		}
+	}
+	return published
 }
 
 // ensureTakeover takes over if this instance owns the service under an
@@ -216,8 +238,10 @@ func (e *externalService) last(tbl string) (uint64, []Row, error) {
 		}
 	}
 	seq, rows, ok := e.n.replicas.Table(e.id, tbl)
-	if !ok {
-		return 0, nil, nodeError{fmt.Errorf("%w: node %q holds no replica of %q yet", ErrUnavailable, e.n.id, e.id)}
+	if !ok || seq == 0 && e.n.fsm.Seqnum(e.id, tbl) > 0 {
+		// A table it has not caught up yet is no answer: the next
+		// instance gives one.
+		return 0, nil, nodeError{fmt.Errorf("%w: node %q holds no replica of %s/%s yet", ErrUnavailable, e.n.id, e.id, tbl)}
 	}
 	return seq, rows, nil
 }

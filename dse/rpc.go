@@ -88,14 +88,19 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 	}
 	var last error
 	after := "" // an idempotent attempt's next one starts past this node
+	synced := false
 	for attempt := 0; attempt <= opts.Retry; attempt++ {
 		// attach.go: an action served from outside goes to its sessions.
 		targets, attached, err := n.rpcRoute(service, action, opts.Local)
-		if errors.Is(err, ErrServiceNotFound) && attempt == 0 && n.syncRead(ctx) {
+		if errors.Is(err, ErrServiceNotFound) && !synced {
 			// This node's registry may not hold a service created a
 			// moment ago elsewhere: look again once it has what the
-			// leader committed.
-			targets, attached, err = n.rpcRoute(service, action, opts.Local)
+			// leader committed. Until it can, it cannot tell.
+			if synced = n.syncRead(ctx); synced {
+				targets, attached, err = n.rpcRoute(service, action, opts.Local)
+			} else {
+				err = errNotCurrent(n.id, service)
+			}
 		}
 		if errors.Is(err, errNotRun) {
 			last, targets = err, nil
@@ -143,8 +148,13 @@ func (n *Node) RPC(ctx context.Context, service, action string, args map[string]
 	if errors.Is(last, ErrServiceNotFound) {
 		if _, ok := n.fsm.Service(service); ok {
 			// The registry has it: its instances are starting or moving,
-			// which is not the service being gone.
-			last = fmt.Errorf("%w: no instance of %q answered (starting, or moving): %v", ErrUnavailable, service, last)
+			// which is not the service being gone. Nothing ran: a
+			// publish tries again.
+			err := fmt.Errorf("%w: no instance of %q answered (starting, or moving): %v", ErrUnavailable, service, last)
+			if errors.Is(last, errNotRun) {
+				err = notRun{err}
+			}
+			last = err
 		}
 	}
 	n.metrics.rpcCalls.WithLabelValues(ErrorCode(last)).Inc()
@@ -172,6 +182,13 @@ type notRun struct{ error }
 
 func (e notRun) Unwrap() error      { return e.error }
 func (notRun) Is(target error) bool { return target == errNotRun }
+
+// errNotCurrent says that node, whose registry is not current (it is
+// starting, or cut off from the leader), cannot tell whether service
+// exists; nothing ran.
+func errNotCurrent(node, service string) error {
+	return notRun{fmt.Errorf("%w: node %q cannot tell whether %q exists: its registry is not current (the node is starting, or cut off from the leader)", ErrUnavailable, node, service)}
+}
 
 // syncRead brings this node's registry up to what the leader had committed
 // when it asked, within a second; it reports whether it did.

@@ -32,9 +32,15 @@ func (n *Node) Watch(ctx context.Context, publisher, tbl string, events chan<- W
 	if err := checkTableID(publisher, tbl); err != nil {
 		return err
 	}
-	if !n.publisherKnown(publisher) && (!n.syncRead(ctx) || !n.publisherKnown(publisher)) {
-		// A typo would otherwise wait for a publisher that never comes.
-		return fmt.Errorf("%w: %q", ErrServiceNotFound, publisher)
+	if !n.publisherKnown(publisher) {
+		if !n.syncRead(ctx) {
+			return errNotCurrent(n.id, publisher)
+		}
+		if !n.publisherKnown(publisher) {
+			// A typo would otherwise wait for a publisher that never
+			// comes.
+			return fmt.Errorf("%w: %q", ErrServiceNotFound, publisher)
+		}
 	}
 	if open := n.watches.Add(1); open > int64(n.cfg.MaxWatches) {
 		n.watches.Add(-1)
