@@ -225,10 +225,14 @@ func (n *Node) startEngine() {
 		Faults:  n.deps.Faults,
 		Logger:  n.logger.Named("push"),
 	})
+	var sequencer publish.Sequencer = n.cluster
+	if n.deps.Sequencer != nil {
+		sequencer = n.deps.Sequencer
+	}
 	n.batcher = publish.NewBatcher(publish.Config{
 		Node:         n.id,
 		Registry:     n.fsm,
-		Sequencer:    n.cluster,
+		Sequencer:    sequencer,
 		Pusher:       n.pusher,
 		Durability:   n.replicas,
 		ApplyTimeout: n.cfg.ApplyTimeout,
