@@ -25,19 +25,53 @@ type Cluster struct {
 // 127.0.0.1, a Raft log with fsync
 // (logStore: dse.LogStoreWAL, the default, or dse.LogStoreBoltDB).
 func StartCluster(ctx context.Context, dir string, n int, logStore string, logger hclog.Logger) (*Cluster, error) {
+	return StartClusterWith(ctx, ClusterConfig{Dir: dir, Nodes: n, LogStore: logStore, Logger: logger})
+}
+
+// ClusterConfig sets up StartClusterWith.
+type ClusterConfig struct {
+	Dir      string
+	Nodes    int
+	LogStore string
+	// Voters is how many of the nodes vote (0: all); the others join as
+	// non-voters.
+	Voters int
+	Logger hclog.Logger
+	// Deps, when set, gives node i (from 0) its collaborators; the logger
+	// is added where it has none.
+	Deps func(i int) dse.Deps
+}
+
+// StartClusterWith starts a cluster as cfg says (see StartCluster).
+func StartClusterWith(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	n := cfg.Nodes
 	if n < 1 {
 		return nil, fmt.Errorf("nodes %d: want at least 1", n)
 	}
-	dir, cleanup, err := benchDir(dir)
+	voters := cfg.Voters
+	if voters <= 0 || voters > n {
+		voters = n
+	}
+	dir, cleanup, err := benchDir(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{cleanup: cleanup}
+	logger := cfg.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	for i := range n {
-		node, err := dse.New(nodeConfig(dir, fmt.Sprintf("bench%d", i+1), logStore, i == 0), dse.Deps{Logger: logger})
+		deps := dse.Deps{}
+		if cfg.Deps != nil {
+			deps = cfg.Deps(i)
+		}
+		if deps.Logger == nil {
+			deps.Logger = logger
+		}
+		ncfg := nodeConfig(dir, fmt.Sprintf("bench%d", i+1), cfg.LogStore, i == 0)
+		ncfg.NonVoter = i >= voters
+		node, err := dse.New(ncfg, deps)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -49,7 +83,7 @@ func StartCluster(ctx context.Context, dir string, n int, logStore string, logge
 			cancel()
 		} else {
 			jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			err = c.Nodes[0].Join(jctx, dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: true})
+			err = c.Nodes[0].Join(jctx, dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: i < voters})
 			cancel()
 		}
 		if err != nil {

@@ -33,6 +33,8 @@ func benchCommand() *ucli.Command {
 					dir(),
 					logStore(),
 					&ucli.IntFlag{Name: "nodes", Value: 3},
+					&ucli.IntFlag{Name: "voters", Usage: "how many of the nodes vote; the others are non-voters (default: all)"},
+					&ucli.IntFlag{Name: "services", Value: 1, Usage: "publisher services on node 1, each publishing --tables tables"},
 					&ucli.IntFlag{Name: "subscribers", Value: 2},
 					&ucli.IntFlag{Name: "tables", Value: 1},
 					&ucli.IntFlag{Name: "rows-per-delta", Value: 1},
@@ -41,6 +43,8 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "rate", Usage: "publications per second (0: as fast as possible)"},
 					&ucli.IntFlag{Name: "window", Usage: "publications per table one goroutine keeps in flight (async publish)", DefaultText: fmt.Sprint(bench.DefaultWindow)},
 					&ucli.IntFlag{Name: "writers", Usage: "instead of the async publisher, this many goroutines per table, each publishing and waiting"},
+					&ucli.BoolFlag{Name: "baseline", Usage: "also run the same load with seqnums from a local counter instead of Raft (baseline_pubs_per_sec)"},
+					&ucli.BoolFlag{Name: "no-raft-floor", Usage: "with --rate: skip the run of hashicorp/raft alone at the same rate (raft_floor_p50_us)"},
 					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
 				},
 				Action: benchPublish,
@@ -158,9 +162,14 @@ func benchPublish(c *ucli.Context) error {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
 	cfg := bench.PublishConfig{
-		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
+		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Voters: c.Int("voters"), Services: c.Int("services"),
+		Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
 		RowsPerDelta: c.Int("rows-per-delta"), RowBytes: c.Int("row-bytes"), Duration: c.Duration("duration"),
-		Rate: c.Int("rate"), Window: c.Int("window"), Writers: c.Int("writers"), Progress: progress("publish"),
+		Rate: c.Int("rate"), Window: c.Int("window"), Writers: c.Int("writers"), Baseline: c.Bool("baseline"), NoRaftFloor: c.Bool("no-raft-floor"),
+		Progress: progress("publish"),
+	}
+	if cfg.Services < 1 {
+		return usagef("--services %d: want at least 1", cfg.Services)
 	}
 	if err := validate(&cfg); err != nil {
 		return err
@@ -188,11 +197,22 @@ func benchPublish(c *ucli.Context) error {
 	if res.Writers > 0 {
 		publisher = fmt.Sprintf("%d waiting writers per table", res.Writers)
 	}
-	fmt.Fprintf(w, "publish: %d nodes (%s, %s log), %d subscribers, %d tables, %d rows of %d bytes per delta, rate %s, %s\n",
-		res.Nodes, res.Mode, res.LogStore, res.Subscribers, res.Tables, res.RowsPerDelta, res.RowBytes, rateText(res.Rate), publisher)
-	fmt.Fprintf(w, "  %d publications in %.1fs: %.0f/s, %.0f deliveries/s\n", res.Publications, res.Seconds, res.PubsPerSec, res.DeliveriesPerSec)
+	fmt.Fprintf(w, "publish: %d nodes (%d voters, %s, %s log), %d subscribers, %d services × %d tables, %d rows of %d bytes per delta, rate %s, %s\n",
+		res.Nodes, res.Voters, res.Mode, res.LogStore, res.Subscribers, res.Services, res.Tables, res.RowsPerDelta, res.RowBytes, rateText(res.Rate), publisher)
+	fmt.Fprintf(w, "  %d publications in %.1fs: %.0f/s, %.0f deliveries/s, %d failed\n", res.Publications, res.Seconds, res.PubsPerSec, res.DeliveriesPerSec, res.Failed)
+	if res.FirstFailure != "" {
+		fmt.Fprintf(w, "  first failure: %s\n", res.FirstFailure)
+	}
 	fmt.Fprintf(w, "  %d Raft commits (%.1f publications each), %d catch-ups, %d order violations\n", res.RaftCommits, res.PubsPerCommit, res.Catchups, res.OrderViolations)
 	fmt.Fprintf(w, "  latency publish→apply: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs\n", res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max)
+	if res.BaselineLatency != nil {
+		fmt.Fprintf(w, "  baseline (seqnums from a local counter, no Raft): %.0f/s, p50 %.0fµs  p99 %.0fµs; dse %.2fx of it\n",
+			res.BaselinePubsPerSec, res.BaselineLatency.P50, res.BaselineLatency.P99, res.VsBaseline)
+	}
+	if res.RaftFloorP50 > 0 {
+		fmt.Fprintf(w, "  hashicorp/raft alone at %s: p50 %.0fµs  p99 %.0fµs (one at a time: p50 %.0fµs); dse p50 %.2fx of it\n",
+			rateText(res.Rate), res.RaftFloorP50, res.RaftFloorP99, res.RaftFloorSerialP50, res.VsRaftFloor)
+	}
 	return nil
 }
 
