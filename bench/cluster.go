@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"sort"
 	"time"
@@ -12,11 +13,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/api"
 )
 
 // Cluster is a set of in-process nodes on loopback with real storage.
 type Cluster struct {
-	Nodes   []*dse.Node
+	Nodes []*dse.Node
+	// servers are the nodes' HTTP APIs (ClusterConfig.HTTP), by node.
+	servers []*api.Server
 	cleanup func()
 }
 
@@ -40,6 +44,9 @@ type ClusterConfig struct {
 	// Deps, when set, gives node i (from 0) its collaborators; the logger
 	// is added where it has none.
 	Deps func(i int) dse.Deps
+	// HTTP serves each node's HTTP API (package dse/api) on a port of
+	// its own, the node's HTTPAddr.
+	HTTP bool
 }
 
 // StartClusterWith starts a cluster as cfg says (see StartCluster).
@@ -71,12 +78,28 @@ func StartClusterWith(ctx context.Context, cfg ClusterConfig) (*Cluster, error) 
 		}
 		ncfg := nodeConfig(dir, fmt.Sprintf("bench%d", i+1), cfg.LogStore, i == 0)
 		ncfg.NonVoter = i >= voters
+		var ln net.Listener
+		if cfg.HTTP {
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				c.Close()
+				return nil, err
+			}
+			ncfg.HTTPAddr = ln.Addr().String()
+		}
 		node, err := dse.New(ncfg, deps)
 		if err != nil {
+			if ln != nil {
+				ln.Close()
+			}
 			c.Close()
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, node)
+		if ln != nil {
+			srv := api.NewServer(node, api.ServerConfig{})
+			c.servers = append(c.servers, srv)
+			go srv.Serve(ln)
+		}
 		if i == 0 {
 			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			_, err = node.WaitLeader(wctx)
@@ -107,6 +130,11 @@ func StartClusterWith(ctx context.Context, cfg ClusterConfig) (*Cluster, error) 
 
 // Close stops every node and removes a temporary data dir.
 func (c *Cluster) Close() {
+	for _, srv := range c.servers {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(sctx)
+		cancel()
+	}
 	for i := len(c.Nodes) - 1; i >= 0; i-- {
 		c.Nodes[i].Close()
 	}

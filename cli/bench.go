@@ -43,6 +43,10 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "rate", Usage: "publications per second (0: as fast as possible)"},
 					&ucli.IntFlag{Name: "window", Usage: "publications per table one goroutine keeps in flight (async publish)", DefaultText: fmt.Sprint(bench.DefaultWindow)},
 					&ucli.IntFlag{Name: "writers", Usage: "instead of the async publisher, this many goroutines per table, each publishing and waiting"},
+					&ucli.BoolFlag{Name: "external", Usage: "drive an external service (--replicas) over the HTTP API instead: --clients HTTP clients, each setting a table of its own"},
+					&ucli.IntFlag{Name: "clients", Value: 64, Usage: "with --external: HTTP clients publishing at once, each waiting for its answer"},
+					&ucli.IntFlag{Name: "replicas", Value: 3, Usage: "with --external: the service's replicas"},
+					&ucli.StringFlag{Name: "via", Value: bench.ViaOwner, Usage: "with --external: send every publication to the owner's node (owner), or client k's to node k mod nodes (spread)"},
 					&ucli.BoolFlag{Name: "baseline", Usage: "also run the same load with seqnums from a local counter instead of Raft (baseline_pubs_per_sec)"},
 					&ucli.BoolFlag{Name: "no-raft-floor", Usage: "with --rate: skip the run of hashicorp/raft alone at the same rate (raft_floor_p50_us)"},
 					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
@@ -161,6 +165,14 @@ func benchPublish(c *ucli.Context) error {
 	if ls := c.String("log-store"); !validLogStore(ls, false) {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
+	if c.Bool("external") {
+		return benchExternal(c)
+	}
+	for _, f := range []string{"clients", "replicas", "via"} {
+		if c.IsSet(f) {
+			return usagef("--%s goes with --external", f)
+		}
+	}
 	cfg := bench.PublishConfig{
 		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Voters: c.Int("voters"), Services: c.Int("services"),
 		Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
@@ -212,6 +224,55 @@ func benchPublish(c *ucli.Context) error {
 	if res.RaftFloorP50 > 0 {
 		fmt.Fprintf(w, "  hashicorp/raft alone at %s: p50 %.0fµs  p99 %.0fµs (one at a time: p50 %.0fµs); dse p50 %.2fx of it\n",
 			rateText(res.Rate), res.RaftFloorP50, res.RaftFloorP99, res.RaftFloorSerialP50, res.VsRaftFloor)
+	}
+	return nil
+}
+
+// benchExternal is `dse bench publish --external`.
+func benchExternal(c *ucli.Context) error {
+	for _, f := range []string{"voters", "services", "tables", "rows-per-delta", "window", "writers", "baseline", "no-raft-floor"} {
+		if c.IsSet(f) {
+			return usagef("--%s does not go with --external (each client sets a table of its own, one row)", f)
+		}
+	}
+	cfg := bench.ExternalConfig{
+		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Replicas: c.Int("replicas"), Clients: c.Int("clients"),
+		Via: c.String("via"), RowBytes: c.Int("row-bytes"), Duration: c.Duration("duration"), Rate: c.Int("rate"), Progress: progress("publish --external"),
+	}
+	if c.IsSet("subscribers") { // none by default, as JetStream's publish bench has none
+		cfg.Subscribers = c.Int("subscribers")
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	removePlot, err := createPlot(c.String("plot"))
+	if err != nil {
+		return err
+	}
+	res, err := bench.External(c.Context, cfg)
+	endProgress(cfg.Progress != nil)
+	if err != nil {
+		removePlot()
+		return err
+	}
+	if p := c.String("plot"); p != "" {
+		if err := bench.Plot(p, "dse bench publish --external", res.Latencies, res.Series); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+	}
+	if jsonOut(c) {
+		return printJSON(c, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "publish --external: %d nodes (in-process, HTTP API each, %s log), a service with %d replicas, %d HTTP clients via %s, rate %s, %d subscribers\n",
+		res.Nodes, res.LogStore, res.Replicas, res.Clients, res.Via, rateText(res.Rate), res.Subscribers)
+	fmt.Fprintf(w, "  %d acknowledged publications in %.1fs: %.0f/s, %d failed, %.0f deliveries/s\n", res.Publications, res.Seconds, res.PubsPerSec, res.Failed, res.DeliveriesPerSec)
+	if res.FirstFailure != "" {
+		fmt.Fprintf(w, "  first failure: %s\n", res.FirstFailure)
+	}
+	fmt.Fprintf(w, "  latency request→answer: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs\n", res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max)
+	for _, n := range res.ByNode {
+		fmt.Fprintf(w, "  via %s: %d publications, p50 %.0fµs  p99 %.0fµs\n", n.Node, n.Ops, n.Latency.P50, n.Latency.P99)
 	}
 	return nil
 }
