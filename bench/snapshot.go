@@ -73,6 +73,19 @@ type SnapshotResult struct {
 	// NodeRSSMB's with a process per node, the one process's otherwise.
 	RSSMB     float64            `json:"rss_mb"`
 	NodeRSSMB map[string]float64 `json:"node_rss_mb,omitempty"`
+	// CacheBytesPerRow is the Go heap in use that the subscriber's cache
+	// of the table took, per row (HeapInuse after a GC, once the snapshot
+	// is in, less before the subscribe, in the subscriber node's process);
+	// CacheLiveBytesPerRow the same in live bytes (HeapAlloc).
+	CacheBytesPerRow     float64 `json:"cache_bytes_per_row"`
+	CacheLiveBytesPerRow float64 `json:"cache_live_bytes_per_row"`
+}
+
+func (r *SnapshotResult) setCache(m *cacheMem) {
+	if m != nil && r.Rows > 0 {
+		r.CacheBytesPerRow = float64(m.InuseBytes) / float64(r.Rows)
+		r.CacheLiveBytesPerRow = float64(m.LiveBytes) / float64(r.Rows)
+	}
 }
 
 // The big table's publisher and name.
@@ -164,10 +177,11 @@ func snapshotInProcess(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 	// generated rows (which the publisher's table holds), before the
 	// floors add garbage of their own.
 	cfg.stage("node 2 taking the snapshot (%d round(s))", cfg.Rounds)
-	rounds, err := snapshotRounds(ctx, c.Nodes[1], cfg.Rows, cfg.Rounds, func() { res.RSSMB = peakRSSMB() })
+	rounds, cache, err := snapshotRounds(ctx, c.Nodes[1], cfg.Rows, cfg.Rounds, func() { res.RSSMB = peakRSSMB() })
 	if err != nil {
 		return err
 	}
+	res.setCache(cache)
 	res.Seconds = rounds[0]
 	if len(rounds) > 1 {
 		res.Rounds = rounds

@@ -323,6 +323,7 @@ func benchSnapshot(c *ucli.Context) error {
 		}
 		fmt.Fprintf(w, " (a new subscriber each on the same node)\n")
 	}
+	fmt.Fprintf(w, "  the subscriber's cache: %.0f bytes per row of heap in use (%.0f live)\n", res.CacheBytesPerRow, res.CacheLiveBytesPerRow)
 	if res.NodeRSSMB != nil {
 		fmt.Fprintf(w, "  peak RSS: publisher node %.0f MB, subscriber node %.0f MB\n", res.NodeRSSMB["publisher"], res.NodeRSSMB["subscriber"])
 	} else {
