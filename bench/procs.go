@@ -30,6 +30,8 @@ type Spawn func(ctx context.Context) *exec.Cmd
 const (
 	rolePublisher  = "publisher"
 	roleSubscriber = "subscriber"
+	// roleJoiner is `dse bench join`'s new node.
+	roleJoiner = "joiner"
 )
 
 // nodeSpec is the one line a bench node process reads first on stdin.
@@ -57,7 +59,11 @@ type nodeReport struct {
 	RSSMB  float64   `json:"rss_mb,omitempty"`
 	// Cache is the heap the first round's subscriber cache took.
 	Cache *cacheMem `json:"cache,omitempty"`
-	Error string    `json:"error,omitempty"`
+	// The joiner's: whether it installed a snapshot, the heap the
+	// registry took.
+	ViaSnapshot bool   `json:"via_snapshot,omitempty"`
+	HeapBytes   int64  `json:"heap_bytes,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // nodeConfig is the configuration of bench node id under dir: real TCP on
@@ -103,10 +109,11 @@ func RunSnapshotNode(ctx context.Context, in io.Reader, out io.Writer) error {
 }
 
 // startSnapshotNode starts spec's node and does its part: the publisher
-// publishes the big table, the subscriber joins and times its snapshot.
+// publishes the big table, the subscriber joins and times its snapshot,
+// the joiner joins and times its catching up with the registry.
 func startSnapshotNode(ctx context.Context, spec nodeSpec) (nodeReport, func(), error) {
 	bootstrap := spec.Role == rolePublisher
-	if !bootstrap && spec.Role != roleSubscriber {
+	if !bootstrap && spec.Role != roleSubscriber && spec.Role != roleJoiner {
 		return nodeReport{}, nil, fmt.Errorf("bench node: unknown role %q", spec.Role)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -129,9 +136,15 @@ func startSnapshotNode(ctx context.Context, spec nodeSpec) (nodeReport, func(), 
 		node.Close()
 	}
 	rep := nodeReport{HTTPAddr: node.HTTPAddr(), LogStore: node.LogStore()}
-	if bootstrap {
+	switch {
+	case bootstrap:
 		err = publishBigTable(ctx, node, spec)
-	} else {
+	case spec.Role == roleJoiner:
+		var got nodeReport
+		got, err = joinAndCatchUp(ctx, node, spec)
+		got.HTTPAddr, got.LogStore = rep.HTTPAddr, rep.LogStore
+		rep = got
+	default:
 		rep.Rounds, rep.Cache, rep.RSSMB, err = takeSnapshot(ctx, node, spec)
 		if len(rep.Rounds) > 0 {
 			rep.Seconds = rep.Rounds[0]

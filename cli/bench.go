@@ -67,7 +67,22 @@ func benchCommand() *ucli.Command {
 				Action: benchSnapshot,
 			},
 			{
-				// One node of a multi-process snapshot bench, run by it.
+				Name:  "join",
+				Usage: "a new node joins a cluster whose registry holds many services, tables and subscriptions, and catches up",
+				Flags: []ucli.Flag{
+					dir(),
+					logStore(),
+					&ucli.IntFlag{Name: "nodes", Value: 3, Usage: "the cluster's nodes before the new one joins"},
+					&ucli.IntFlag{Name: "services", Value: 100_000},
+					&ucli.IntFlag{Name: "tables-per-service", Value: 10},
+					&ucli.IntFlag{Name: "subscriptions", Value: 100_000},
+					&ucli.IntFlag{Name: "datasources", Usage: "disabled datasources in the registry besides"},
+					&ucli.BoolFlag{Name: "in-process", Usage: "run the new node in this process (default: a dse process of its own, so that its RSS is its own)"},
+				},
+				Action: benchJoin,
+			},
+			{
+				// One node of a multi-process snapshot or join bench, run by it.
 				Name:   "snapshot-node",
 				Hidden: true,
 				Action: func(c *ucli.Context) error { return bench.RunSnapshotNode(c.Context, os.Stdin, c.App.Writer) },
@@ -81,6 +96,10 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "nodes", Value: 3},
 					&ucli.IntFlag{Name: "clients", Value: 64},
 					&ucli.IntFlag{Name: "ops", Value: 40000},
+					&ucli.IntFlag{Name: "services", Usage: "services already in the registry before the run (written in bulk, as dse bench join does)"},
+					&ucli.IntFlag{Name: "tables-per-service", Value: 10, Usage: "with --services: the tables each publishes"},
+					&ucli.IntFlag{Name: "subscriptions", Usage: "with --services: subscriptions between them"},
+					&ucli.IntFlag{Name: "datasources", Usage: "disabled datasources already in the registry"},
 				},
 				Action: benchRegistry,
 			},
@@ -332,6 +351,62 @@ func benchSnapshot(c *ucli.Context) error {
 	return nil
 }
 
+// nodeSpawn runs this dse binary as one bench node (`dse bench
+// snapshot-node`), unless --in-process.
+func nodeSpawn(c *ucli.Context) (bench.Spawn, error) {
+	if c.Bool("in-process") {
+		return nil, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find the dse binary to start the nodes with: %w (or use --in-process)", err)
+	}
+	return func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, exe, "bench", "snapshot-node") }, nil
+}
+
+func registryLoad(c *ucli.Context) bench.RegistryLoad {
+	return bench.RegistryLoad{Services: c.Int("services"), TablesPerService: c.Int("tables-per-service"), Subscriptions: c.Int("subscriptions"), Datasources: c.Int("datasources")}
+}
+
+func benchJoin(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
+	}
+	cfg := bench.JoinConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Load: registryLoad(c), Progress: stageProgress("join")}
+	if cfg.Nodes < 1 {
+		return usagef("--nodes %d: want at least 1", cfg.Nodes)
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	spawn, err := nodeSpawn(c)
+	if err != nil {
+		return err
+	}
+	cfg.Spawn = spawn
+	res, err := bench.Join(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c, res)
+	}
+	w := c.App.Writer
+	how := "replaying the log"
+	if res.ViaSnapshot {
+		how = "installing the snapshot"
+	}
+	fmt.Fprintf(w, "join: %d nodes (%s log), a registry of %d services, %d tables, %d subscriptions, %d datasources (built in %.1fs, %d Raft entries)\n",
+		res.Nodes, res.LogStore, res.Services, res.Tables, res.Subscriptions, res.Datasources, res.LoadSeconds, res.RaftEntries)
+	fmt.Fprintf(w, "  snapshot: %d bytes at index %d, %.1f bytes per table\n", res.SnapshotBytes, res.SnapshotIndex, res.BytesPerTable)
+	fmt.Fprintf(w, "  the new node (%s) was current %.3fs after its join request, %s; peak RSS %.0f MB, registry heap %.1f MB (%.0f bytes per table)\n",
+		res.Mode, res.Seconds, how, res.RSSMB, res.HeapMB, res.HeapBytesPerTable)
+	return nil
+}
+
 func benchRegistry(c *ucli.Context) error {
 	if _, err := args(c); err != nil {
 		return err
@@ -340,7 +415,10 @@ func benchRegistry(c *ucli.Context) error {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
 	cfg := bench.RegistryConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops"),
-		Progress: progress("registry")}
+		Load: registryLoad(c), Progress: progress("registry")}
+	if cfg.Load.Services == 0 {
+		cfg.Load.TablesPerService = 0
+	}
 	if err := validate(&cfg); err != nil {
 		return err
 	}
@@ -352,8 +430,15 @@ func benchRegistry(c *ucli.Context) error {
 	if jsonOut(c) {
 		return printJSON(c, res)
 	}
-	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s, %s log), %d clients, %d writes in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
-		res.Nodes, res.Mode, res.LogStore, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s, %s log), %d clients, %d writes in %.1fs: %.0f/s, %d failed\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
+		res.Nodes, res.Mode, res.LogStore, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Failed, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	if res.FirstFailure != "" {
+		fmt.Fprintf(c.App.Writer, "  first failure: %s\n", res.FirstFailure)
+	}
+	if l := res.Load; l != nil {
+		fmt.Fprintf(c.App.Writer, "  on a registry of %d services, %d tables, %d subscriptions, %d datasources (written in %.1fs)\n",
+			l.Services, l.Tables(), l.Subscriptions, l.Datasources, res.LoadSeconds)
+	}
 	fmt.Fprintf(c.App.Writer, "  %d Raft entries (%.1f writes each)\n", res.RaftEntries, res.OpsPerEntry)
 	for _, n := range res.ByNode {
 		role := "follower"
