@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -22,9 +23,35 @@ func benchCommand() *ucli.Command {
 	logStore := func() ucli.Flag {
 		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreWAL, Usage: "Raft log store of the nodes: wal (the nodes' default) or boltdb"}
 	}
+	var stopProfile func()
 	return &ucli.Command{
 		Name:  "bench",
 		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync)",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the whole run (this process: the in-process nodes and the load) to `FILE` (go tool pprof)"},
+		},
+		Before: func(c *ucli.Context) error {
+			p := c.String("cpuprofile")
+			if p == "" {
+				return nil
+			}
+			f, err := os.Create(p)
+			if err != nil {
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+			return nil
+		},
+		After: func(*ucli.Context) error {
+			if stopProfile != nil {
+				stopProfile()
+			}
+			return nil
+		},
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "publish",
