@@ -49,6 +49,9 @@ type PublishConfig struct {
 	// fixed Rate adds (RaftFloor).
 	NoRaftFloor bool
 	Progress    func(elapsed time.Duration, pubs uint64)
+	// onReady, when set, is called once the run's cluster is set up (its
+	// tables published once and subscribed to), before the load starts.
+	onReady func()
 }
 
 // PublishResult is what `dse bench publish --json` prints.
@@ -352,6 +355,9 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 	}
 	// Let every subscriber receive the initial snapshots.
 	waitDelivered(subs, tables, 10*time.Second)
+	if cfg.onReady != nil && !baseline {
+		cfg.onReady()
+	}
 	before := pubNode.Stats()
 	beforeDeliveries := make([]uint64, len(subs))
 	for i, s := range subs {

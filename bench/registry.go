@@ -15,8 +15,10 @@ type RegistryConfig struct {
 	Dir      string
 	LogStore string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
 	Nodes    int
-	Clients  int
-	Ops      int
+	// Voters is how many of the nodes vote (0: all).
+	Voters  int
+	Clients int
+	Ops     int
 	// Load, when not empty, is written into the registry before the run
 	// (RegistryLoad): the writes then go to a big registry.
 	Load RegistryLoad
@@ -85,7 +87,7 @@ func Registry(ctx context.Context, cfg RegistryConfig) (_ *RegistryResult, err e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, cfg.LogStore, nil)
+	c, err := StartClusterWith(ctx, ClusterConfig{Dir: cfg.Dir, Nodes: cfg.Nodes, Voters: cfg.Voters, LogStore: cfg.LogStore})
 	if err != nil {
 		return nil, err
 	}

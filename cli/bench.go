@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,6 +108,27 @@ func benchCommand() *ucli.Command {
 					&ucli.BoolFlag{Name: "in-process", Usage: "run the new node in this process (default: a dse process of its own, so that its RSS is its own)"},
 				},
 				Action: benchJoin,
+			},
+			{
+				Name:  "scale",
+				Usage: "sweep one dimension (--dim), one JSON line per point; --plot draws the curves",
+				Description: "dimensions and their default points:\n" +
+					"  tables       tables of one publisher, one publication in flight each, against one table with as many in flight\n" +
+					"  services     publisher services on node 1, 4,096 publications in flight spread over them\n" +
+					"  subscribers  subscribers of one table over nodes 2 and 3: as fast as possible, then at half that rate\n" +
+					"  nodes        cluster size, all voters and 3 voters with non-voters: publish, publish at 1,000/s, registry writes\n" +
+					"  rows         rows of a table whose snapshot a new subscriber on another node takes (a process per node)\n" +
+					"  registry     services in the registry (10 tables each, as many subscriptions, a datasource per 10): writes, and a new node joining",
+				Flags: []ucli.Flag{
+					dir(),
+					logStore(),
+					&ucli.StringFlag{Name: "dim", Required: true, Usage: "the dimension: " + strings.Join(bench.ScaleDims, ", ")},
+					&ucli.StringFlag{Name: "points", Usage: "the points, comma-separated (default: the dimension's, see above)"},
+					&ucli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "each publish run's"},
+					&ucli.BoolFlag{Name: "in-process", Usage: "run every node in this process (rows and registry: default a process per new node)"},
+					&ucli.StringFlag{Name: "plot", Usage: "write the curves to `FILE.svg`"},
+				},
+				Action: benchScale,
 			},
 			{
 				// One node of a multi-process snapshot or join bench, run by it.
@@ -374,6 +396,61 @@ func benchSnapshot(c *ucli.Context) error {
 		fmt.Fprintf(w, "  peak RSS: publisher node %.0f MB, subscriber node %.0f MB\n", res.NodeRSSMB["publisher"], res.NodeRSSMB["subscriber"])
 	} else {
 		fmt.Fprintf(w, "  peak RSS of the process (both nodes): %.0f MB\n", res.RSSMB)
+	}
+	return nil
+}
+
+func benchScale(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
+	}
+	cfg := bench.ScaleConfig{Dim: c.String("dim"), Dir: c.String("dir"), LogStore: c.String("log-store"), Duration: c.Duration("duration"), Progress: stageProgress("scale")}
+	if p := c.String("points"); p != "" {
+		for _, f := range strings.Split(p, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return usagef("--points %q: %q is not a number", p, f)
+			}
+			cfg.Points = append(cfg.Points, n)
+		}
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	spawn, err := nodeSpawn(c)
+	if err != nil {
+		return err
+	}
+	cfg.Spawn = spawn
+	removePlot, err := createPlot(c.String("plot"))
+	if err != nil {
+		return err
+	}
+	var werr error
+	cfg.Emit = func(p bench.ScalePoint) {
+		if werr == nil {
+			werr = printJSON(c, p)
+		}
+	}
+	points, err := bench.Scale(c.Context, cfg)
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		if len(points) == 0 {
+			removePlot()
+		} else if p := c.String("plot"); p != "" {
+			bench.PlotScale(p, cfg.Dim, points) // the points measured so far
+		}
+		return err
+	}
+	if p := c.String("plot"); p != "" {
+		if err := bench.PlotScale(p, cfg.Dim, points); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
 	}
 	return nil
 }
