@@ -45,8 +45,10 @@ func (l RegistryLoad) validate() error {
 }
 
 // loadConcurrency is how many registry writes loading keeps in flight: the
-// registry's group commit packs them into few entries.
-const loadConcurrency = 256
+// registry's group commit packs them into few entries (up to 1 MiB each,
+// about 7,000 registers), and few entries matter: on a big registry each
+// one costs every node a walk of its services.
+const loadConcurrency = 4096
 
 // publishChunk is how many tables one fsm.Publish command of the load
 // creates (about 40 bytes each).
@@ -157,6 +159,11 @@ type JoinConfig struct {
 	// Nodes is the cluster the new node joins (3 by default).
 	Nodes int
 	Load  RegistryLoad
+	// NoFill skips filling the log first (fillLog): the new node then
+	// replays a young cluster's log from index 1 instead of installing the
+	// snapshot, as it does from a cluster whose first log segment is
+	// still open.
+	NoFill bool
 	// Spawn, when set, runs the new node in a process of its own (see
 	// RunSnapshotNode), so that its RSS is its own.
 	Spawn    Spawn
@@ -249,9 +256,11 @@ func Join(ctx context.Context, cfg JoinConfig) (_ *JoinResult, err error) {
 	}
 	// The filling first, on an empty registry: on a big one, every entry
 	// costs each node a walk of the registry.
-	cfg.stage("filling the log past Raft's trailing logs")
-	if err := fillLog(ctx, leader, filepath.Join(dir, leader.ID(), "raft-wal")); err != nil {
-		return nil, err
+	if !cfg.NoFill {
+		cfg.stage("filling the log past Raft's trailing logs")
+		if err := fillLog(ctx, leader, filepath.Join(dir, leader.ID(), "raft-wal")); err != nil {
+			return nil, err
+		}
 	}
 	cfg.stage("loading %d services, %d tables, %d subscriptions, %d datasources", cfg.Load.Services, cfg.Load.Tables(), cfg.Load.Subscriptions, cfg.Load.Datasources)
 	start := time.Now()

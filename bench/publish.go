@@ -237,7 +237,7 @@ func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err erro
 }
 
 // raftFloors runs hashicorp/raft alone at rate for d, then one entry at a
-// time for 2 seconds, on one group.
+// time for up to 2 seconds, on one group.
 func raftFloors(ctx context.Context, dir, logStore string, rate int, d time.Duration) (atRate, serial *RaftFloorResult, err error) {
 	g, err := StartRaftGroup(dir, logStore)
 	if err != nil {
@@ -247,7 +247,7 @@ func raftFloors(ctx context.Context, dir, logStore string, rate int, d time.Dura
 	if atRate, err = g.Run(ctx, RaftFloorConfig{Rate: rate, Duration: d}); err != nil {
 		return nil, nil, err
 	}
-	if serial, err = g.Run(ctx, RaftFloorConfig{Writers: 1, Duration: 2 * time.Second}); err != nil {
+	if serial, err = g.Run(ctx, RaftFloorConfig{Writers: 1, Duration: min(d, 2*time.Second)}); err != nil {
 		return nil, nil, err
 	}
 	return atRate, serial, nil

@@ -106,6 +106,7 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "subscriptions", Value: 100_000},
 					&ucli.IntFlag{Name: "datasources", Usage: "disabled datasources in the registry besides"},
 					&ucli.BoolFlag{Name: "in-process", Usage: "run the new node in this process (default: a dse process of its own, so that its RSS is its own)"},
+					&ucli.BoolFlag{Name: "no-fill", Usage: "do not first fill the log past a segment and Raft's trailing logs: the new node then replays the young log instead of installing the snapshot"},
 				},
 				Action: benchJoin,
 			},
@@ -479,7 +480,7 @@ func benchJoin(c *ucli.Context) error {
 	if ls := c.String("log-store"); !validLogStore(ls, false) {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
-	cfg := bench.JoinConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Load: registryLoad(c), Progress: stageProgress("join")}
+	cfg := bench.JoinConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Load: registryLoad(c), NoFill: c.Bool("no-fill"), Progress: stageProgress("join")}
 	if cfg.Nodes < 1 {
 		return usagef("--nodes %d: want at least 1", cfg.Nodes)
 	}
