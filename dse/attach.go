@@ -7,11 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"dse.dev/dse/dse/name"
+	"dse.dev/dse/dse/serve"
 	"dse.dev/dse/fsm"
 )
 
@@ -44,10 +43,8 @@ import (
 // left them, or a detach failed) and removes them.
 
 // ErrExpired is returned for a reply to a call whose caller has stopped
-// waiting (it timed out): the result goes nowhere. It stays on the node
-// that holds the session (the HTTP API answers it as 409 "expired"), so
-// it needs no wire code.
-var ErrExpired = errors.New("expired")
+// waiting (it timed out): the result goes nowhere.
+var ErrExpired = serve.ErrExpired
 
 // Bounds of an attachment.
 const (
@@ -69,124 +66,13 @@ type AttachOptions struct {
 	Concurrency int
 }
 
+// ServeSession is one attachment (dse/serve holds a node's sessions): the
+// process holding it takes its calls from Requests and answers each with
+// Reply or Fail. Close detaches it.
+type ServeSession = serve.Session
+
 // ServeRequest is one call for an attached process to run.
-type ServeRequest struct {
-	// ID names the call within its session; the reply carries it.
-	ID     string
-	Action string
-	Args   map[string]any
-	// Timeout is what the caller had left when the call was sent.
-	Timeout time.Duration
-}
-
-// ServeSession is one attachment: the process holding it takes its calls
-// from Requests and answers each with Reply or Fail. Close detaches it.
-type ServeSession struct {
-	n           *Node
-	service     string
-	id          string
-	actions     []string
-	concurrency int
-	requests    chan ServeRequest // at most concurrency lines: one a slot
-	done        chan struct{}
-
-	// Guarded by the node's attachState.mu.
-	pending   map[string]*serveCall
-	next      uint64
-	committed bool // its attach is in the registry
-	ended     bool
-	err       error
-}
-
-type serveCall struct {
-	reply     chan serveOutcome // buffered: one outcome
-	abandoned bool              // its caller stopped waiting
-}
-
-type serveOutcome struct {
-	result any
-	msg    string
-	failed bool // the process answered with an error
-	lost   bool // the session ended first
-}
-
-// attachState holds a node's sessions.
-type attachState struct {
-	mu       sync.Mutex
-	sessions map[string]*ServeSession // by session id
-	changed  chan struct{}            // closed and replaced when a slot frees or a session comes or goes
-	turn     atomic.Uint64            // rotates the first node of attached calls
-}
-
-func newAttachState() *attachState {
-	return &attachState{sessions: map[string]*ServeSession{}, changed: make(chan struct{})}
-}
-
-// notifyLocked wakes the calls waiting for a free slot.
-func (st *attachState) notifyLocked() {
-	close(st.changed)
-	st.changed = make(chan struct{})
-}
-
-// ID returns the session's id, unique in the cluster.
-func (s *ServeSession) ID() string { return s.id }
-
-// Service returns the service the session serves actions of.
-func (s *ServeSession) Service() string { return s.service }
-
-// Actions returns the actions the session serves, sorted.
-func (s *ServeSession) Actions() []string { return slices.Clone(s.actions) }
-
-// Concurrency returns the most calls the session gets at once.
-func (s *ServeSession) Concurrency() int { return s.concurrency }
-
-// Requests delivers the session's calls.
-func (s *ServeSession) Requests() <-chan ServeRequest { return s.requests }
-
-// Done is closed when the session has ended (Err says why).
-func (s *ServeSession) Done() <-chan struct{} { return s.done }
-
-// Err returns why the session ended; nil while it runs.
-func (s *ServeSession) Err() error {
-	st := s.n.attach
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return s.err
-}
-
-// Reply answers call id with its result.
-func (s *ServeSession) Reply(id string, result any) error {
-	return s.answer(id, serveOutcome{result: result})
-}
-
-// Fail answers call id with the method's error message: the caller gets a
-// remote error carrying it.
-func (s *ServeSession) Fail(id, msg string) error {
-	return s.answer(id, serveOutcome{msg: msg, failed: true})
-}
-
-// answer hands a call its outcome. ErrNotFound: no such call is pending
-// (never sent, or answered already); ErrExpired: its caller stopped
-// waiting. Either way the call's slot is free again.
-func (s *ServeSession) answer(id string, out serveOutcome) error {
-	st := s.n.attach
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	call, ok := s.pending[id]
-	if !ok {
-		if s.ended {
-			return fmt.Errorf("%w: session %q has ended", ErrNotFound, s.id)
-		}
-		return fmt.Errorf("%w: no call %q is pending on session %q (answered already, or never sent)", ErrNotFound, id, s.id)
-	}
-	delete(s.pending, id)
-	st.notifyLocked()
-	if call.abandoned {
-		return fmt.Errorf("%w: call %q: its caller stopped waiting (timed out)", ErrExpired, id)
-	}
-	call.reply <- out
-	return nil
-}
+type ServeRequest = serve.Request
 
 // Attach opens a session through which the caller serves actions of an
 // external service, and records it in the registry. Errors:
@@ -224,33 +110,18 @@ func (n *Node) Attach(ctx context.Context, service string, opts AttachOptions) (
 	}
 	var b [16]byte
 	rand.Read(b[:])
-	s := &ServeSession{
-		n:           n,
-		service:     service,
-		id:          hex.EncodeToString(b[:]),
-		actions:     actions,
-		concurrency: conc,
-		requests:    make(chan ServeRequest, conc),
-		done:        make(chan struct{}),
-		pending:     map[string]*serveCall{},
-	}
-	st := n.attach
-	// Known here before the registry names it, so the sweep never takes
-	// it for a stale one.
-	st.mu.Lock()
-	st.sessions[s.id] = s
-	st.notifyLocked()
-	st.mu.Unlock()
-	err := n.applyErr(ctx, fsm.CmdServiceAttach, fsm.ServiceAttach{Service: service, Node: n.id, Session: s.id, Actions: actions})
+	id := hex.EncodeToString(b[:])
+	s := n.attach.Open(service, id, actions, conc, func(ctx context.Context) error {
+		return n.detach(ctx, service, id)
+	})
+	err := n.applyErr(ctx, fsm.CmdServiceAttach, fsm.ServiceAttach{Service: service, Node: n.id, Session: id, Actions: actions})
 	if err != nil {
 		// If it commits after all, the sweep removes it.
-		s.end(err)
+		s.End(err)
 		return nil, err
 	}
-	st.mu.Lock()
-	s.committed = true
-	st.mu.Unlock()
-	n.logger.Info("process attached", "service", service, "session", s.id, "actions", actions, "concurrency", conc)
+	s.Committed()
+	n.logger.Info("process attached", "service", service, "session", id, "actions", actions, "concurrency", conc)
 	return s, nil
 }
 
@@ -268,145 +139,32 @@ func kindName(kind string) string {
 
 // Session returns the live session id of service held through this node.
 func (n *Node) Session(service, id string) (*ServeSession, bool) {
-	st := n.attach
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	s, ok := st.sessions[id]
-	if !ok || s.service != service {
-		return nil, false
-	}
-	return s, true
+	return n.attach.Get(service, id)
 }
 
-// Close ends the session and removes it from the registry; its pending
-// calls fail as unavailable. Safe to call more than once.
-func (s *ServeSession) Close(ctx context.Context) error {
-	s.end(fmt.Errorf("%w: the session was closed", ErrUnavailable))
-	err := s.n.applyErr(ctx, fsm.CmdServiceDetach, fsm.ServiceDetach{Service: s.service, Node: s.n.id, Session: s.id})
+// detach removes session id of service from the registry (its
+// ServeSession's Close, after ending it here).
+func (n *Node) detach(ctx context.Context, service, id string) error {
+	err := n.applyErr(ctx, fsm.CmdServiceDetach, fsm.ServiceDetach{Service: service, Node: n.id, Session: id})
 	if errors.Is(err, ErrServiceNotFound) {
 		err = nil // deleted: its attachments went with it
 	}
 	if err == nil {
-		s.n.logger.Info("process detached", "service", s.service, "session", s.id)
+		n.logger.Info("process detached", "service", service, "session", id)
 	}
 	return err
-}
-
-// end ends the session on this node (the registry is the caller's
-// business): no call reaches it any more, and those pending are lost.
-func (s *ServeSession) end(why error) {
-	st := s.n.attach
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if s.ended {
-		return
-	}
-	s.ended, s.err = true, why
-	delete(st.sessions, s.id)
-	for id, call := range s.pending {
-		if !call.abandoned {
-			call.reply <- serveOutcome{lost: true}
-		}
-		delete(s.pending, id)
-	}
-	st.notifyLocked()
-	close(s.done)
-}
-
-// pick reserves a slot on the least busy live session of service that
-// serves action and returns the call's id; with none free, the channel to
-// wait on; with none serving it, neither.
-func (st *attachState) pick(req rpcRequest, deadline time.Time) (*ServeSession, *serveCall, <-chan struct{}) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	var best *ServeSession
-	serving := false
-	for _, s := range st.sessions {
-		if s.service != req.Service || s.ended || !slices.Contains(s.actions, req.Action) {
-			continue
-		}
-		serving = true
-		if len(s.pending) >= s.concurrency {
-			continue
-		}
-		if best == nil || len(s.pending) < len(best.pending) { // ties: map order, random
-			best = s
-		}
-	}
-	if best == nil {
-		if !serving {
-			return nil, nil, nil
-		}
-		return nil, nil, st.changed
-	}
-	best.next++
-	id := fmt.Sprintf("%d", best.next)
-	call := &serveCall{reply: make(chan serveOutcome, 1)}
-	sr := ServeRequest{ID: id, Action: req.Action, Args: req.Args, Timeout: max(time.Until(deadline), time.Millisecond)}
-	select {
-	case best.requests <- sr:
-	default:
-		// Cannot happen (a line per slot); refuse rather than block.
-		return nil, nil, nil
-	}
-	best.pending[id] = call
-	return best, call, nil
 }
 
 // serveAttached runs, on the node holding them, a call routed to attached
 // sessions.
 func (n *Node) serveAttached(ctx context.Context, req rpcRequest) rpcReply {
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(DefaultRPCTimeout)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultRPCTimeout)
+		defer cancel()
 	}
-	st := n.attach
-	for {
-		s, call, wait := st.pick(req, deadline)
-		if s != nil {
-			return s.await(ctx, req, call)
-		}
-		if wait == nil {
-			// The caller tries the next node: the method did not run.
-			return rpcReply{Code: "service_not_found", Msg: fmt.Sprintf("service not found: no process attached through node %q serves %s.%s", n.id, req.Service, req.Action)}
-		}
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return rpcReply{Code: "unavailable", Msg: fmt.Sprintf("%s.%s timed out waiting for a free slot on node %q (every process serving it is busy)", req.Service, req.Action, n.id)}
-		}
-	}
-}
-
-// await waits for a dispatched call's outcome.
-func (s *ServeSession) await(ctx context.Context, req rpcRequest, call *serveCall) rpcReply {
-	select {
-	case out := <-call.reply:
-		switch {
-		case out.lost:
-			return rpcReply{Code: "unavailable", Msg: fmt.Sprintf("the process serving %s.%s through node %q went away before it answered (the call may have run)", req.Service, req.Action, s.n.id)}
-		case out.failed:
-			return rpcReply{Code: "remote", Msg: out.msg}
-		}
-		return rpcReply{Result: out.result}
-	case <-ctx.Done():
-		st := s.n.attach
-		st.mu.Lock()
-		call.abandoned = true
-		st.mu.Unlock()
-		// An outcome that arrived meanwhile still counts.
-		select {
-		case out := <-call.reply:
-			if !out.lost && !out.failed {
-				return rpcReply{Result: out.result}
-			}
-			if out.failed {
-				return rpcReply{Code: "remote", Msg: out.msg}
-			}
-		default:
-		}
-		return rpcReply{Code: "unavailable", Msg: fmt.Sprintf("%s.%s timed out on node %q (the process may still run it)", req.Service, req.Action, s.n.id)}
-	}
+	out := n.attach.Call(ctx, n.id, req.Service, req.Action, req.Args)
+	return rpcReply{Result: out.Result, Code: out.Code, Msg: out.Msg}
 }
 
 // rpcRoute is rpcTargets for one action: the nodes holding live
@@ -441,7 +199,7 @@ func (n *Node) rpcRoute(service, action string, local bool) ([]string, bool, err
 		}
 		return nil, true, notRun{fmt.Errorf("%w: no process serves %s.%s%s now (it is served from outside: `dse serve` attaches one)", ErrUnavailable, service, action, where)}
 	}
-	k := int(n.attach.turn.Add(1) % uint64(len(nodes)))
+	k := int(n.attach.Turn() % uint64(len(nodes)))
 	return slices.Concat(nodes[k:], nodes[:k]), true, nil
 }
 
@@ -467,7 +225,7 @@ func (n *Node) endpointsWithAttached(svc fsm.Service) []string {
 // removed, and sessions whose attachment the registry dropped (their
 // service deleted) end. At shutdown every session ends.
 func (n *Node) attachLoop() {
-	defer n.endSessions(fmt.Errorf("%w: the node is shutting down", ErrClosed))
+	defer n.attach.EndAll(fmt.Errorf("%w: the node is shutting down", ErrClosed))
 	for !n.cluster.CaughtUp() {
 		select {
 		case <-n.ctx.Done():
@@ -476,15 +234,14 @@ func (n *Node) attachLoop() {
 		}
 	}
 	for {
-		changed := n.fsm.Changed()
+		changed := n.fsm.Reshaped()
 		n.sweepAttachments()
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-changed:
 		}
-		// Every applied entry closes Changed (publications' seqnums
-		// too), and a sweep reads every service: a few a second at most.
+		// A sweep reads every service: a few a second at most.
 		select {
 		case <-n.ctx.Done():
 			return
@@ -494,58 +251,29 @@ func (n *Node) attachLoop() {
 }
 
 func (n *Node) sweepAttachments() {
-	st := n.attach
-	recorded := map[string]bool{}
-	var stale []fsm.ServiceDetach
-	attachments := n.fsm.Attachments()
-	st.mu.Lock()
-	for service, atts := range attachments {
+	recorded := map[string]string{} // session → service
+	for service, atts := range n.fsm.Attachments() {
 		for _, a := range atts {
-			if a.Node != n.id {
-				continue
-			}
-			recorded[a.Session] = true
-			if s, ok := st.sessions[a.Session]; !ok || s.service != service {
-				stale = append(stale, fsm.ServiceDetach{Service: service, Node: n.id, Session: a.Session})
+			if a.Node == n.id {
+				recorded[a.Session] = service
 			}
 		}
 	}
-	var dropped []*ServeSession
-	for id, s := range st.sessions {
-		if s.committed && !recorded[id] {
-			dropped = append(dropped, s)
+	stale := n.attach.Sweep(recorded, func(service, session string) error {
+		n.logger.Info("ending a session the registry dropped", "service", service, "session", session)
+		if _, ok := n.fsm.Service(service); !ok {
+			return fmt.Errorf("%w: %q was deleted", ErrServiceNotFound, service)
 		}
-	}
-	st.mu.Unlock()
-	for _, s := range dropped {
-		why := fmt.Errorf("%w: the registry no longer has session %q of %q", ErrNotFound, s.id, s.service)
-		if _, ok := n.fsm.Service(s.service); !ok {
-			why = fmt.Errorf("%w: %q was deleted", ErrServiceNotFound, s.service)
-		}
-		n.logger.Info("ending a session the registry dropped", "service", s.service, "session", s.id)
-		s.end(why)
-	}
-	for _, d := range stale {
+		return fmt.Errorf("%w: the registry no longer has session %q of %q", ErrNotFound, session, service)
+	})
+	for session, service := range stale {
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		err := n.applyErr(ctx, fsm.CmdServiceDetach, d)
+		err := n.applyErr(ctx, fsm.CmdServiceDetach, fsm.ServiceDetach{Service: service, Node: n.id, Session: session})
 		cancel()
 		if err != nil && !errors.Is(err, ErrServiceNotFound) {
-			n.logger.Warn("cannot remove a stale attachment", "service", d.Service, "session", d.Session, "error", err)
+			n.logger.Warn("cannot remove a stale attachment", "service", service, "session", session, "error", err)
 			continue
 		}
-		n.logger.Info("removed a stale attachment", "service", d.Service, "session", d.Session)
-	}
-}
-
-func (n *Node) endSessions(why error) {
-	st := n.attach
-	st.mu.Lock()
-	all := make([]*ServeSession, 0, len(st.sessions))
-	for _, s := range st.sessions {
-		all = append(all, s)
-	}
-	st.mu.Unlock()
-	for _, s := range all {
-		s.end(why)
+		n.logger.Info("removed a stale attachment", "service", service, "session", session)
 	}
 }

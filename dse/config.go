@@ -42,6 +42,10 @@ type Config struct {
 	// least per table (up to twice as many) for subscribers that catch up;
 	// further back, they get a snapshot.
 	HistorySize int
+	// HistoryBytes bounds the history of every table of the node together
+	// (about, in bytes of memory): past it the oldest deltas node-wide are
+	// dropped first. Zero or less: only HistorySize bounds it.
+	HistoryBytes int64
 	// ReplicaLagTimeout is how long the owner of a replicated external
 	// service waits for an in-sync replica to acknowledge a publication
 	// before it takes the replica out of the in-sync set.
@@ -127,6 +131,7 @@ func DefaultConfig() Config {
 		HTTPAddr:            "127.0.0.1:7401",
 		ResubTimeout:        2 * time.Second,
 		HistorySize:         1024,
+		HistoryBytes:        64 << 20,
 		LivenessGrace:       1500 * time.Millisecond,
 		ReplicaLagTimeout:   time.Second,
 		ReplicaReplaceAfter: 30 * time.Second,

@@ -13,17 +13,22 @@
 //	           their publications
 //	push       sequenced publications to the nodes of their subscribers
 //	subscribe  the node's subscriptions: sequencing, delivery, catch-up
+//	replica    external services' tables kept on several nodes, the
+//	           in-sync set, acknowledgements to the owner
+//	serve      sessions of processes serving RPC actions from outside Go
 //	table      rows, sets, the publication codec;  seq  the sequencer;
 //	           cache  a subscriber's copy of its tables
-//	api        the HTTP API and its Go client;  drivers  datasource drivers
+//	api        the HTTP API and its Go client;  ui  the web console;
+//	           drivers  datasource drivers;  pki  the cluster's TLS
 //	errdefs, wire, name   the errors, frame types and id rule all share
 //	dsetest    in-process clusters for tests
 //
 // This package keeps what a service author uses (DataService, Hooks, RPC,
 // Publish, Subscribe, Watch, datasources, tokens) and the glue: the services
 // running here (local.go), inbound frames (dispatch.go), catch-ups on the
-// wire (catchup.go), RPC routing (rpc.go), external services (external.go)
-// and datasources (datasources.go).
+// wire (catchup.go), RPC routing (rpc.go), external services and their
+// failover to replicas (external.go), attachments (attach.go) and
+// datasources (datasources.go, dsplace.go, dsrun.go).
 //
 // # Node
 //
@@ -95,20 +100,26 @@
 //
 //	node (goFunc):   the batcher (publish), the delivery and resubscribe
 //	                 loops and each catch-up (subscribe), watchRegistry
-//	                 (subscriber hooks, services that left the registry),
-//	                 restoreLocal (external services, once), placeLoop
-//	                 (datasources, while leading), runLoop (the datasources
-//	                 placed here; each driver's goroutine is waited for as
-//	                 it stops), noteAuthOnceSynced, createBootstrapToken
+//	                 (subscriber and ownership hooks, services that left
+//	                 the registry, external services to own or take
+//	                 over), attachLoop (sessions against the registry),
+//	                 removeDeadWatches, placeLoop (datasources, while
+//	                 leading), runLoop (the datasources placed here; each
+//	                 driver's goroutine is waited for as it stops),
+//	                 noteAuthOnceSynced, createBootstrapToken
+//	replica:         the store's writer, the engine's loop (reconcile,
+//	                 the owner's tracker), and short ones for each
+//	                 catch-up pull and in-sync change
 //	cluster:         the registry's group commit and its batches in flight,
 //	                 livenessLoop (while leading), selfRegisterLoop, syncLoop
 //	transport:       its accept loop, one per connection, one writer and
 //	                 one reader per peer
 //
 // Close cancels the context, shuts Raft down (answering every future),
-// waits for the node's goroutines, then closes the cluster part (its
-// goroutines, Raft's transport, the log store), the transport and the
-// external services' store, in that order. An RPC served on the caller's
+// waits for the node's goroutines (the replica engine's writer closes the
+// replicas' store as it ends), then closes the cluster part (its
+// goroutines, Raft's transport, the log store) and the transport, in that
+// order. An RPC served on the caller's
 // own node runs in a goroutine of its own, bounded by the call's deadline.
 //
 // # Lock order
@@ -117,11 +128,13 @@
 //
 //	externalService.mu → Node.extMu
 //	externalService.mu → publish.Table.mu → publish.Batcher.mu
+//	replica.tracker.mu → replica.Engine.mu
 //	subscribe.Engine.mu → subscribe.State.mu
 //	cache.Cache.notifyMu → cache.Cache.mu
 //
 // The registry's lock (fsm.FSM.mu) is a leaf: the FSM answers reads with
 // copies and never calls out. So are DataService.mu, localServices.mu, the
-// delivery queue's lock and the cluster's and transport's own. Hooks,
+// delivery queue's lock, serve.Sessions.mu and the cluster's and
+// transport's own. Hooks,
 // subscribers' deliveries and RPC methods run outside every lock.
 package dse

@@ -114,7 +114,7 @@ func (n *Node) runLoop() {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		changed := n.fsm.Changed()
+		changed := n.fsm.Reshaped()
 		want := map[string]fsm.Datasource{}
 		inContact := n.cluster.InContact()
 		for _, d := range n.fsm.Datasources() {

@@ -30,7 +30,14 @@ func (n *Node) initMetrics() {
 		rpcCalls:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dse_rpc_calls_total", Help: "RPCs made by services on this node, by outcome."}, []string{"outcome"}),
 	}
 	watches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dse_watches_open", Help: "Watches open on this node (at most --max-watches)."}, func() float64 { return float64(n.watches.Load()) })
-	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.replicaCatchups, m.rpcCalls, watches,
+	history := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dse_history_bytes", Help: "Memory the history of this node's published tables holds for subscribers catching up (at most HistoryBytes)."}, func() float64 {
+		if n.retention == nil {
+			return 0
+		}
+		b, _ := n.retention.Used()
+		return float64(b)
+	})
+	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.replicaCatchups, m.rpcCalls, watches, history,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = m
 }

@@ -19,6 +19,7 @@ import (
 	"dse.dev/dse/dse/publish"
 	"dse.dev/dse/dse/push"
 	"dse.dev/dse/dse/replica"
+	"dse.dev/dse/dse/serve"
 	"dse.dev/dse/dse/subscribe"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
@@ -38,18 +39,19 @@ type Node struct {
 	cluster *cluster.Membership
 	fsm     *fsm.FSM
 
-	metrics  *nodeMetrics
-	reg      *prometheus.Registry
-	local    *localServices    // the services running here
-	batcher  *publish.Batcher  // their publications' group commit
-	pusher   *push.Pusher      // sequenced publications to subscriber nodes
-	subs     *subscribe.Engine // this node's subscriptions and delivery
-	replicas *replica.Engine   // the replicas of external services held here
+	metrics   *nodeMetrics
+	reg       *prometheus.Registry
+	local     *localServices     // the services running here
+	batcher   *publish.Batcher   // their publications' group commit
+	retention *publish.Retention // the budget of their tables' history
+	pusher    *push.Pusher       // sequenced publications to subscriber nodes
+	subs      *subscribe.Engine  // this node's subscriptions and delivery
+	replicas  *replica.Engine    // the replicas of external services held here
 
 	extMu    sync.Mutex
 	external map[string]*externalService
 
-	attach *attachState // attach.go: sessions of processes serving RPC actions from outside
+	attach *serve.Sessions // attach.go: sessions of processes serving RPC actions from outside
 
 	watches      atomic.Int64 // watches open (Watch), at most cfg.MaxWatches
 	authSeen     atomic.Bool  // tokens were required (also across restarts)
@@ -127,7 +129,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		done:     make(chan struct{}),
 		external: map[string]*externalService{},
 		reg:      prometheus.NewRegistry(),
-		attach:   newAttachState(),
+		attach:   serve.NewSessions(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.cluster, err = cluster.New(n.ctx, cluster.Config{
@@ -225,6 +227,7 @@ func (n *Node) startEngine() {
 		Faults:  n.deps.Faults,
 		Logger:  n.logger.Named("push"),
 	})
+	n.retention = publish.NewRetention(n.cfg.HistoryBytes)
 	var sequencer publish.Sequencer = n.cluster
 	if n.deps.Sequencer != nil {
 		sequencer = n.deps.Sequencer
@@ -235,6 +238,7 @@ func (n *Node) startEngine() {
 		Sequencer:    sequencer,
 		Pusher:       n.pusher,
 		Durability:   n.replicas,
+		Retention:    n.retention,
 		ApplyTimeout: n.cfg.ApplyTimeout,
 		Publications: n.metrics.publications,
 		Commits:      n.metrics.seqCommits,

@@ -21,10 +21,11 @@ func (s *DataService) pubTable(name string) *publish.Table {
 	t, ok := s.tables[name]
 	if !ok {
 		hist := DefaultConfig().HistorySize
+		var ret *publish.Retention
 		if s.node != nil {
-			hist = s.node.cfg.HistorySize
+			hist, ret = s.node.cfg.HistorySize, s.node.retention
 		}
-		t = publish.NewTable(name, hist)
+		t = publish.NewTable(name, hist, ret)
 		s.tables[name] = t
 	}
 	return t

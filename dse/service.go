@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -100,6 +102,7 @@ type DataService struct {
 	tables    map[string]*publish.Table
 	subs      map[cache.TableID]bool
 	withSubs  map[string]bool // published tables that have subscribers
+	unsubSeen uint64          // fsm.Unsubscribed at the last dropEndedSubscriptions
 	state     string
 	inflight  sync.WaitGroup
 
@@ -111,14 +114,15 @@ type DataService struct {
 // NewDataService returns an unstarted service with the given id and hooks.
 func NewDataService(id string, hooks Hooks) *DataService {
 	s := &DataService{
-		id:       id,
-		hooks:    hooks,
-		kind:     KindGo,
-		cache:    cache.New(),
-		tables:   map[string]*publish.Table{},
-		subs:     map[cache.TableID]bool{},
-		withSubs: map[string]bool{},
-		state:    "created",
+		id:        id,
+		hooks:     hooks,
+		kind:      KindGo,
+		cache:     cache.New(),
+		tables:    map[string]*publish.Table{},
+		subs:      map[cache.TableID]bool{},
+		withSubs:  map[string]bool{},
+		unsubSeen: math.MaxUint64, // none seen: the first look scans
+		state:     "created",
 	}
 	s.endpoints = []Endpoint{s.builtinEndpoint()}
 	return s
@@ -246,7 +250,11 @@ func (s *DataService) stopLocal() bool {
 		return false
 	}
 	s.state = "stopped"
+	tables := slices.Collect(maps.Values(s.tables))
 	s.mu.Unlock()
+	for _, t := range tables {
+		t.Close() // no catch-up reaches a stopped service: free its history
+	}
 	n.local.remove(s.id)
 	n.subs.DetachAll(s.id)
 	s.syncOwnership()

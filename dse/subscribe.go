@@ -161,7 +161,7 @@ func (s *DataService) CheckResubAll() {
 // first subscriber or loses its last.
 func (n *Node) watchRegistry() {
 	for {
-		changed := n.fsm.Changed()
+		changed := n.fsm.Reshaped() // publications do not wake it
 		n.stopRemoved()
 		n.startExternals()
 		for _, s := range n.local.all() {
@@ -228,10 +228,17 @@ func (s *DataService) dropEndedSubscriptions() {
 	if n == nil || s.Status() != "running" {
 		return
 	}
+	// Only a removal ends one: skip the scan while none happened.
+	seen := n.fsm.Unsubscribed()
 	s.mu.Lock()
+	if seen == s.unsubSeen {
+		s.mu.Unlock()
+		return
+	}
+	s.unsubSeen = seen
 	var ended []cache.TableID
 	for id := range s.subs {
-		if !slices.Contains(n.fsm.Subscribers(id.Publisher, id.Table), s.id) {
+		if !n.fsm.Subscribed(id.Publisher, id.Table, s.id) {
 			ended = append(ended, id)
 		}
 	}

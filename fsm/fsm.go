@@ -13,9 +13,10 @@ import (
 // FSM is the replicated state machine. Reads take a read lock on the local
 // copy and never touch the network.
 type FSM struct {
-	mu      sync.RWMutex
-	s       *state
-	changed chan struct{} // closed and replaced after every applied entry
+	mu       sync.RWMutex
+	s        *state
+	changed  chan struct{} // closed and replaced after every applied entry
+	reshaped chan struct{} // closed and replaced after an entry that changes more than seqnums
 }
 
 var (
@@ -25,7 +26,7 @@ var (
 
 // New returns an empty FSM.
 func New() *FSM {
-	return &FSM{s: newState(), changed: make(chan struct{})}
+	return &FSM{s: newState(), changed: make(chan struct{}), reshaped: make(chan struct{})}
 }
 
 // Apply applies one committed log entry. It returns the command's result: nil,
@@ -33,8 +34,8 @@ func New() *FSM {
 // []any for Batch).
 func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
-	r := f.applyLocked(l)
-	f.notifyLocked()
+	r, reshaped := f.applyLocked(l)
+	f.notifyLocked(reshaped)
 	f.mu.Unlock()
 	return r
 }
@@ -42,21 +43,25 @@ func (f *FSM) Apply(l *raft.Log) any {
 // ApplyBatch applies several committed entries under one lock.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
+	reshaped := false
 	f.mu.Lock()
 	for i, l := range logs {
-		out[i] = f.applyLocked(l)
+		r, re := f.applyLocked(l)
+		out[i], reshaped = r, reshaped || re
 	}
-	f.notifyLocked()
+	f.notifyLocked(reshaped)
 	f.mu.Unlock()
 	return out
 }
 
-func (f *FSM) applyLocked(l *raft.Log) any {
+// applyLocked applies one entry; reshaped says whether it may have
+// changed more than seqnums.
+func (f *FSM) applyLocked(l *raft.Log) (result any, reshaped bool) {
 	if l.Index > f.s.index {
 		f.s.index = l.Index
 	}
 	if l.Type != raft.LogCommand {
-		return nil
+		return nil, false
 	}
 	_, cmd, err := Decode(l.Data)
 	if err != nil {
@@ -64,12 +69,42 @@ func (f *FSM) applyLocked(l *raft.Log) any {
 		// the cluster (or runs older code): stop rather than guess.
 		panic(fmt.Sprintf("fsm: cannot apply entry %d: %v", l.Index, err))
 	}
-	return cmd.apply(f.s, l.Index)
+	reshaped, unsub := touches(cmd)
+	if unsub {
+		f.s.unsubscribed++
+	}
+	return cmd.apply(f.s, l.Index), reshaped
 }
 
-func (f *FSM) notifyLocked() {
+// touches reports what cmd may change: more than seqnums (anything but
+// publications, which come at thousands a second and only number them),
+// and, of subscriptions, more than adding some (anything but publications
+// and subscribes, the bulk of a big registry's making).
+func touches(cmd command) (reshape, unsub bool) {
+	switch c := cmd.(type) {
+	case *Publish:
+		return false, false
+	case *Subscribe:
+		return true, false
+	case *Once:
+		return touches(c.decoded)
+	case *Batch:
+		for _, sub := range c.decoded {
+			r, u := touches(sub)
+			reshape, unsub = reshape || r, unsub || u
+		}
+		return reshape, unsub
+	}
+	return true, true
+}
+
+func (f *FSM) notifyLocked(reshaped bool) {
 	close(f.changed)
 	f.changed = make(chan struct{})
+	if reshaped {
+		close(f.reshaped)
+		f.reshaped = make(chan struct{})
+	}
 }
 
 // Changed returns a channel closed the next time an entry is applied or the
@@ -78,6 +113,17 @@ func (f *FSM) Changed() <-chan struct{} {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.changed
+}
+
+// Reshaped returns a channel closed the next time an applied entry changes
+// more than seqnums (nodes, services, subscriptions, datasources, tokens,
+// attachments, replica sets) or the state is restored: what watchers of
+// the registry's records wait on, so that publications, which come at
+// thousands a second, do not wake them.
+func (f *FSM) Reshaped() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.reshaped
 }
 
 // Index returns the log index of the last applied entry.
@@ -148,6 +194,24 @@ func (f *FSM) Subscribers(publisher, table string) []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return slices.Sorted(maps.Keys(f.s.subs[publisher][table]))
+}
+
+// Subscribed reports whether subscriber subscribes to publisher's table.
+func (f *FSM) Subscribed(publisher, table, subscriber string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.s.subs[publisher][table][subscriber]
+	return ok
+}
+
+// Unsubscribed returns a number that changes whenever a subscription may
+// have been removed (by any entry but publications and subscribes, or the
+// state restored): a watcher of removals compares it with the one it last
+// saw rather than scan every subscription.
+func (f *FSM) Unsubscribed() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.s.unsubscribed
 }
 
 // SubscriberNodes returns the nodes that host an instance of a subscriber of
@@ -318,8 +382,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.mu.Lock()
+	s.unsubscribed = f.s.unsubscribed + 1 // it may have dropped some
 	f.s = s
-	f.notifyLocked()
+	f.notifyLocked(true)
 	f.mu.Unlock()
 	return nil
 }

@@ -428,3 +428,48 @@ func TestTokens(t *testing.T) {
 		t.Fatal("revoked token still there")
 	}
 }
+
+// TestReshapedAndUnsubscribed: publications wake neither Reshaped nor move
+// Unsubscribed; subscribes wake Reshaped only; anything else both.
+func TestReshapedAndUnsubscribed(t *testing.T) {
+	f := New()
+	idx := uint64(0)
+	apply := func(ct CommandType, body any) {
+		t.Helper()
+		idx++
+		data, err := Encode(ct, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err, ok := f.Apply(&raft.Log{Index: idx, Type: raft.LogCommand, Data: data}).(error); ok && err != nil {
+			t.Fatalf("%s: %v", ct, err)
+		}
+	}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	apply(CmdNodeUpsert, NodeUpsert{ID: "n1", Addr: "a"})
+	apply(CmdServiceRegister, ServiceRegister{ID: "p", Node: "n1"})
+	apply(CmdServiceRegister, ServiceRegister{ID: "s", Node: "n1"})
+	inc := f.s.services["p"].Incarnation
+
+	re, un := f.Reshaped(), f.Unsubscribed()
+	apply(CmdPublish, Publish{Requests: []PublishRequest{{Service: "p", Incarnation: inc, Table: "t", Count: 3}}})
+	if closed(re) || f.Unsubscribed() != un {
+		t.Fatal("a publication woke Reshaped or moved Unsubscribed")
+	}
+	apply(CmdSubscribe, Subscribe{Subscriber: "s", Publisher: "p", Table: "t"})
+	if !closed(re) || f.Unsubscribed() != un {
+		t.Fatal("a subscribe did not wake Reshaped, or moved Unsubscribed")
+	}
+	re = f.Reshaped()
+	apply(CmdUnsubscribe, Unsubscribe{Subscriber: "s", Publisher: "p", Table: "t"})
+	if !closed(re) || f.Unsubscribed() == un {
+		t.Fatal("an unsubscribe did not wake Reshaped and move Unsubscribed")
+	}
+}

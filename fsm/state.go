@@ -109,6 +109,11 @@ type state struct {
 	datasources map[string]*Datasource
 	tokens      map[string]*Token
 	origins     map[string]*origin // Once's senders (once.go)
+
+	// unsubscribed counts the entries applied on this node since it
+	// started (not persisted) that may have removed a subscription:
+	// watchers of removals skip their scan while it stays put.
+	unsubscribed uint64
 }
 
 func newState() *state {

@@ -66,6 +66,10 @@ type Config struct {
 	// Durability, when set, holds back the answers of the publications
 	// of services it needs, until they are durable.
 	Durability Durability
+	// Retention, when set, is the node's budget for its tables' history
+	// (the one they were made with): the batcher enforces it after each
+	// entry.
+	Retention *Retention
 	// ApplyTimeout bounds one entry's commit.
 	ApplyTimeout time.Duration
 	// Publications and Commits count sequenced publications and the entries
@@ -401,5 +405,8 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 	}
 	for _, r := range durable {
 		b.cfg.Durability.Await(r.pub, func(err error) { r.answer(Result{Seqnum: r.pub.Seqnum, Changed: true, Err: err}) })
+	}
+	if b.cfg.Retention != nil {
+		b.cfg.Retention.Enforce()
 	}
 }

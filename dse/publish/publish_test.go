@@ -150,7 +150,7 @@ func row(v int64) table.Row { return table.Row{v} }
 
 func TestPublicationsInFlightAreNumberedInOrder(t *testing.T) {
 	r := newRig(t)
-	tb := NewTable("t", 100)
+	tb := NewTable("t", 100, nil)
 	var ps []*Publishing
 	for i := range 1000 {
 		p, err := r.publish(tb, 7, []table.Row{row(int64(i))}, nil)
@@ -189,7 +189,7 @@ func TestPublicationsInFlightAreNumberedInOrder(t *testing.T) {
 // snapshot.
 func TestAFailedEntryFailsWhatFollowsAndHeals(t *testing.T) {
 	r := newRig(t)
-	tb := NewTable("t", 100)
+	tb := NewTable("t", 100, nil)
 	p, _ := r.publish(tb, 7, []table.Row{row(1)}, nil)
 	if _, _, err := p.Wait(context.Background()); err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ func TestAFailedEntryFailsWhatFollowsAndHeals(t *testing.T) {
 // publication is a snapshot.
 func TestAStaleOwnerIsFenced(t *testing.T) {
 	r := newRig(t)
-	tb := NewTable("t", 100)
+	tb := NewTable("t", 100, nil)
 	p, _ := r.publish(tb, 7, []table.Row{row(1)}, nil)
 	p.Wait(context.Background())
 	r.reg.mu.Lock()
@@ -257,7 +257,7 @@ func TestAStaleOwnerIsFenced(t *testing.T) {
 // that one's seqnum once it is sequenced, not the table's last.
 func TestNoChangeAnswersWithThePublicationInFlight(t *testing.T) {
 	r := newRig(t)
-	tb := NewTable("t", 100)
+	tb := NewTable("t", 100, nil)
 	p, _ := r.publish(tb, 7, []table.Row{row(1)}, nil)
 	p.Wait(context.Background())
 	hold := r.seq.gate(true)
@@ -272,7 +272,7 @@ func TestNoChangeAnswersWithThePublicationInFlight(t *testing.T) {
 }
 
 func TestHistoryNeedsAnUnbrokenRun(t *testing.T) {
-	tb := NewTable("t", 1024)
+	tb := NewTable("t", 1024, nil)
 	for _, s := range []uint64{1, 2, 4, 5} { // 3 granted twice, never published
 		tb.recordLocked(&table.Publication{Seqnum: s})
 	}
@@ -292,11 +292,11 @@ func TestHistoryNeedsAnUnbrokenRun(t *testing.T) {
 }
 
 func TestHistoryKeepsTheLastRun(t *testing.T) {
-	tb := NewTable("t", 100)
+	tb := NewTable("t", 100, nil)
 	for s := uint64(1); s <= 5000; s++ {
 		tb.recordLocked(&table.Publication{Seqnum: s})
-		if n := len(tb.history); n < min(int(s), 100) || n > 200 || tb.history[n-1].Seqnum != s {
-			t.Fatalf("after %d: %d entries ending at %d", s, n, tb.history[n-1].Seqnum)
+		if n := len(tb.history); n < min(int(s), 100) || n > 200 || tb.history[n-1].p.Seqnum != s {
+			t.Fatalf("after %d: %d entries ending at %d", s, n, tb.history[n-1].p.Seqnum)
 		}
 	}
 	tb.seqnum = 5000
@@ -328,7 +328,7 @@ func TestBatcherTakesABoundedEntry(t *testing.T) {
 // for seqnums on the node, one more is refused before it changes its table.
 func TestPublishRefusedWhenTooManyWait(t *testing.T) {
 	r := newRig(t)
-	tb := NewTable("t", 100)
+	tb := NewTable("t", 100, nil)
 	p, _ := r.publish(tb, 7, []table.Row{row(1)}, nil)
 	p.Wait(context.Background())
 	r.b.waiting.Add(MaxWaiting) // as if that many waited

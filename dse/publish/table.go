@@ -17,6 +17,7 @@ import (
 type Table struct {
 	name    string
 	maxHist int
+	ret     *Retention // the node's budget for every table's history; nil: none
 	mu      sync.Mutex
 	cond    *sync.Cond
 
@@ -28,17 +29,34 @@ type Table struct {
 	readers       int    // snapshot readers waiting for pending == 0
 	forceSnapshot bool   // the next publication must be a snapshot
 	epoch         uint64 // bumped when a publication fails to be sequenced
-	history       []*table.Publication
+	history       []held   // sequenced deltas, oldest first
+	closed        bool     // Close: the history stays empty
 	last          *request // the last publication queued
 	settleWaiters int      // publishes of no change waiting on one (settle)
 }
 
+// held is a delta of the history and the memory it takes.
+type held struct {
+	p    *table.Publication
+	size int64
+}
+
 // NewTable returns an empty table, never published, that keeps at least
-// history deltas (up to twice as many) for subscribers catching up.
-func NewTable(name string, history int) *Table {
-	t := &Table{name: name, maxHist: max(history, 1), rows: table.NewSet(nil)}
+// history deltas (up to twice as many) for subscribers catching up, within
+// ret's node-wide budget (nil: no budget).
+func NewTable(name string, history int, ret *Retention) *Table {
+	t := &Table{name: name, maxHist: max(history, 1), ret: ret, rows: table.NewSet(nil)}
 	t.cond = sync.NewCond(&t.mu)
 	return t
+}
+
+// Close empties the table's history and keeps it empty: its service has
+// stopped, and what it held goes back to the node's budget.
+func (t *Table) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	t.dropLocked(len(t.history))
 }
 
 // Name returns the table's name.
@@ -119,19 +137,20 @@ func (t *Table) sinceLocked(after uint64) ([]*table.Publication, bool) {
 	if after >= t.seqnum {
 		return nil, true
 	}
-	if len(t.history) == 0 || t.history[0].Seqnum > after+1 {
+	if len(t.history) == 0 || t.history[0].p.Seqnum > after+1 {
 		return nil, false
 	}
-	for i, p := range t.history {
-		if p.Seqnum <= after {
+	for i, h := range t.history {
+		if h.p.Seqnum <= after {
 			continue
 		}
 		// Only an unbroken run from after+1 will do: a seqnum granted but
 		// never published (a duplicated grant) leaves a hole only a
 		// snapshot can cross.
-		out := t.history[i:]
+		out := make([]*table.Publication, 0, len(t.history)-i)
 		expected := after + 1
-		for _, q := range out {
+		for _, h := range t.history[i:] {
+			q := h.p
 			switch {
 			case q.Snapshot:
 				expected = q.Seqnum + 1
@@ -140,8 +159,9 @@ func (t *Table) sinceLocked(after uint64) ([]*table.Publication, bool) {
 			default:
 				expected++
 			}
+			out = append(out, q)
 		}
-		return append([]*table.Publication(nil), out...), true
+		return out, true
 	}
 	return nil, true
 }
@@ -152,19 +172,62 @@ func (t *Table) recordLocked(p *table.Publication) {
 		// A snapshot is not kept: whoever is behind it catches up with a
 		// snapshot of the current content anyway, and a big table's rows
 		// would be held twice.
-		clear(t.history)
-		t.history = t.history[:0]
+		t.dropLocked(len(t.history))
+		return
+	}
+	if t.closed {
 		return
 	}
 	if len(t.history) >= 2*t.maxHist {
-		// Drop the oldest half at once rather than one per publication (a
-		// copy of the whole history each time): the history holds the last
-		// maxHist to 2*maxHist publications.
-		n := copy(t.history, t.history[len(t.history)-t.maxHist:])
-		clear(t.history[n:])
-		t.history = t.history[:n]
+		// Drop the oldest half at once rather than one per publication:
+		// the history holds the last maxHist to 2*maxHist publications.
+		t.dropLocked(len(t.history) - t.maxHist)
 	}
-	t.history = append(t.history, p)
+	h := held{p: p, size: heldSize(p)}
+	t.history = append(t.history, h)
+	if t.ret != nil {
+		t.ret.added(t, p.Seqnum, h.size)
+	}
+}
+
+// dropLocked drops the oldest n deltas of the history.
+func (t *Table) dropLocked(n int) {
+	if n <= 0 {
+		return
+	}
+	var size int64
+	for _, h := range t.history[:n] {
+		size += h.size
+	}
+	// Re-sliced, not copied: the next append that outgrows the array
+	// moves what is left to a new one.
+	clear(t.history[:n])
+	t.history = t.history[n:]
+	if len(t.history) == 0 {
+		t.history = nil
+	}
+	if t.ret != nil {
+		t.ret.dropped(size, n)
+	}
+}
+
+// dropThrough drops the deltas up to seqnum seq (the node's budget is
+// spent, and they are its oldest).
+func (t *Table) dropThrough(seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for n < len(t.history) && t.history[n].p.Seqnum <= seq {
+		n++
+	}
+	t.dropLocked(n)
+}
+
+// holds reports whether the history still holds delta seq.
+func (t *Table) holds(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.history) > 0 && t.history[0].p.Seqnum <= seq && seq <= t.history[len(t.history)-1].p.Seqnum
 }
 
 // stale reports whether a publication computed in epoch can no longer be
