@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -249,4 +250,13 @@ func summarize(d []time.Duration) Latency {
 		return float64(d[i].Nanoseconds()) / 1e3
 	}
 	return Latency{P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: float64(d[len(d)-1].Nanoseconds()) / 1e3}
+}
+
+// cpuTime is the CPU this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -76,10 +76,13 @@ type PublishResult struct {
 	// Failed counts the publications that failed (refused, or not
 	// sequenced); the run goes on after one. FirstFailure is the first's
 	// error.
-	Failed          uint64  `json:"failed"`
-	FirstFailure    string  `json:"first_failure,omitempty"`
-	RaftCommits     uint64  `json:"raft_commits"`
-	PubsPerCommit   float64 `json:"pubs_per_commit"`
+	Failed        uint64  `json:"failed"`
+	FirstFailure  string  `json:"first_failure,omitempty"`
+	RaftCommits   uint64  `json:"raft_commits"`
+	PubsPerCommit float64 `json:"pubs_per_commit"`
+	// CPUPerPub is the CPU this process (every node, the publisher and
+	// the subscribers) used in the run, per publication, in microseconds.
+	CPUPerPub       float64 `json:"cpu_us_per_pub"`
 	Catchups        uint64  `json:"catchups"`
 	OrderViolations uint64  `json:"order_violations"`
 	Latency         Latency `json:"latency_us"`
@@ -370,6 +373,7 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 	var failed failures
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
+	cpu0 := cpuTime()
 	start := time.Now()
 	var series []uint64
 	seriesDone := make(chan struct{})
@@ -483,6 +487,7 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	<-seriesDone
 	if err := interrupted(ctx); err != nil {
 		return nil, err
@@ -515,6 +520,9 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 	res.DeliveriesPerSec = float64(res.Deliveries) / elapsed.Seconds()
 	if res.RaftCommits > 0 {
 		res.PubsPerCommit = float64(total) / float64(res.RaftCommits)
+	}
+	if total > 0 {
+		res.CPUPerPub = float64(cpu.Microseconds()) / float64(total)
 	}
 	res.Latency = summarize(lat)
 	res.Latencies = lat

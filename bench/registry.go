@@ -52,6 +52,9 @@ type RegistryResult struct {
 	Ops       int     `json:"ops"`
 	Seconds   float64 `json:"seconds"`
 	OpsPerSec float64 `json:"ops_per_sec"`
+	// CPUPerOp is the CPU this process (every node, and the clients) used
+	// in the run, per write, in microseconds.
+	CPUPerOp float64 `json:"cpu_us_per_op"`
 	// Failed counts the writes that failed; the run goes on after one.
 	Failed       int    `json:"failed"`
 	FirstFailure string `json:"first_failure,omitempty"`
@@ -113,6 +116,7 @@ func Registry(ctx context.Context, cfg RegistryConfig) (_ *RegistryResult, err e
 	var failed failures
 	var wg sync.WaitGroup
 	firstIndex := c.Nodes[0].Status().LastIndex
+	cpu0 := cpuTime()
 	start := time.Now()
 	for k := range cfg.Clients {
 		wg.Add(1)
@@ -151,6 +155,7 @@ func Registry(ctx context.Context, cfg RegistryConfig) (_ *RegistryResult, err e
 	}
 	stopProgress := reportProgress(cfg.Progress, start, func() uint64 { return uint64(done.Load()) })
 	wg.Wait()
+	cpu := cpuTime() - cpu0
 	stopProgress()
 	if err := interrupted(ctx); err != nil {
 		return nil, err
@@ -180,6 +185,9 @@ func Registry(ctx context.Context, cfg RegistryConfig) (_ *RegistryResult, err e
 	}
 	if entries > 0 {
 		res.OpsPerEntry = float64(len(all)) / float64(entries)
+	}
+	if len(all) > 0 {
+		res.CPUPerOp = float64(cpu.Microseconds()) / float64(len(all))
 	}
 	for i, n := range c.Nodes {
 		res.ByNode = append(res.ByNode, NodeLatency{Node: n.ID(), Leader: n.IsLeader(), Ops: len(byNode[i]), Latency: summarize(byNode[i])})
