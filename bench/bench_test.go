@@ -88,3 +88,41 @@ func TestSnapshotSmoke(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRaftFloor is hashicorp/raft alone (RaftGroup), one 100-byte
+// Apply at a time on the leader: the floor under `dse bench publish --rate`,
+// whose every publication waits for one such commit (dse/cluster's
+// BenchmarkRaftFloor measures the same from inside the cluster package).
+func BenchmarkRaftFloor(b *testing.B) {
+	g, err := StartRaftGroup(b.TempDir(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	data := make([]byte, 100)
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if err := g.Leader.Apply(data, 10*time.Second).Error(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	l := summarize(lat)
+	b.ReportMetric(l.P50, "p50-µs")
+	b.ReportMetric(l.P99, "p99-µs")
+}
+
+// TestRaftFloor runs hashicorp/raft alone briefly, at a rate and one entry
+// at a time.
+func TestRaftFloor(t *testing.T) {
+	for _, cfg := range []RaftFloorConfig{{Rate: 200, Duration: 500 * time.Millisecond}, {Writers: 1, Duration: 300 * time.Millisecond}} {
+		res, err := RaftFloor(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Applies == 0 || res.Failed != 0 || res.Latency.P50 <= 0 {
+			t.Fatalf("%+v: got %+v", cfg, res)
+		}
+	}
+}

@@ -5,18 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/api"
 )
 
 // Cluster is a set of in-process nodes on loopback with real storage.
 type Cluster struct {
-	Nodes   []*dse.Node
+	Nodes []*dse.Node
+	// servers are the nodes' HTTP APIs (ClusterConfig.HTTP), by node.
+	servers []*api.Server
 	cleanup func()
 }
 
@@ -25,31 +30,84 @@ type Cluster struct {
 // 127.0.0.1, a Raft log with fsync
 // (logStore: dse.LogStoreWAL, the default, or dse.LogStoreBoltDB).
 func StartCluster(ctx context.Context, dir string, n int, logStore string, logger hclog.Logger) (*Cluster, error) {
+	return StartClusterWith(ctx, ClusterConfig{Dir: dir, Nodes: n, LogStore: logStore, Logger: logger})
+}
+
+// ClusterConfig sets up StartClusterWith.
+type ClusterConfig struct {
+	Dir      string
+	Nodes    int
+	LogStore string
+	// Voters is how many of the nodes vote (0: all); the others join as
+	// non-voters.
+	Voters int
+	Logger hclog.Logger
+	// Deps, when set, gives node i (from 0) its collaborators; the logger
+	// is added where it has none.
+	Deps func(i int) dse.Deps
+	// HTTP serves each node's HTTP API (package dse/api) on a port of
+	// its own, the node's HTTPAddr.
+	HTTP bool
+}
+
+// StartClusterWith starts a cluster as cfg says (see StartCluster).
+func StartClusterWith(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	n := cfg.Nodes
 	if n < 1 {
 		return nil, fmt.Errorf("nodes %d: want at least 1", n)
 	}
-	dir, cleanup, err := benchDir(dir)
+	voters := cfg.Voters
+	if voters <= 0 || voters > n {
+		voters = n
+	}
+	dir, cleanup, err := benchDir(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{cleanup: cleanup}
+	logger := cfg.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	for i := range n {
-		node, err := dse.New(nodeConfig(dir, fmt.Sprintf("bench%d", i+1), logStore, i == 0), dse.Deps{Logger: logger})
+		deps := dse.Deps{}
+		if cfg.Deps != nil {
+			deps = cfg.Deps(i)
+		}
+		if deps.Logger == nil {
+			deps.Logger = logger
+		}
+		ncfg := nodeConfig(dir, fmt.Sprintf("bench%d", i+1), cfg.LogStore, i == 0)
+		ncfg.NonVoter = i >= voters
+		var ln net.Listener
+		if cfg.HTTP {
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				c.Close()
+				return nil, err
+			}
+			ncfg.HTTPAddr = ln.Addr().String()
+		}
+		node, err := dse.New(ncfg, deps)
 		if err != nil {
+			if ln != nil {
+				ln.Close()
+			}
 			c.Close()
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, node)
+		if ln != nil {
+			srv := api.NewServer(node, api.ServerConfig{})
+			c.servers = append(c.servers, srv)
+			go srv.Serve(ln)
+		}
 		if i == 0 {
 			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			_, err = node.WaitLeader(wctx)
 			cancel()
 		} else {
 			jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			err = c.Nodes[0].Join(jctx, dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: true})
+			err = c.Nodes[0].Join(jctx, dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: i < voters})
 			cancel()
 		}
 		if err != nil {
@@ -73,6 +131,11 @@ func StartCluster(ctx context.Context, dir string, n int, logStore string, logge
 
 // Close stops every node and removes a temporary data dir.
 func (c *Cluster) Close() {
+	for _, srv := range c.servers {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(sctx)
+		cancel()
+	}
 	for i := len(c.Nodes) - 1; i >= 0; i-- {
 		c.Nodes[i].Close()
 	}
@@ -187,4 +250,13 @@ func summarize(d []time.Duration) Latency {
 		return float64(d[i].Nanoseconds()) / 1e3
 	}
 	return Latency{P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: float64(d[len(d)-1].Nanoseconds()) / 1e3}
+}
+
+// cpuTime is the CPU this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -30,6 +30,8 @@ type Spawn func(ctx context.Context) *exec.Cmd
 const (
 	rolePublisher  = "publisher"
 	roleSubscriber = "subscriber"
+	// roleJoiner is `dse bench join`'s new node.
+	roleJoiner = "joiner"
 )
 
 // nodeSpec is the one line a bench node process reads first on stdin.
@@ -55,7 +57,13 @@ type nodeReport struct {
 	// Rounds are the seconds of every round, the first one's included.
 	Rounds []float64 `json:"rounds,omitempty"`
 	RSSMB  float64   `json:"rss_mb,omitempty"`
-	Error  string    `json:"error,omitempty"`
+	// Cache is the heap the first round's subscriber cache took.
+	Cache *cacheMem `json:"cache,omitempty"`
+	// The joiner's: whether it installed a snapshot, the heap the
+	// registry took.
+	ViaSnapshot bool   `json:"via_snapshot,omitempty"`
+	HeapBytes   int64  `json:"heap_bytes,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // nodeConfig is the configuration of bench node id under dir: real TCP on
@@ -101,10 +109,11 @@ func RunSnapshotNode(ctx context.Context, in io.Reader, out io.Writer) error {
 }
 
 // startSnapshotNode starts spec's node and does its part: the publisher
-// publishes the big table, the subscriber joins and times its snapshot.
+// publishes the big table, the subscriber joins and times its snapshot,
+// the joiner joins and times its catching up with the registry.
 func startSnapshotNode(ctx context.Context, spec nodeSpec) (nodeReport, func(), error) {
 	bootstrap := spec.Role == rolePublisher
-	if !bootstrap && spec.Role != roleSubscriber {
+	if !bootstrap && spec.Role != roleSubscriber && spec.Role != roleJoiner {
 		return nodeReport{}, nil, fmt.Errorf("bench node: unknown role %q", spec.Role)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -127,10 +136,16 @@ func startSnapshotNode(ctx context.Context, spec nodeSpec) (nodeReport, func(), 
 		node.Close()
 	}
 	rep := nodeReport{HTTPAddr: node.HTTPAddr(), LogStore: node.LogStore()}
-	if bootstrap {
+	switch {
+	case bootstrap:
 		err = publishBigTable(ctx, node, spec)
-	} else {
-		rep.Rounds, rep.RSSMB, err = takeSnapshot(ctx, node, spec)
+	case spec.Role == roleJoiner:
+		var got nodeReport
+		got, err = joinAndCatchUp(ctx, node, spec)
+		got.HTTPAddr, got.LogStore = rep.HTTPAddr, rep.LogStore
+		rep = got
+	default:
+		rep.Rounds, rep.Cache, rep.RSSMB, err = takeSnapshot(ctx, node, spec)
 		if len(rep.Rounds) > 0 {
 			rep.Seconds = rep.Rounds[0]
 		}
@@ -162,12 +177,12 @@ func publishBigTable(ctx context.Context, node *dse.Node, spec nodeSpec) error {
 // takeSnapshot joins the publisher's cluster and times new subscribers'
 // snapshots of the big table (snapshotRounds), and reports the node's peak
 // RSS after the first.
-func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) ([]float64, float64, error) {
+func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) ([]float64, *cacheMem, float64, error) {
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err := api.JoinCluster(jctx, []string{spec.Join}, nil, "", dse.JoinRequest{ID: node.ID(), Addr: node.Addr(), HTTPAddr: node.HTTPAddr(), Voter: true})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	for {
 		if _, _, ok := node.FSM().Owner(bigPublisher); ok && len(node.FSM().Nodes()) == 2 {
@@ -175,13 +190,29 @@ func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) ([]float64
 		}
 		select {
 		case <-jctx.Done():
-			return nil, 0, fmt.Errorf("the publisher is not in this node's registry after joining: %w", jctx.Err())
+			return nil, nil, 0, fmt.Errorf("the publisher is not in this node's registry after joining: %w", jctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	var rss float64
-	rounds, err := snapshotRounds(ctx, node, spec.Rows, spec.Rounds, func() { rss = peakRSSMB() })
-	return rounds, rss, err
+	rounds, cache, err := snapshotRounds(ctx, node, spec.Rows, spec.Rounds, func() { rss = peakRSSMB() })
+	return rounds, cache, rss, err
+}
+
+// cacheMem is the Go heap a subscriber's cache of the big table holds: the
+// heap in use (HeapInuse: the spans, what the node pays) and the live bytes
+// (HeapAlloc), each after a GC, after the snapshot less before it.
+type cacheMem struct {
+	InuseBytes int64 `json:"inuse_bytes"`
+	LiveBytes  int64 `json:"live_bytes"`
+}
+
+// heapAfterGC collects the heap and reads it.
+func heapAfterGC() runtime.MemStats {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
 }
 
 // snapshotRounds times rounds new subscribers on node, one after another,
@@ -189,28 +220,34 @@ func takeSnapshot(ctx context.Context, node *dse.Node, spec nodeSpec) ([]float64
 // before the next, so that each round's snapshot comes from the publisher
 // again, into memory the node's heap may already hold. afterFirst is
 // called once the first round is done.
-func snapshotRounds(ctx context.Context, node *dse.Node, rows, rounds int, afterFirst func()) ([]float64, error) {
+// The first round's cache is measured (cacheMem) before it is deleted.
+func snapshotRounds(ctx context.Context, node *dse.Node, rows, rounds int, afterFirst func()) ([]float64, *cacheMem, error) {
 	var out []float64
+	var cache *cacheMem
 	for i := range max(rounds, 1) {
 		id := fmt.Sprintf("bench-snap-sub-%d", i+1)
-		seconds, err := timeSnapshot(ctx, node, id, rows)
+		seconds, mem, err := timeSnapshot(ctx, node, id, rows)
 		if err != nil {
-			return nil, fmt.Errorf("round %d: %w", i+1, err)
+			return nil, nil, fmt.Errorf("round %d: %w", i+1, err)
 		}
 		out = append(out, seconds)
-		if i == 0 && afterFirst != nil {
-			afterFirst()
+		if i == 0 {
+			cache = &mem
+			if afterFirst != nil {
+				afterFirst()
+			}
 		}
 		if err := node.DeleteService(ctx, id); err != nil {
-			return nil, fmt.Errorf("round %d: %w", i+1, err)
+			return nil, nil, fmt.Errorf("round %d: %w", i+1, err)
 		}
 	}
-	return out, nil
+	return out, cache, nil
 }
 
 // timeSnapshot registers subscriber id on node and times its snapshot of
-// the big table, from the subscribe call until its cache holds all rows.
-func timeSnapshot(ctx context.Context, node *dse.Node, id string, rows int) (float64, error) {
+// the big table, from the subscribe call until its cache holds all rows;
+// then it measures the heap the cache holds.
+func timeSnapshot(ctx context.Context, node *dse.Node, id string, rows int) (float64, cacheMem, error) {
 	var once sync.Once
 	got := make(chan struct{})
 	sub := dse.NewDataService(id, dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
@@ -219,27 +256,30 @@ func timeSnapshot(ctx context.Context, node *dse.Node, id string, rows int) (flo
 		}
 	}})
 	if err := node.Register(ctx, sub); err != nil {
-		return 0, err
+		return 0, cacheMem{}, err
 	}
 	// As testing.B does before a benchmark: start from a collected heap, so
 	// the setup's garbage is not charged to the measurement.
-	runtime.GC()
+	before := heapAfterGC()
 	start := time.Now()
 	if err := sub.Subscribe(ctx, bigPublisher, bigTable); err != nil {
-		return 0, err
+		return 0, cacheMem{}, err
 	}
 	select {
 	case <-got:
 	case <-time.After(5 * time.Minute):
-		return 0, fmt.Errorf("the snapshot did not arrive in 5 minutes")
+		return 0, cacheMem{}, fmt.Errorf("the snapshot did not arrive in 5 minutes")
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, cacheMem{}, ctx.Err()
 	}
 	seconds := time.Since(start).Seconds()
 	if n := sub.Cache().Len(cache.TableID{Publisher: bigPublisher, Table: bigTable}); n != rows {
-		return 0, fmt.Errorf("subscriber holds %d rows, want %d", n, rows)
+		return 0, cacheMem{}, fmt.Errorf("subscriber holds %d rows, want %d", n, rows)
 	}
-	return seconds, nil
+	after := heapAfterGC()
+	mem := cacheMem{InuseBytes: int64(after.HeapInuse) - int64(before.HeapInuse), LiveBytes: int64(after.HeapAlloc) - int64(before.HeapAlloc)}
+	runtime.KeepAlive(sub)
+	return seconds, mem, nil
 }
 
 // nodeProc is a running bench node process.
@@ -336,6 +376,7 @@ func snapshotProcesses(ctx context.Context, cfg SnapshotConfig, res *SnapshotRes
 		res.Rounds = got.Rounds
 	}
 	res.NodeRSSMB = map[string]float64{rolePublisher: 0, roleSubscriber: got.RSSMB}
+	res.setCache(got.Cache)
 	pub.stdin.Close()
 	last, err := pub.report()
 	if err != nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,27 +13,45 @@ import (
 	"golang.org/x/time/rate"
 
 	"dse.dev/dse/dse"
+	"dse.dev/dse/dse/publish"
+	"dse.dev/dse/fsm"
 )
 
 // PublishConfig sets up `dse bench publish`.
 type PublishConfig struct {
-	Dir          string
-	LogStore     string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
-	Nodes        int
+	Dir      string
+	LogStore string // dse.LogStoreWAL (default) or dse.LogStoreBoltDB
+	Nodes    int
+	// Voters is how many of the nodes vote (0: all); the others are
+	// non-voters.
+	Voters int
+	// Services is how many publisher services node 1 runs (0 means 1),
+	// each publishing Tables tables.
+	Services     int
 	Subscribers  int
 	Tables       int
 	RowsPerDelta int
 	RowBytes     int
 	Duration     time.Duration
-	Rate         int // publications per second; 0: as fast as possible
+	Rate         int // publications per second, all tables together; 0: as fast as possible
 	// Window is how many publications of a table one goroutine keeps in
 	// flight with PublishDeltaAsync (NATS's PublishAsync pattern), unless
 	// Writers is set.
 	Window int
 	// Writers, when set, replaces the async publisher with that many
 	// goroutines per table, each calling PublishDelta and waiting.
-	Writers  int
-	Progress func(elapsed time.Duration, pubs uint64)
+	Writers int
+	// Baseline also runs the same load on a new cluster whose publisher
+	// node numbers publications from a local counter instead of Raft: the
+	// same pushes to the same subscribers, dse's limit without Raft.
+	Baseline bool
+	// NoRaftFloor skips the run of hashicorp/raft alone that a run at a
+	// fixed Rate adds (RaftFloor).
+	NoRaftFloor bool
+	Progress    func(elapsed time.Duration, pubs uint64)
+	// onReady, when set, is called once the run's cluster is set up (its
+	// tables published once and subscribed to), before the load starts.
+	onReady func()
 }
 
 // PublishResult is what `dse bench publish --json` prints.
@@ -40,6 +59,8 @@ type PublishResult struct {
 	Mode             string  `json:"mode"`
 	LogStore         string  `json:"log_store"`
 	Nodes            int     `json:"nodes"`
+	Voters           int     `json:"voters"`
+	Services         int     `json:"services"`
 	Subscribers      int     `json:"subscribers"`
 	Tables           int     `json:"tables"`
 	RowsPerDelta     int     `json:"rows_per_delta"`
@@ -52,23 +73,51 @@ type PublishResult struct {
 	PubsPerSec       float64 `json:"pubs_per_sec"`
 	Deliveries       uint64  `json:"deliveries"`
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
-	RaftCommits      uint64  `json:"raft_commits"`
-	PubsPerCommit    float64 `json:"pubs_per_commit"`
-	Catchups         uint64  `json:"catchups"`
-	OrderViolations  uint64  `json:"order_violations"`
-	Latency          Latency `json:"latency_us"`
+	// Failed counts the publications that failed (refused, or not
+	// sequenced); the run goes on after one. FirstFailure is the first's
+	// error.
+	Failed        uint64  `json:"failed"`
+	FirstFailure  string  `json:"first_failure,omitempty"`
+	RaftCommits   uint64  `json:"raft_commits"`
+	PubsPerCommit float64 `json:"pubs_per_commit"`
+	// CPUPerPub is the CPU this process (every node, the publisher and
+	// the subscribers) used in the run, per publication, in microseconds.
+	CPUPerPub       float64 `json:"cpu_us_per_pub"`
+	Catchups        uint64  `json:"catchups"`
+	OrderViolations uint64  `json:"order_violations"`
+	Latency         Latency `json:"latency_us"`
+	// BaselinePubsPerSec and BaselineLatency (--baseline) are the same
+	// load's with seqnums from a local counter, no Raft; VsBaseline is
+	// PubsPerSec over BaselinePubsPerSec.
+	BaselinePubsPerSec float64  `json:"baseline_pubs_per_sec,omitempty"`
+	BaselineLatency    *Latency `json:"baseline_latency_us,omitempty"`
+	BaselineFailed     uint64   `json:"baseline_failed,omitempty"`
+	VsBaseline         float64  `json:"vs_baseline,omitempty"`
+	// RaftFloorP50 and RaftFloorP99 (a run at a fixed rate) are the commit
+	// latency of hashicorp/raft alone (RaftGroup, on the same disk, after
+	// the run) at the same rate; RaftFloorSerialP50 is its latency one
+	// entry at a time.
+	RaftFloorP50       float64 `json:"raft_floor_p50_us,omitempty"`
+	RaftFloorP99       float64 `json:"raft_floor_p99_us,omitempty"`
+	RaftFloorSerialP50 float64 `json:"raft_floor_serial_p50_us,omitempty"`
+	// VsRaftFloor is the latency p50 over RaftFloorP50.
+	VsRaftFloor float64 `json:"vs_raft_floor,omitempty"`
 	// Series is publications per 100 ms, for plots.
 	Series []uint64 `json:"-"`
 	// Latencies are every delivery's latency, for plots.
 	Latencies []time.Duration `json:"-"`
 }
 
-// Validate checks the configuration, and fills in the default window; its
+// Validate checks the configuration, and fills in the defaults; its
 // errors wrap ErrConfig.
 func (c *PublishConfig) Validate() error {
 	switch {
 	case c.Nodes < 2:
 		return configErr("--nodes %d: want at least 2 (subscribers live on other nodes)", c.Nodes)
+	case c.Voters < 0 || c.Voters > c.Nodes:
+		return configErr("--voters %d: want 1 to --nodes (%d), or 0 for all", c.Voters, c.Nodes)
+	case c.Services < 0:
+		return configErr("--services %d: want at least 1", c.Services)
 	case c.Subscribers < 1:
 		return configErr("--subscribers %d: want at least 1", c.Subscribers)
 	case c.Tables < 1:
@@ -89,6 +138,10 @@ func (c *PublishConfig) Validate() error {
 	if c.Window == 0 && c.Writers == 0 {
 		c.Window = DefaultWindow
 	}
+	c.Services = max(c.Services, 1)
+	if c.Voters == 0 {
+		c.Voters = c.Nodes
+	}
 	return checkDir(c.Dir)
 }
 
@@ -99,7 +152,7 @@ const DefaultWindow = 4096
 // subscriber checks order and records latency for one subscriber service.
 type subscriber struct {
 	mu         sync.Mutex
-	last       map[string]uint64
+	last       map[string]uint64 // by "publisher/table"
 	violations uint64
 	deliveries uint64
 	lat        []time.Duration   // the latest chunk
@@ -107,13 +160,14 @@ type subscriber struct {
 }
 
 func (s *subscriber) hooks() dse.Hooks {
-	return dse.Hooks{ReceiveDataSequenced: func(_, tbl string, d dse.Data, seq uint64, receipt time.Time) {
+	return dse.Hooks{ReceiveDataSequenced: func(pub, tbl string, d dse.Data, seq uint64, receipt time.Time) {
 		now := time.Now()
+		key := pub + "/" + tbl
 		s.mu.Lock()
-		if seq <= s.last[tbl] {
+		if seq <= s.last[key] {
 			s.violations++
 		}
-		s.last[tbl] = seq
+		s.last[key] = seq
 		s.deliveries++
 		if !d.Published.IsZero() {
 			if len(s.lat) == cap(s.lat) {
@@ -127,57 +181,199 @@ func (s *subscriber) hooks() dse.Hooks {
 	}}
 }
 
-// Publish runs the publish benchmark: one publisher service on node 1 sends
+// failures counts failed publications and keeps the first one's error.
+type failures struct {
+	n     atomic.Uint64
+	first atomic.Value
+}
+
+func (f *failures) add(err error) {
+	f.n.Add(1)
+	f.first.CompareAndSwap(nil, err.Error())
+}
+
+func (f *failures) firstText() string {
+	s, _ := f.first.Load().(string)
+	return s
+}
+
+// Publish runs the publish benchmark: publisher services on node 1 send
 // deltas; subscribers on the other nodes check that every delivery comes in
-// order and measure the latency from the publish call to their apply.
+// order and measure the latency from the publish call to their apply. With
+// Baseline it runs the same load again without Raft; at a fixed Rate it
+// then runs hashicorp/raft alone at that rate (RaftFloor).
 func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err error) {
 	defer func() { err = orInterrupted(ctx, err) }()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := StartCluster(ctx, cfg.Dir, cfg.Nodes, cfg.LogStore, nil)
+	dir, cleanup, err := benchDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	res, err := publishRun(ctx, cfg, filepath.Join(dir, "dse"), false)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Baseline {
+		base, err := publishRun(ctx, cfg, filepath.Join(dir, "baseline"), true)
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		res.BaselinePubsPerSec, res.BaselineLatency, res.BaselineFailed = base.PubsPerSec, &base.Latency, base.Failed
+		if base.PubsPerSec > 0 {
+			res.VsBaseline = res.PubsPerSec / base.PubsPerSec
+		}
+	}
+	if cfg.Rate > 0 && !cfg.NoRaftFloor {
+		floor, serial, err := raftFloors(ctx, filepath.Join(dir, "raft"), cfg.LogStore, cfg.Rate, min(cfg.Duration, 5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("raft floor: %w", err)
+		}
+		res.RaftFloorP50, res.RaftFloorP99, res.RaftFloorSerialP50 = floor.Latency.P50, floor.Latency.P99, serial.Latency.P50
+		if floor.Latency.P50 > 0 {
+			res.VsRaftFloor = res.Latency.P50 / floor.Latency.P50
+		}
+	}
+	return res, nil
+}
+
+// raftFloors runs hashicorp/raft alone at rate for d, then one entry at a
+// time for up to 2 seconds, on one group.
+func raftFloors(ctx context.Context, dir, logStore string, rate int, d time.Duration) (atRate, serial *RaftFloorResult, err error) {
+	g, err := StartRaftGroup(dir, logStore)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer g.Close()
+	if atRate, err = g.Run(ctx, RaftFloorConfig{Rate: rate, Duration: d}); err != nil {
+		return nil, nil, err
+	}
+	if serial, err = g.Run(ctx, RaftFloorConfig{Writers: 1, Duration: min(d, 2*time.Second)}); err != nil {
+		return nil, nil, err
+	}
+	return atRate, serial, nil
+}
+
+// benchTable names one published table: its service and name.
+type benchTable struct {
+	svc  *dse.DataService
+	name string
+	idx  int // its rows' key prefix
+}
+
+// setupConcurrency bounds the registry writes a run's setup makes at once
+// (subscriptions, first publications): thousands of tables set up one
+// after another would take minutes.
+const setupConcurrency = 64
+
+// parallel runs f(0) through f(n-1), at most workers at a time, and returns
+// the first error.
+func parallel(n, workers int, f func(i int) error) error {
+	var next atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || first.Load() != nil {
+					return
+				}
+				if err := f(i); err != nil {
+					first.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if e := first.Load(); e != nil {
+		return e.(error)
+	}
+	return nil
+}
+
+// publishRun is one run of the publish load on a new cluster under dir;
+// baseline numbers the publisher node's publications locally.
+func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline bool) (*PublishResult, error) {
+	ccfg := ClusterConfig{Dir: dir, Nodes: cfg.Nodes, Voters: cfg.Voters, LogStore: cfg.LogStore}
+	var local *localSequencer
+	if baseline {
+		local = newLocalSequencer()
+		ccfg.Deps = func(i int) dse.Deps {
+			if i == 0 {
+				return dse.Deps{Sequencer: local}
+			}
+			return dse.Deps{}
+		}
+	}
+	c, err := StartClusterWith(ctx, ccfg)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
 	pubNode := c.Nodes[0]
-	pub := dse.NewDataService("bench-pub", dse.Hooks{})
-	if err := pubNode.Register(ctx, pub); err != nil {
-		return nil, err
+	if local != nil {
+		local.registry = pubNode.FSM()
 	}
-	tables := make([]string, cfg.Tables)
-	for i := range tables {
-		tables[i] = fmt.Sprintf("t%d", i)
-	}
-	subs := make([]*subscriber, cfg.Subscribers)
-	for i := range subs {
-		subs[i] = &subscriber{last: map[string]uint64{}}
-		node := c.Nodes[1+i%(cfg.Nodes-1)]
-		svc := dse.NewDataService(fmt.Sprintf("bench-sub%d", i), subs[i].hooks())
-		if err := node.Register(ctx, svc); err != nil {
+	var tables []benchTable
+	for s := range cfg.Services {
+		id := "bench-pub"
+		if cfg.Services > 1 {
+			id = fmt.Sprintf("bench-pub%d", s)
+		}
+		svc := dse.NewDataService(id, dse.Hooks{})
+		if err := pubNode.Register(ctx, svc); err != nil {
 			return nil, err
 		}
-		for _, t := range tables {
-			if err := svc.Subscribe(ctx, "bench-pub", t); err != nil {
-				return nil, err
-			}
+		for t := range cfg.Tables {
+			tables = append(tables, benchTable{svc: svc, name: fmt.Sprintf("t%d", t), idx: len(tables)})
 		}
+	}
+	subs := make([]*subscriber, cfg.Subscribers)
+	subSvcs := make([]*dse.DataService, cfg.Subscribers)
+	for i := range subs {
+		subs[i] = &subscriber{last: map[string]uint64{}}
+		subSvcs[i] = dse.NewDataService(fmt.Sprintf("bench-sub%d", i), subs[i].hooks())
+		if err := c.Nodes[1+i%(cfg.Nodes-1)].Register(ctx, subSvcs[i]); err != nil {
+			return nil, err
+		}
+	}
+	if err := parallel(len(subs)*len(tables), setupConcurrency, func(k int) error {
+		t := tables[k%len(tables)]
+		return subSvcs[k/len(tables)].Subscribe(ctx, t.svc.ID(), t.name)
+	}); err != nil {
+		return nil, err
 	}
 	pad := strings.Repeat("x", cfg.RowBytes-8)
 	// Each table starts with a snapshot, so deliveries from here on are
 	// deltas.
-	for _, t := range tables {
-		if _, _, err := pub.Publish(ctx, t, nil, true); err != nil {
-			return nil, err
-		}
+	if err := parallel(len(tables), setupConcurrency, func(i int) error {
+		_, _, err := tables[i].svc.Publish(ctx, tables[i].name, nil, true)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	// Let every subscriber receive the initial snapshots.
-	time.Sleep(200 * time.Millisecond)
+	waitDelivered(subs, tables, 10*time.Second)
+	if cfg.onReady != nil && !baseline {
+		cfg.onReady()
+	}
 	before := pubNode.Stats()
+	beforeDeliveries := make([]uint64, len(subs))
+	for i, s := range subs {
+		s.mu.Lock()
+		beforeDeliveries[i] = s.deliveries
+		s.lat, s.chunks = s.lat[:0], nil
+		s.mu.Unlock()
+	}
 	var published atomic.Uint64
-	var firstErr atomic.Value
+	var failed failures
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
+	cpu0 := cpuTime()
 	start := time.Now()
 	var series []uint64
 	seriesDone := make(chan struct{})
@@ -212,12 +408,12 @@ func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err erro
 		return dse.Row{int64(ti*100_000_000 + k), string(append(b, pad...))}
 	}
 	fail := func(err error) {
-		if runCtx.Err() == nil {
-			firstErr.CompareAndSwap(nil, err)
+		if ctx.Err() == nil { // not the interruption's doing
+			failed.add(err)
 		}
 	}
 	var wg sync.WaitGroup
-	for ti, t := range tables {
+	for _, t := range tables {
 		if cfg.Writers > 0 {
 			// Writers goroutines, each replacing its own rows and waiting.
 			for w := range cfg.Writers {
@@ -229,13 +425,14 @@ func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err erro
 						}
 						add := make([]dse.Row, cfg.RowsPerDelta)
 						for r := range add {
-							add[r] = row(ti, w*cfg.RowsPerDelta+r, n)
+							add[r] = row(t.idx, w*cfg.RowsPerDelta+r, n)
 						}
 						// ctx, not runCtx: a publication started is waited for
 						// and counted, as the async publisher's are.
-						if _, _, err := pub.PublishDelta(ctx, t, add, prev); err != nil {
+						if _, _, err := t.svc.PublishDelta(ctx, t.name, add, prev); err != nil {
 							fail(err)
-							return
+							pause(runCtx)
+							continue
 						}
 						published.Add(1)
 						prev = add
@@ -260,19 +457,23 @@ func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err erro
 		wg.Go(func() {
 			defer close(inFlight)
 			prev := make([][]dse.Row, cfg.Window)
-			for n := int64(0); runCtx.Err() == nil && firstErr.Load() == nil; n++ {
+			for n := int64(0); runCtx.Err() == nil; n++ {
 				if lim != nil && lim.Wait(runCtx) != nil {
 					return
 				}
 				slot := int(n % int64(cfg.Window))
 				add := make([]dse.Row, cfg.RowsPerDelta)
 				for r := range add {
-					add[r] = row(ti, slot*cfg.RowsPerDelta+r, n)
+					add[r] = row(t.idx, slot*cfg.RowsPerDelta+r, n)
 				}
-				p, err := pub.PublishDeltaAsync(t, add, prev[slot])
+				p, err := t.svc.PublishDeltaAsync(t.name, add, prev[slot])
 				if err != nil {
+					// Refused before it changed the table (too many
+					// waiting, not the owner): counted, and tried again
+					// after a pause rather than in a spin.
 					fail(err)
-					return
+					pause(runCtx)
+					continue
 				}
 				prev[slot] = add
 				select {
@@ -286,48 +487,28 @@ func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err erro
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	<-seriesDone
 	if err := interrupted(ctx); err != nil {
 		return nil, err
 	}
-	if e := firstErr.Load(); e != nil {
-		return nil, fmt.Errorf("publish failed: %w", e.(error))
-	}
-	// Wait for the deliveries in flight.
 	total := published.Load()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		ok := true
-		for _, s := range subs {
-			s.mu.Lock()
-			var max uint64
-			for _, v := range s.last {
-				max += v
-			}
-			s.mu.Unlock()
-			if max < total+uint64(cfg.Tables) {
-				ok = false
-			}
-		}
-		if ok {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Wait for the deliveries in flight.
+	waitDelivered(subs, tables, 10*time.Second)
 	after := pubNode.Stats()
 	res := &PublishResult{
-		Mode: "in-process", LogStore: c.Nodes[0].LogStore(), Nodes: cfg.Nodes, Subscribers: cfg.Subscribers, Tables: cfg.Tables,
+		Mode: "in-process", LogStore: pubNode.LogStore(), Nodes: cfg.Nodes, Voters: cfg.Voters, Services: cfg.Services, Subscribers: cfg.Subscribers, Tables: cfg.Tables,
 		RowsPerDelta: cfg.RowsPerDelta, RowBytes: cfg.RowBytes, Rate: cfg.Rate, Window: cfg.Window, Writers: cfg.Writers,
-		Seconds: elapsed.Seconds(), Publications: total, Series: series,
+		Seconds: elapsed.Seconds(), Publications: total, Series: series, Failed: failed.n.Load(), FirstFailure: failed.firstText(),
 		RaftCommits: after.SeqCommits - before.SeqCommits,
 	}
 	var lat []time.Duration
 	for _, n := range c.Nodes {
 		res.Catchups += n.Stats().Catchups
 	}
-	for _, s := range subs {
+	for i, s := range subs {
 		s.mu.Lock()
-		res.Deliveries += s.deliveries
+		res.Deliveries += s.deliveries - beforeDeliveries[i]
 		res.OrderViolations += s.violations
 		for _, c := range s.chunks {
 			lat = append(lat, c...)
@@ -335,13 +516,91 @@ func Publish(ctx context.Context, cfg PublishConfig) (_ *PublishResult, err erro
 		lat = append(lat, s.lat...)
 		s.mu.Unlock()
 	}
-	res.Deliveries -= uint64(cfg.Tables * cfg.Subscribers) // the initial snapshots
 	res.PubsPerSec = float64(total) / elapsed.Seconds()
 	res.DeliveriesPerSec = float64(res.Deliveries) / elapsed.Seconds()
 	if res.RaftCommits > 0 {
 		res.PubsPerCommit = float64(total) / float64(res.RaftCommits)
 	}
+	if total > 0 {
+		res.CPUPerPub = float64(cpu.Microseconds()) / float64(total)
+	}
 	res.Latency = summarize(lat)
 	res.Latencies = lat
 	return res, nil
+}
+
+// pause waits a little after a failed publication, so that a publisher
+// refused at once does not spin.
+func pause(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Millisecond):
+	}
+}
+
+// waitDelivered waits, up to d, until every subscriber has applied every
+// table's last publication (its publisher's seqnum).
+func waitDelivered(subs []*subscriber, tables []benchTable, d time.Duration) {
+	want := make(map[string]uint64, len(tables))
+	for _, t := range tables {
+		if seq, _, err := t.svc.GetLastPublishedDataWithSeqnum(t.name); err == nil {
+			want[t.svc.ID()+"/"+t.name] = seq
+		}
+	}
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		behind := false
+		for _, s := range subs {
+			s.mu.Lock()
+			for k, seq := range want {
+				if s.last[k] < seq {
+					behind = true
+					break
+				}
+			}
+			s.mu.Unlock()
+			if behind {
+				break
+			}
+		}
+		if !behind {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// localSequencer numbers publications from a counter in memory, as the
+// registry would (the owner's incarnation checked against the node's
+// registry copy), without Raft: `--baseline`.
+type localSequencer struct {
+	mu       sync.Mutex
+	next     map[string]uint64 // by "service/table": the last seqnum given
+	registry interface {
+		Owner(service string) (node string, incarnation uint64, ok bool)
+	}
+}
+
+var _ publish.Sequencer = (*localSequencer)(nil)
+
+func newLocalSequencer() *localSequencer { return &localSequencer{next: map[string]uint64{}} }
+
+// Sequence grants every request of cmd its seqnums.
+func (l *localSequencer) Sequence(_ context.Context, cmd fsm.Publish) ([]fsm.PublishGrant, error) {
+	grants := make([]fsm.PublishGrant, len(cmd.Requests))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, r := range cmd.Requests {
+		if _, inc, ok := l.registry.Owner(r.Service); !ok {
+			grants[i].Err = fmt.Errorf("%w: %q", dse.ErrServiceNotFound, r.Service)
+			continue
+		} else if inc != r.Incarnation {
+			grants[i].Err = fmt.Errorf("%w: service %q incarnation %d, current %d", dse.ErrFenced, r.Service, r.Incarnation, inc)
+			continue
+		}
+		key := r.Service + "/" + r.Table
+		grants[i].First = l.next[key] + 1
+		l.next[key] += r.Count
+	}
+	return grants, nil
 }

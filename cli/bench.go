@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,9 +24,35 @@ func benchCommand() *ucli.Command {
 	logStore := func() ucli.Flag {
 		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreWAL, Usage: "Raft log store of the nodes: wal (the nodes' default) or boltdb"}
 	}
+	var stopProfile func()
 	return &ucli.Command{
 		Name:  "bench",
 		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync)",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the whole run (this process: the in-process nodes and the load) to `FILE` (go tool pprof)"},
+		},
+		Before: func(c *ucli.Context) error {
+			p := c.String("cpuprofile")
+			if p == "" {
+				return nil
+			}
+			f, err := os.Create(p)
+			if err != nil {
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+			return nil
+		},
+		After: func(*ucli.Context) error {
+			if stopProfile != nil {
+				stopProfile()
+			}
+			return nil
+		},
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "publish",
@@ -33,6 +61,8 @@ func benchCommand() *ucli.Command {
 					dir(),
 					logStore(),
 					&ucli.IntFlag{Name: "nodes", Value: 3},
+					&ucli.IntFlag{Name: "voters", Usage: "how many of the nodes vote; the others are non-voters (default: all)"},
+					&ucli.IntFlag{Name: "services", Value: 1, Usage: "publisher services on node 1, each publishing --tables tables"},
 					&ucli.IntFlag{Name: "subscribers", Value: 2},
 					&ucli.IntFlag{Name: "tables", Value: 1},
 					&ucli.IntFlag{Name: "rows-per-delta", Value: 1},
@@ -41,6 +71,12 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "rate", Usage: "publications per second (0: as fast as possible)"},
 					&ucli.IntFlag{Name: "window", Usage: "publications per table one goroutine keeps in flight (async publish)", DefaultText: fmt.Sprint(bench.DefaultWindow)},
 					&ucli.IntFlag{Name: "writers", Usage: "instead of the async publisher, this many goroutines per table, each publishing and waiting"},
+					&ucli.BoolFlag{Name: "external", Usage: "drive an external service (--replicas) over the HTTP API instead: --clients HTTP clients, each setting a table of its own"},
+					&ucli.IntFlag{Name: "clients", Value: 64, Usage: "with --external: HTTP clients publishing at once, each waiting for its answer"},
+					&ucli.IntFlag{Name: "replicas", Value: 3, Usage: "with --external: the service's replicas"},
+					&ucli.StringFlag{Name: "via", Value: bench.ViaOwner, Usage: "with --external: send every publication to the owner's node (owner), or client k's to node k mod nodes (spread)"},
+					&ucli.BoolFlag{Name: "baseline", Usage: "also run the same load with seqnums from a local counter instead of Raft (baseline_pubs_per_sec)"},
+					&ucli.BoolFlag{Name: "no-raft-floor", Usage: "with --rate: skip the run of hashicorp/raft alone at the same rate (raft_floor_p50_us)"},
 					&ucli.StringFlag{Name: "plot", Usage: "write the latency distribution and throughput to `FILE.svg`"},
 				},
 				Action: benchPublish,
@@ -59,7 +95,44 @@ func benchCommand() *ucli.Command {
 				Action: benchSnapshot,
 			},
 			{
-				// One node of a multi-process snapshot bench, run by it.
+				Name:  "join",
+				Usage: "a new node joins a cluster whose registry holds many services, tables and subscriptions, and catches up",
+				Flags: []ucli.Flag{
+					dir(),
+					logStore(),
+					&ucli.IntFlag{Name: "nodes", Value: 3, Usage: "the cluster's nodes before the new one joins"},
+					&ucli.IntFlag{Name: "services", Value: 100_000},
+					&ucli.IntFlag{Name: "tables-per-service", Value: 10},
+					&ucli.IntFlag{Name: "subscriptions", Value: 100_000},
+					&ucli.IntFlag{Name: "datasources", Usage: "disabled datasources in the registry besides"},
+					&ucli.BoolFlag{Name: "in-process", Usage: "run the new node in this process (default: a dse process of its own, so that its RSS is its own)"},
+					&ucli.BoolFlag{Name: "no-fill", Usage: "do not first fill the log past a segment and Raft's trailing logs: the new node then replays the young log instead of installing the snapshot"},
+				},
+				Action: benchJoin,
+			},
+			{
+				Name:  "scale",
+				Usage: "sweep one dimension (--dim), one JSON line per point; --plot draws the curves",
+				Description: "dimensions and their default points:\n" +
+					"  tables       tables of one publisher, one publication in flight each, against one table with as many in flight\n" +
+					"  services     publisher services on node 1, 4,096 publications in flight spread over them\n" +
+					"  subscribers  subscribers of one table over nodes 2 and 3: as fast as possible, then at half that rate\n" +
+					"  nodes        cluster size, all voters and 3 voters with non-voters: publish, publish at 1,000/s, registry writes\n" +
+					"  rows         rows of a table whose snapshot a new subscriber on another node takes (a process per node)\n" +
+					"  registry     services in the registry (10 tables each, as many subscriptions, a datasource per 10): writes, and a new node joining",
+				Flags: []ucli.Flag{
+					dir(),
+					logStore(),
+					&ucli.StringFlag{Name: "dim", Required: true, Usage: "the dimension: " + strings.Join(bench.ScaleDims, ", ")},
+					&ucli.StringFlag{Name: "points", Usage: "the points, comma-separated (default: the dimension's, see above)"},
+					&ucli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "each publish run's"},
+					&ucli.BoolFlag{Name: "in-process", Usage: "run every node in this process (rows and registry: default a process per new node)"},
+					&ucli.StringFlag{Name: "plot", Usage: "write the curves to `FILE.svg`"},
+				},
+				Action: benchScale,
+			},
+			{
+				// One node of a multi-process snapshot or join bench, run by it.
 				Name:   "snapshot-node",
 				Hidden: true,
 				Action: func(c *ucli.Context) error { return bench.RunSnapshotNode(c.Context, os.Stdin, c.App.Writer) },
@@ -73,6 +146,10 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "nodes", Value: 3},
 					&ucli.IntFlag{Name: "clients", Value: 64},
 					&ucli.IntFlag{Name: "ops", Value: 40000},
+					&ucli.IntFlag{Name: "services", Usage: "services already in the registry before the run (written in bulk, as dse bench join does)"},
+					&ucli.IntFlag{Name: "tables-per-service", Value: 10, Usage: "with --services: the tables each publishes"},
+					&ucli.IntFlag{Name: "subscriptions", Usage: "with --services: subscriptions between them"},
+					&ucli.IntFlag{Name: "datasources", Usage: "disabled datasources already in the registry"},
 				},
 				Action: benchRegistry,
 			},
@@ -157,10 +234,23 @@ func benchPublish(c *ucli.Context) error {
 	if ls := c.String("log-store"); !validLogStore(ls, false) {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
+	if c.Bool("external") {
+		return benchExternal(c)
+	}
+	for _, f := range []string{"clients", "replicas", "via"} {
+		if c.IsSet(f) {
+			return usagef("--%s goes with --external", f)
+		}
+	}
 	cfg := bench.PublishConfig{
-		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
+		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Voters: c.Int("voters"), Services: c.Int("services"),
+		Subscribers: c.Int("subscribers"), Tables: c.Int("tables"),
 		RowsPerDelta: c.Int("rows-per-delta"), RowBytes: c.Int("row-bytes"), Duration: c.Duration("duration"),
-		Rate: c.Int("rate"), Window: c.Int("window"), Writers: c.Int("writers"), Progress: progress("publish"),
+		Rate: c.Int("rate"), Window: c.Int("window"), Writers: c.Int("writers"), Baseline: c.Bool("baseline"), NoRaftFloor: c.Bool("no-raft-floor"),
+		Progress: progress("publish"),
+	}
+	if cfg.Services < 1 {
+		return usagef("--services %d: want at least 1", cfg.Services)
 	}
 	if err := validate(&cfg); err != nil {
 		return err
@@ -188,11 +278,71 @@ func benchPublish(c *ucli.Context) error {
 	if res.Writers > 0 {
 		publisher = fmt.Sprintf("%d waiting writers per table", res.Writers)
 	}
-	fmt.Fprintf(w, "publish: %d nodes (%s, %s log), %d subscribers, %d tables, %d rows of %d bytes per delta, rate %s, %s\n",
-		res.Nodes, res.Mode, res.LogStore, res.Subscribers, res.Tables, res.RowsPerDelta, res.RowBytes, rateText(res.Rate), publisher)
-	fmt.Fprintf(w, "  %d publications in %.1fs: %.0f/s, %.0f deliveries/s\n", res.Publications, res.Seconds, res.PubsPerSec, res.DeliveriesPerSec)
+	fmt.Fprintf(w, "publish: %d nodes (%d voters, %s, %s log), %d subscribers, %d services × %d tables, %d rows of %d bytes per delta, rate %s, %s\n",
+		res.Nodes, res.Voters, res.Mode, res.LogStore, res.Subscribers, res.Services, res.Tables, res.RowsPerDelta, res.RowBytes, rateText(res.Rate), publisher)
+	fmt.Fprintf(w, "  %d publications in %.1fs: %.0f/s, %.0f deliveries/s, %d failed\n", res.Publications, res.Seconds, res.PubsPerSec, res.DeliveriesPerSec, res.Failed)
+	if res.FirstFailure != "" {
+		fmt.Fprintf(w, "  first failure: %s\n", res.FirstFailure)
+	}
 	fmt.Fprintf(w, "  %d Raft commits (%.1f publications each), %d catch-ups, %d order violations\n", res.RaftCommits, res.PubsPerCommit, res.Catchups, res.OrderViolations)
 	fmt.Fprintf(w, "  latency publish→apply: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs\n", res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max)
+	if res.BaselineLatency != nil {
+		fmt.Fprintf(w, "  baseline (seqnums from a local counter, no Raft): %.0f/s, p50 %.0fµs  p99 %.0fµs; dse %.2fx of it\n",
+			res.BaselinePubsPerSec, res.BaselineLatency.P50, res.BaselineLatency.P99, res.VsBaseline)
+	}
+	if res.RaftFloorP50 > 0 {
+		fmt.Fprintf(w, "  hashicorp/raft alone at %s: p50 %.0fµs  p99 %.0fµs (one at a time: p50 %.0fµs); dse p50 %.2fx of it\n",
+			rateText(res.Rate), res.RaftFloorP50, res.RaftFloorP99, res.RaftFloorSerialP50, res.VsRaftFloor)
+	}
+	return nil
+}
+
+// benchExternal is `dse bench publish --external`.
+func benchExternal(c *ucli.Context) error {
+	for _, f := range []string{"voters", "services", "tables", "rows-per-delta", "window", "writers", "baseline", "no-raft-floor"} {
+		if c.IsSet(f) {
+			return usagef("--%s does not go with --external (each client sets a table of its own, one row)", f)
+		}
+	}
+	cfg := bench.ExternalConfig{
+		Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Replicas: c.Int("replicas"), Clients: c.Int("clients"),
+		Via: c.String("via"), RowBytes: c.Int("row-bytes"), Duration: c.Duration("duration"), Rate: c.Int("rate"), Progress: progress("publish --external"),
+	}
+	if c.IsSet("subscribers") { // none by default, as JetStream's publish bench has none
+		cfg.Subscribers = c.Int("subscribers")
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	removePlot, err := createPlot(c.String("plot"))
+	if err != nil {
+		return err
+	}
+	res, err := bench.External(c.Context, cfg)
+	endProgress(cfg.Progress != nil)
+	if err != nil {
+		removePlot()
+		return err
+	}
+	if p := c.String("plot"); p != "" {
+		if err := bench.Plot(p, "dse bench publish --external", res.Latencies, res.Series); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+	}
+	if jsonOut(c) {
+		return printJSON(c, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "publish --external: %d nodes (in-process, HTTP API each, %s log), a service with %d replicas, %d HTTP clients via %s, rate %s, %d subscribers\n",
+		res.Nodes, res.LogStore, res.Replicas, res.Clients, res.Via, rateText(res.Rate), res.Subscribers)
+	fmt.Fprintf(w, "  %d acknowledged publications in %.1fs: %.0f/s, %d failed, %.0f deliveries/s\n", res.Publications, res.Seconds, res.PubsPerSec, res.Failed, res.DeliveriesPerSec)
+	if res.FirstFailure != "" {
+		fmt.Fprintf(w, "  first failure: %s\n", res.FirstFailure)
+	}
+	fmt.Fprintf(w, "  latency request→answer: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs\n", res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max)
+	for _, n := range res.ByNode {
+		fmt.Fprintf(w, "  via %s: %d publications, p50 %.0fµs  p99 %.0fµs\n", n.Node, n.Ops, n.Latency.P50, n.Latency.P99)
+	}
 	return nil
 }
 
@@ -242,11 +392,123 @@ func benchSnapshot(c *ucli.Context) error {
 		}
 		fmt.Fprintf(w, " (a new subscriber each on the same node)\n")
 	}
+	fmt.Fprintf(w, "  the subscriber's cache: %.0f bytes per row of heap in use (%.0f live)\n", res.CacheBytesPerRow, res.CacheLiveBytesPerRow)
 	if res.NodeRSSMB != nil {
 		fmt.Fprintf(w, "  peak RSS: publisher node %.0f MB, subscriber node %.0f MB\n", res.NodeRSSMB["publisher"], res.NodeRSSMB["subscriber"])
 	} else {
 		fmt.Fprintf(w, "  peak RSS of the process (both nodes): %.0f MB\n", res.RSSMB)
 	}
+	return nil
+}
+
+func benchScale(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
+	}
+	cfg := bench.ScaleConfig{Dim: c.String("dim"), Dir: c.String("dir"), LogStore: c.String("log-store"), Duration: c.Duration("duration"), Progress: stageProgress("scale")}
+	if p := c.String("points"); p != "" {
+		for _, f := range strings.Split(p, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return usagef("--points %q: %q is not a number", p, f)
+			}
+			cfg.Points = append(cfg.Points, n)
+		}
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	spawn, err := nodeSpawn(c)
+	if err != nil {
+		return err
+	}
+	cfg.Spawn = spawn
+	removePlot, err := createPlot(c.String("plot"))
+	if err != nil {
+		return err
+	}
+	var werr error
+	cfg.Emit = func(p bench.ScalePoint) {
+		if werr == nil {
+			werr = printJSON(c, p)
+		}
+	}
+	points, err := bench.Scale(c.Context, cfg)
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		if len(points) == 0 {
+			removePlot()
+		} else if p := c.String("plot"); p != "" {
+			bench.PlotScale(p, cfg.Dim, points) // the points measured so far
+		}
+		return err
+	}
+	if p := c.String("plot"); p != "" {
+		if err := bench.PlotScale(p, cfg.Dim, points); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+	}
+	return nil
+}
+
+// nodeSpawn runs this dse binary as one bench node (`dse bench
+// snapshot-node`), unless --in-process.
+func nodeSpawn(c *ucli.Context) (bench.Spawn, error) {
+	if c.Bool("in-process") {
+		return nil, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find the dse binary to start the nodes with: %w (or use --in-process)", err)
+	}
+	return func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, exe, "bench", "snapshot-node") }, nil
+}
+
+func registryLoad(c *ucli.Context) bench.RegistryLoad {
+	return bench.RegistryLoad{Services: c.Int("services"), TablesPerService: c.Int("tables-per-service"), Subscriptions: c.Int("subscriptions"), Datasources: c.Int("datasources")}
+}
+
+func benchJoin(c *ucli.Context) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	if ls := c.String("log-store"); !validLogStore(ls, false) {
+		return usagef("--log-store %q: want wal or boltdb", ls)
+	}
+	cfg := bench.JoinConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Load: registryLoad(c), NoFill: c.Bool("no-fill"), Progress: stageProgress("join")}
+	if cfg.Nodes < 1 {
+		return usagef("--nodes %d: want at least 1", cfg.Nodes)
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	spawn, err := nodeSpawn(c)
+	if err != nil {
+		return err
+	}
+	cfg.Spawn = spawn
+	res, err := bench.Join(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c, res)
+	}
+	w := c.App.Writer
+	how := "replaying the log"
+	if res.ViaSnapshot {
+		how = "installing the snapshot"
+	}
+	fmt.Fprintf(w, "join: %d nodes (%s log), a registry of %d services, %d tables, %d subscriptions, %d datasources (built in %.1fs, %d Raft entries)\n",
+		res.Nodes, res.LogStore, res.Services, res.Tables, res.Subscriptions, res.Datasources, res.LoadSeconds, res.RaftEntries)
+	fmt.Fprintf(w, "  snapshot: %d bytes at index %d, %.1f bytes per table\n", res.SnapshotBytes, res.SnapshotIndex, res.BytesPerTable)
+	fmt.Fprintf(w, "  the new node (%s) was current %.3fs after its join request, %s; peak RSS %.0f MB, registry heap %.1f MB (%.0f bytes per table)\n",
+		res.Mode, res.Seconds, how, res.RSSMB, res.HeapMB, res.HeapBytesPerTable)
 	return nil
 }
 
@@ -258,7 +520,10 @@ func benchRegistry(c *ucli.Context) error {
 		return usagef("--log-store %q: want wal or boltdb", ls)
 	}
 	cfg := bench.RegistryConfig{Dir: c.String("dir"), LogStore: c.String("log-store"), Nodes: c.Int("nodes"), Clients: c.Int("clients"), Ops: c.Int("ops"),
-		Progress: progress("registry")}
+		Load: registryLoad(c), Progress: progress("registry")}
+	if cfg.Load.Services == 0 {
+		cfg.Load.TablesPerService = 0
+	}
 	if err := validate(&cfg); err != nil {
 		return err
 	}
@@ -270,8 +535,15 @@ func benchRegistry(c *ucli.Context) error {
 	if jsonOut(c) {
 		return printJSON(c, res)
 	}
-	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s, %s log), %d clients, %d writes in %.1fs: %.0f/s\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
-		res.Nodes, res.Mode, res.LogStore, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	fmt.Fprintf(c.App.Writer, "registry: %d nodes (%s, %s log), %d clients, %d writes in %.1fs: %.0f/s, %d failed\n  latency p50 %.0fµs  p99 %.0fµs  max %.0fµs\n",
+		res.Nodes, res.Mode, res.LogStore, res.Clients, res.Ops, res.Seconds, res.OpsPerSec, res.Failed, res.Latency.P50, res.Latency.P99, res.Latency.Max)
+	if res.FirstFailure != "" {
+		fmt.Fprintf(c.App.Writer, "  first failure: %s\n", res.FirstFailure)
+	}
+	if l := res.Load; l != nil {
+		fmt.Fprintf(c.App.Writer, "  on a registry of %d services, %d tables, %d subscriptions, %d datasources (written in %.1fs)\n",
+			l.Services, l.Tables(), l.Subscriptions, l.Datasources, res.LoadSeconds)
+	}
 	fmt.Fprintf(c.App.Writer, "  %d Raft entries (%.1f writes each)\n", res.RaftEntries, res.OpsPerEntry)
 	for _, n := range res.ByNode {
 		role := "follower"

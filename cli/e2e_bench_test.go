@@ -35,11 +35,12 @@ func TestBenchSnapshotCLI(t *testing.T) {
 			RSSMB     float64            `json:"rss_mb"`
 			NodeRSSMB map[string]float64 `json:"node_rss_mb"`
 			Rounds    []float64          `json:"round_seconds"`
+			CacheRow  float64            `json:"cache_bytes_per_row"`
 		}
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 			t.Fatalf("%s: output %q is not JSON: %v", mode, r.stdout, err)
 		}
-		if res.Mode != mode || res.Rows != 20000 || res.Bytes < 20000*10 || res.Seconds <= 0 || res.MBPerSec <= 0 || res.Baseline <= 0 || res.RSSMB <= 0 {
+		if res.Mode != mode || res.Rows != 20000 || res.Bytes < 20000*10 || res.Seconds <= 0 || res.MBPerSec <= 0 || res.Baseline <= 0 || res.RSSMB <= 0 || res.CacheRow <= 10 {
 			t.Fatalf("%s: got %+v", mode, res)
 		}
 		if len(res.Rounds) != 2 || res.Rounds[0] != res.Seconds || res.Rounds[1] <= 0 {
@@ -61,6 +62,130 @@ func TestBenchSnapshotCLI(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "rounds:") || strings.Count(strings.SplitAfter(r.stdout, "rounds:")[1], "s ") < 3 {
 		t.Fatalf("exit %d, summary %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+}
+
+// TestBenchPublishCLI runs `dse bench publish` at a fixed rate with
+// --baseline: the JSON has the fixed fields, the same load's figures with
+// seqnums from a local counter, and hashicorp/raft's own commit latency
+// at that rate.
+func TestBenchPublishCLI(t *testing.T) {
+	r := run(t, "bench", "publish", "--duration", "1s", "--rate", "200", "--baseline", "--json")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var res struct {
+		PubsPerSec       float64                    `json:"pubs_per_sec"`
+		DeliveriesPerSec float64                    `json:"deliveries_per_sec"`
+		Failed           *int                       `json:"failed"`
+		Latency          struct{ P50, P99 float64 } `json:"latency_us"`
+		Baseline         float64                    `json:"baseline_pubs_per_sec"`
+		RaftFloorP50     float64                    `json:"raft_floor_p50_us"`
+		Publications     int                        `json:"publications"`
+		Deliveries       int                        `json:"deliveries"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("output %q is not JSON: %v", r.stdout, err)
+	}
+	if res.PubsPerSec <= 0 || res.DeliveriesPerSec <= 0 || res.Failed == nil || res.Latency.P50 <= 0 || res.Latency.P99 < res.Latency.P50 ||
+		res.Baseline <= 0 || res.RaftFloorP50 <= 0 || res.Deliveries != 2*res.Publications {
+		t.Fatalf("got %+v from %s", res, r.stdout)
+	}
+	for _, c := range []struct{ flag, args string }{
+		{"--clients", "--clients 3"},
+		{"--window", "--external --window 3"},
+		{"--via", "--external --via nowhere"},
+		{"--services", "--services 0"},
+		{"--voters", "--voters 4"},
+	} {
+		wantFail(t, 2, []string{c.flag}, append([]string{"bench", "publish"}, strings.Fields(c.args)...)...)
+	}
+}
+
+// TestBenchExternalCLI runs `dse bench publish --external`: HTTP clients
+// publish to a replicated external service, through its owner's node and
+// spread over the nodes.
+func TestBenchExternalCLI(t *testing.T) {
+	for _, via := range []string{"owner", "spread"} {
+		r := run(t, "bench", "publish", "--external", "--clients", "3", "--via", via, "--duration", "1s", "--json")
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d, stderr %q", via, r.code, r.stderr)
+		}
+		var res struct {
+			Mode         string                     `json:"mode"`
+			Replicas     int                        `json:"replicas"`
+			Clients      int                        `json:"clients"`
+			Publications int                        `json:"publications"`
+			PubsPerSec   float64                    `json:"pubs_per_sec"`
+			Deliveries   *float64                   `json:"deliveries_per_sec"`
+			Failed       *int                       `json:"failed"`
+			Latency      struct{ P50, P99 float64 } `json:"latency_us"`
+			ByNode       []struct{ Ops int }        `json:"by_node"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+			t.Fatalf("%s: output %q is not JSON: %v", via, r.stdout, err)
+		}
+		if res.Mode != "external" || res.Replicas != 3 || res.Clients != 3 || res.Publications == 0 || res.PubsPerSec <= 0 ||
+			res.Deliveries == nil || res.Failed == nil || *res.Failed != 0 || res.Latency.P50 <= 0 || (via == "spread") != (len(res.ByNode) == 3) {
+			t.Fatalf("%s: got %+v from %s", via, res, r.stdout)
+		}
+	}
+}
+
+// TestBenchJoinCLI runs `dse bench join` on a small registry: the new node
+// (a process of its own) catches up, and the JSON has the fixed fields.
+func TestBenchJoinCLI(t *testing.T) {
+	r := run(t, "bench", "join", "--services", "50", "--tables-per-service", "4", "--subscriptions", "60", "--datasources", "5", "--no-fill", "--json")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var res struct {
+		Mode          string  `json:"mode"`
+		Tables        int     `json:"tables"`
+		Seconds       float64 `json:"seconds"`
+		SnapshotBytes int64   `json:"snapshot_bytes"`
+		BytesPerTable float64 `json:"bytes_per_table"`
+		RSSMB         float64 `json:"rss_mb"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("output %q is not JSON: %v", r.stdout, err)
+	}
+	if res.Mode != "multi-process" || res.Tables != 200 || res.Seconds <= 0 || res.SnapshotBytes < 200*20 || res.BytesPerTable != float64(res.SnapshotBytes)/200 || res.RSSMB <= 0 {
+		t.Fatalf("got %+v from %s", res, r.stdout)
+	}
+	wantFail(t, 2, []string{"--subscriptions"}, "bench", "join", "--services", "1", "--subscriptions", "5")
+}
+
+// TestBenchScaleCLI sweeps one dimension over two points: a JSON line per
+// point, and the SVG of the curves.
+func TestBenchScaleCLI(t *testing.T) {
+	svg := filepath.Join(t.TempDir(), "services.svg")
+	r := run(t, "bench", "scale", "--dim", "services", "--points", "1,2", "--duration", "500ms", "--plot", svg)
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2: %q", len(lines), r.stdout)
+	}
+	for i, l := range lines {
+		var p struct {
+			Dim        string                 `json:"dim"`
+			X          int                    `json:"x"`
+			PubsPerSec float64                `json:"pubs_per_sec"`
+			Result     struct{ Services int } `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(l), &p); err != nil {
+			t.Fatalf("line %q is not JSON: %v", l, err)
+		}
+		if p.Dim != "services" || p.X != i+1 || p.PubsPerSec <= 0 || p.Result.Services != i+1 {
+			t.Fatalf("line %d: got %+v", i+1, p)
+		}
+	}
+	if b, err := os.ReadFile(svg); err != nil || !strings.Contains(string(b), "<svg") {
+		t.Fatalf("plot: %v", err)
+	}
+	wantFail(t, 2, []string{"--dim"}, "bench", "scale", "--dim", "bogus")
+	wantFail(t, 2, []string{"--points"}, "bench", "scale", "--dim", "nodes", "--points", "3,x")
 }
 
 // TestBenchRegistryCLI runs `dse bench registry` as a user would: the JSON

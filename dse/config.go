@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"dse.dev/dse/dse/name"
+	"dse.dev/dse/dse/publish"
 	"dse.dev/dse/dse/raftlog"
 	"dse.dev/dse/transport"
 )
@@ -115,6 +116,12 @@ type Deps struct {
 	// node generated it (Config.Secure without BootstrapToken), to be shown
 	// once.
 	OnBootstrapToken func(secret string)
+	// Sequencer, when set, numbers this node's publications instead of
+	// the registry (nil: Raft, through the leader). Benchmarks only: `dse
+	// bench publish --baseline` counts seqnums locally to measure the push
+	// path without Raft; subscribers on other nodes do not see the
+	// registry's seqnums move.
+	Sequencer publish.Sequencer
 }
 
 // DefaultConfig returns the defaults for every setting but ID and DataDir.

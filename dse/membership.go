@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"dse.dev/dse/dse/cluster"
+	"dse.dev/dse/fsm"
 )
 
 // The cluster's membership, as package cluster keeps it.
@@ -56,3 +57,20 @@ func (n *Node) Leave(ctx context.Context) error {
 	go n.Close()
 	return nil
 }
+
+// WriteRegistry commits one registry command as it is (package fsm's
+// types), through the registry's group commit, and returns once this
+// node's FSM has applied it. It is for tools that build a registry in bulk
+// (`dse bench join`): it checks nothing that Register, Subscribe and the
+// other calls check first.
+func (n *Node) WriteRegistry(ctx context.Context, t fsm.CommandType, body any) error {
+	return n.applyErr(ctx, t, body)
+}
+
+// SnapshotInfo describes a Raft snapshot of the registry.
+type SnapshotInfo = cluster.SnapshotInfo
+
+// Snapshot takes a Raft snapshot of the registry now (as Raft does every
+// Config.SnapshotThreshold entries), compacting the log behind it, and
+// describes it.
+func (n *Node) Snapshot() (SnapshotInfo, error) { return n.cluster.Snapshot() }

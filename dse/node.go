@@ -228,10 +228,14 @@ func (n *Node) startEngine() {
 		Logger:  n.logger.Named("push"),
 	})
 	n.retention = publish.NewRetention(n.cfg.HistoryBytes)
+	var sequencer publish.Sequencer = n.cluster
+	if n.deps.Sequencer != nil {
+		sequencer = n.deps.Sequencer
+	}
 	n.batcher = publish.NewBatcher(publish.Config{
 		Node:         n.id,
 		Registry:     n.fsm,
-		Sequencer:    n.cluster,
+		Sequencer:    sequencer,
 		Pusher:       n.pusher,
 		Durability:   n.replicas,
 		Retention:    n.retention,

@@ -489,3 +489,23 @@ func (c *Membership) Leave(ctx context.Context) error {
 	c.logger.Info("left the cluster")
 	return nil
 }
+
+// SnapshotInfo describes a Raft snapshot.
+type SnapshotInfo struct {
+	Index uint64 // the last log index it holds
+	Bytes int64  // its size, as the snapshot store keeps it
+}
+
+// Snapshot takes a Raft snapshot now and describes it.
+func (c *Membership) Snapshot() (SnapshotInfo, error) {
+	f := c.raft.Snapshot()
+	if err := f.Error(); err != nil {
+		return SnapshotInfo{}, err
+	}
+	meta, rc, err := f.Open()
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	rc.Close()
+	return SnapshotInfo{Index: meta.Index, Bytes: meta.Size}, nil
+}
