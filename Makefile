@@ -6,7 +6,7 @@ CHAOS_DURATION ?= 90s
 CHAOS_RUNS     ?= 2
 CHAOS_SEED     ?= 1
 
-.PHONY: build test test-ui ui-screenshots lint bench fuzz chaos clean
+.PHONY: build test test-ui ui-screenshots lint bench bench-scale fuzz chaos clean
 
 build: ## the binary, at bin/dse
 	$(GO) build -o bin/dse .
@@ -37,6 +37,14 @@ bench: build ## Go micro-benchmarks, then a short dse bench of each kind
 	bin/dse bench registry --ops 20000
 	bin/dse bench rpc --duration 5s
 	bin/dse bench snapshot --rows 200000
+
+SCALE_DIR ?= docs/scale
+
+bench-scale: build ## every dse bench scale curve: SCALE_DIR/DIM.jsonl and DIM.svg (long: tens of minutes)
+	mkdir -p $(SCALE_DIR)
+	for dim in tables services subscribers nodes rows registry; do \
+		bin/dse bench scale --dim $$dim --plot $(SCALE_DIR)/$$dim.svg > $(SCALE_DIR)/$$dim.jsonl || exit 1; \
+	done
 
 fuzz: ## every fuzzer for FUZZTIME each
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
