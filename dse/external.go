@@ -371,7 +371,7 @@ func (n *Node) startExternals() {
 	if !n.cluster.CaughtUp() {
 		return
 	}
-	for _, rec := range n.fsm.ServicesOn(n.id) {
+	for _, rec := range n.fsm.ReplicasOn(n.id) {
 		if rec.Kind != KindExternal {
 			continue
 		}

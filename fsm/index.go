@@ -21,6 +21,7 @@ type index struct {
 	svcOn    map[string][]string            // service → the nodes svcNodes files it under
 	attached map[string]struct{}            // services with attachments
 	repl     map[string]struct{}            // replicated services
+	replOn   map[string]map[string]struct{} // node → services whose tables it replicates
 
 	dsNodes  map[string]map[string]struct{} // node ("" unplaced) → datasources placed there
 	dsOn     map[string]string              // datasource → the node dsNodes files it under
@@ -34,6 +35,7 @@ func newIndex() *index {
 		svcOn:    map[string][]string{},
 		attached: map[string]struct{}{},
 		repl:     map[string]struct{}{},
+		replOn:   map[string]map[string]struct{}{},
 		dsNodes:  map[string]map[string]struct{}{},
 		dsOn:     map[string]string{},
 		dsByName: map[string]string{},
@@ -57,12 +59,8 @@ func (s *state) reindexAll() {
 func (s *state) reindexService(id string) {
 	ix := s.ix
 	for _, n := range ix.svcOn[id] {
-		if set := ix.svcNodes[n]; set != nil {
-			delete(set, id)
-			if len(set) == 0 {
-				delete(ix.svcNodes, n)
-			}
-		}
+		unfile(ix.svcNodes, n, id)
+		unfile(ix.replOn, n, id)
 	}
 	delete(ix.svcOn, id)
 	delete(ix.attached, id)
@@ -75,12 +73,10 @@ func (s *state) reindexService(id string) {
 	slices.Sort(nodes)
 	nodes = slices.Compact(nodes)
 	for _, n := range nodes {
-		set := ix.svcNodes[n]
-		if set == nil {
-			set = map[string]struct{}{}
-			ix.svcNodes[n] = set
-		}
-		set[id] = struct{}{}
+		file(ix.svcNodes, n, id)
+	}
+	for _, n := range replicaNodes(svc) {
+		file(ix.replOn, n, id) // a subset of nodes: unfiled with them
 	}
 	if len(nodes) > 0 {
 		ix.svcOn[id] = nodes
@@ -93,17 +89,44 @@ func (s *state) reindexService(id string) {
 	}
 }
 
+// replicaNodes returns the nodes that keep svc's tables: its replicas,
+// or the instances of an external service made before replication.
+func replicaNodes(svc *Service) []string {
+	switch {
+	case len(svc.Replicas) > 0:
+		return svc.Replicas
+	case svc.Kind == kindExternal:
+		return svc.Instances
+	}
+	return nil
+}
+
+// file adds id to the set of key in m.
+func file(m map[string]map[string]struct{}, key, id string) {
+	set := m[key]
+	if set == nil {
+		set = map[string]struct{}{}
+		m[key] = set
+	}
+	set[id] = struct{}{}
+}
+
+// unfile removes id from the set of key in m.
+func unfile(m map[string]map[string]struct{}, key, id string) {
+	if set := m[key]; set != nil {
+		delete(set, id)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
 // reindexDatasource files datasource id as the state has it now; name is
 // the one it had before the entry (a deleted one's), "" if unknown.
 func (s *state) reindexDatasource(id, name string) {
 	ix := s.ix
 	if n, ok := ix.dsOn[id]; ok {
-		if set := ix.dsNodes[n]; set != nil {
-			delete(set, id)
-			if len(set) == 0 {
-				delete(ix.dsNodes, n)
-			}
-		}
+		unfile(ix.dsNodes, n, id)
 		delete(ix.dsOn, id)
 	}
 	if name != "" && ix.dsByName[name] == id {
@@ -114,12 +137,7 @@ func (s *state) reindexDatasource(id, name string) {
 	if !ok {
 		return
 	}
-	set := ix.dsNodes[d.Node]
-	if set == nil {
-		set = map[string]struct{}{}
-		ix.dsNodes[d.Node] = set
-	}
-	set[id] = struct{}{}
+	file(ix.dsNodes, d.Node, id)
 	ix.dsOn[id] = d.Node
 	ix.dsByName[d.Name] = id
 	if !d.Enabled {
@@ -216,6 +234,21 @@ func (f *FSM) ServicesOn(node string) []Service {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	ids := slices.Sorted(maps.Keys(f.s.ix.svcNodes[node]))
+	out := make([]Service, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *f.s.services[id].clone())
+	}
+	return out
+}
+
+// ReplicasOn returns the services whose tables node keeps (among their
+// replicas, or an instance of an external service made before
+// replication), sorted by id: what a node's replica engine and external
+// instances follow, without the services it merely runs.
+func (f *FSM) ReplicasOn(node string) []Service {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ids := slices.Sorted(maps.Keys(f.s.ix.replOn[node]))
 	out := make([]Service, 0, len(ids))
 	for _, id := range ids {
 		out = append(out, *f.s.services[id].clone())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -103,5 +104,37 @@ func TestBatchSeesTheIndexOfItsOwnCommands(t *testing.T) {
 	}
 	if err, _ := res[1].(error); !errors.Is(err, ErrDatasourceExists) {
 		t.Fatalf("second add of the same name: %v, want ErrDatasourceExists", res[1])
+	}
+}
+
+// TestReplicasOnLeavesOutWhatANodeOnlyRuns: a node's replica engine
+// follows the replicated services it keeps, not the Go services it runs.
+func TestReplicasOnLeavesOutWhatANodeOnlyRuns(t *testing.T) {
+	a := newApplier(t)
+	nodes(a, "n1", "n2", "n3")
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "go1", Node: "n1", Kind: "go"})
+	a.ok(CmdServiceCreate, ServiceCreate{ID: "ext", Node: "n1", Kind: "external", Replicas: 2})
+	ids := func(node string) (out []string) {
+		for _, s := range a.f.ReplicasOn(node) {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	on := map[string][]string{}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		on[n] = ids(n)
+	}
+	svc := service(t, a.f, "ext")
+	for _, n := range []string{"n1", "n2", "n3"} {
+		want := []string(nil)
+		if slices.Contains(svc.Replicas, n) {
+			want = []string{"ext"}
+		}
+		if !slices.Equal(on[n], want) {
+			t.Fatalf("ReplicasOn(%s) = %v, want %v (replicas %v)", n, on[n], want, svc.Replicas)
+		}
+	}
+	if got := len(a.f.ServicesOn("n1")); got != 2 {
+		t.Fatalf("ServicesOn(n1): %d services, want go1 and ext", got)
 	}
 }

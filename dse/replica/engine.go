@@ -20,9 +20,9 @@ import (
 // Registry is what replication reads of the cluster's registry.
 type Registry interface {
 	Service(id string) (fsm.Service, bool)
-	// ServicesOn returns the services with node among their instances
-	// or replicas.
-	ServicesOn(node string) []fsm.Service
+	// ReplicasOn returns the services whose tables node keeps (see
+	// replicasOf), not the others it runs.
+	ReplicasOn(node string) []fsm.Service
 	Node(id string) (fsm.Node, bool)
 	Seqnum(publisher, table string) uint64
 	PublishedTables(publisher string) []string
@@ -531,7 +531,7 @@ const pullAfter = 200 * time.Millisecond
 func (e *Engine) reconcile(first bool) {
 	now := time.Now()
 	want := map[string]fsm.Service{}
-	for _, rec := range e.cfg.Registry.ServicesOn(e.cfg.Node) {
+	for _, rec := range e.cfg.Registry.ReplicasOn(e.cfg.Node) {
 		if replicas, _ := replicasOf(rec); slices.Contains(replicas, e.cfg.Node) {
 			want[rec.ID] = rec
 		}

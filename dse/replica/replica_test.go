@@ -50,12 +50,12 @@ func (r *fakeRegistry) Service(id string) (fsm.Service, bool) {
 	return s, ok
 }
 
-func (r *fakeRegistry) ServicesOn(node string) []fsm.Service {
+func (r *fakeRegistry) ReplicasOn(node string) []fsm.Service {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []fsm.Service
 	for _, s := range r.svcs {
-		if slices.Contains(s.Instances, node) || slices.Contains(s.Replicas, node) {
+		if replicas, _ := replicasOf(s); slices.Contains(replicas, node) {
 			out = append(out, s)
 		}
 	}
