@@ -20,6 +20,15 @@
 // answers a resend with the first result, so a node may resend whenever it
 // cannot know whether the leader committed what it sent.
 //
+// Beside the state it keeps an index of what nodes ask for on every change
+// (services by node and by the nodes that replicate them, attachments,
+// datasources by node and name, subscriptions by subscriber; index.go),
+// refiled for the entries each command touches and rebuilt on Restore, so
+// that no question a node asks scans the registry. Files: state.go (the
+// state and the node, service, datasource and publish commands),
+// subscriptions.go, tokens.go, replicas.go, attach.go, once.go, index.go,
+// snapshot.go.
+//
 // Snapshot clones the state (cheap, metadata only) and Persist encodes it with
 // sorted keys, so two FSMs fed the same log produce byte-identical snapshots.
 // Restore builds a fresh state and swaps it in.

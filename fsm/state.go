@@ -343,35 +343,6 @@ func (s *state) deleteService(id string) {
 	}
 }
 
-// removeSub removes one subscription, if it is there.
-func (s *state) removeSub(sub Subscription) {
-	set := s.subs[sub.Publisher][sub.Table]
-	if _, ok := set[sub.Subscriber]; !ok {
-		return
-	}
-	delete(set, sub.Subscriber)
-	if len(set) == 0 {
-		delete(s.subs[sub.Publisher], sub.Table)
-		if len(s.subs[sub.Publisher]) == 0 {
-			delete(s.subs, sub.Publisher)
-		}
-	}
-	mine := s.bySub[sub.Subscriber]
-	delete(mine, pubTable{sub.Publisher, sub.Table})
-	if len(mine) == 0 {
-		delete(s.bySub, sub.Subscriber)
-	}
-}
-
-// removeSubsTo removes every subscription to publisher's tables.
-func (s *state) removeSubsTo(publisher string) {
-	for t, set := range s.subs[publisher] {
-		for sub := range set {
-			s.removeSub(Subscription{Subscriber: sub, Publisher: publisher, Table: t})
-		}
-	}
-}
-
 func (s *state) unplaceDatasources(node string) {
 	for _, d := range s.datasources {
 		if d.Node == node {
@@ -443,42 +414,6 @@ func (c *ServiceUnregister) apply(s *state, index uint64) any {
 		return fmt.Errorf("%w: %q is replicated: its replicas move with ReplicaMove, or it is deleted whole", ErrInvalid, c.ID)
 	}
 	s.removeInstance(svc, c.Node, index)
-	return nil
-}
-
-func (c *Subscribe) apply(s *state, _ uint64) any {
-	if c.Publisher == "" || c.Table == "" {
-		return fmt.Errorf("%w: publisher and table are required", ErrInvalid)
-	}
-	if _, ok := s.services[c.Subscriber]; !ok {
-		return fmt.Errorf("%w: subscriber %q", ErrServiceNotFound, c.Subscriber)
-	}
-	s.addSub(Subscription(*c))
-	return nil
-}
-
-func (s *state) addSub(sub Subscription) {
-	tables, ok := s.subs[sub.Publisher]
-	if !ok {
-		tables = map[string]map[string]struct{}{}
-		s.subs[sub.Publisher] = tables
-	}
-	set, ok := tables[sub.Table]
-	if !ok {
-		set = map[string]struct{}{}
-		tables[sub.Table] = set
-	}
-	set[sub.Subscriber] = struct{}{}
-	mine := s.bySub[sub.Subscriber]
-	if mine == nil {
-		mine = map[pubTable]struct{}{}
-		s.bySub[sub.Subscriber] = mine
-	}
-	mine[pubTable{sub.Publisher, sub.Table}] = struct{}{}
-}
-
-func (c *Unsubscribe) apply(s *state, _ uint64) any {
-	s.removeSub(Subscription(*c)) // idempotent, as Congress's unsubscribe
 	return nil
 }
 
@@ -567,59 +502,6 @@ func (c *DatasourcePlace) apply(s *state, index uint64) any {
 		}
 	}
 	d.Node, d.Incarnation = c.Node, index
-	return nil
-}
-
-func (c *TokenCreate) apply(s *state, _ uint64) any {
-	t := c.Token
-	switch t.Role {
-	case "read", "write", "admin":
-	default:
-		return fmt.Errorf("%w: role %q is not read, write or admin", ErrInvalid, t.Role)
-	}
-	if t.ID == "" || len(t.Hash) != 64 {
-		return fmt.Errorf("%w: token id and hash are required", ErrInvalid)
-	}
-	if _, ok := s.tokens[t.ID]; ok {
-		return fmt.Errorf("%w: token id %q exists", ErrInvalid, t.ID)
-	}
-	for _, o := range s.tokens {
-		if o.Hash == t.Hash {
-			// Two tokens of one secret: revoking one by id would leave
-			// the secret working (a retried create whose first attempt
-			// committed late made them).
-			return fmt.Errorf("%w: a token with that secret exists", ErrInvalid)
-		}
-	}
-	if t.Role != "admin" && s.admins() == 0 {
-		// The first token turns authentication on: a read or write one
-		// would leave nobody able to administer the cluster.
-		return fmt.Errorf("%w: the cluster has no admin token: create an admin token first", ErrInvalid)
-	}
-	s.tokens[t.ID] = &t
-	return nil
-}
-
-// admins counts the admin tokens.
-func (s *state) admins() int {
-	n := 0
-	for _, t := range s.tokens {
-		if t.Role == "admin" {
-			n++
-		}
-	}
-	return n
-}
-
-func (c *TokenRevoke) apply(s *state, _ uint64) any {
-	t, ok := s.tokens[c.ID]
-	if !ok {
-		return fmt.Errorf("%w: %q", ErrTokenNotFound, c.ID)
-	}
-	if t.Role == "admin" && s.admins() == 1 && len(s.tokens) > 1 {
-		return fmt.Errorf("%w: %q is the last admin token; create another admin token first", ErrInvalid, c.ID)
-	}
-	delete(s.tokens, c.ID)
 	return nil
 }
 
