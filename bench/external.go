@@ -189,7 +189,7 @@ func External(ctx context.Context, cfg ExternalConfig) (_ *ExternalResult, err e
 	defer cancel()
 	var lim *rate.Limiter
 	if cfg.Rate > 0 {
-		lim = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
+		lim = pacer(cfg.Rate)
 	}
 	start := time.Now()
 	series, stopSeries := recordSeries(runCtx, start, published.Load, cfg.Progress)
