@@ -23,7 +23,7 @@ func attachedOf(t *testing.T, f *FSM, id string) ([]Attachment, []string) {
 
 func TestAttachDetach(t *testing.T) {
 	a := twoNodes(t)
-	a.ok(CmdServiceRegister, ServiceRegister{ID: "calc", Node: "n1", Kind: "external", Endpoints: []string{"ping", "publish"}})
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "calc", Node: "n1", Kind: "external", Endpoints: []string{"ping", "publish"}, Exclusive: true})
 	a.ok(CmdServiceRegister, ServiceRegister{ID: "gosvc", Node: "n1", Kind: "go"})
 
 	// Refusals change nothing.
@@ -91,7 +91,7 @@ func TestAttachDetach(t *testing.T) {
 
 func TestAttachLimits(t *testing.T) {
 	a := twoNodes(t)
-	a.ok(CmdServiceRegister, ServiceRegister{ID: "calc", Node: "n1", Kind: "external"})
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "calc", Node: "n1", Kind: "external", Exclusive: true})
 	for i := range MaxAttachments {
 		a.ok(CmdServiceAttach, ServiceAttach{Service: "calc", Node: "n1", Session: fmt.Sprint("s", i), Actions: []string{"add"}})
 	}
@@ -99,7 +99,7 @@ func TestAttachLimits(t *testing.T) {
 	// Re-attaching a recorded session is within the limit.
 	a.ok(CmdServiceAttach, ServiceAttach{Service: "calc", Node: "n1", Session: "s0", Actions: []string{"mul"}})
 
-	a.ok(CmdServiceRegister, ServiceRegister{ID: "wide", Node: "n1", Kind: "external"})
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "wide", Node: "n1", Kind: "external", Exclusive: true})
 	for i := range MaxServedActions / MaxAttachActions {
 		acts := make([]string, MaxAttachActions)
 		for j := range acts {
@@ -121,7 +121,7 @@ func attachLog(rng *rand.Rand, n int) [][]byte {
 		out = append(out, e)
 		switch rng.IntN(4) {
 		case 0:
-			out = append(out, MustEncode(CmdServiceRegister, ServiceRegister{ID: pick("x", 3), Node: pick("n", 4), Kind: "external"}))
+			out = append(out, MustEncode(CmdServiceRegister, ServiceRegister{ID: pick("x", 3), Node: pick("n", 4), Kind: "external", Exclusive: rng.IntN(2) == 0}))
 		case 1:
 			out = append(out, MustEncode(CmdServiceAttach, ServiceAttach{Service: pick("x", 3), Node: pick("n", 4), Session: pick("sess", 6), Actions: []string{pick("act", 4), pick("act", 4)}}))
 		case 2:

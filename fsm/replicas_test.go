@@ -162,3 +162,20 @@ func TestReplicasSurviveASnapshot(t *testing.T) {
 		t.Fatalf("restored: %+v", svc)
 	}
 }
+
+// TestDeletedExternalServiceStaysDeleted: a replica's instance that
+// registers after the service was deleted (its node saw the create late)
+// does not bring the service back; only a create makes one.
+func TestDeletedExternalServiceStaysDeleted(t *testing.T) {
+	a := newApplier(t)
+	nodes(a, "n1", "n2", "n3")
+	a.ok(CmdServiceCreate, ServiceCreate{ID: "inv", Node: "n1", Kind: "external", Replicas: 3})
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "inv", Node: "n3", Kind: "external"})
+	a.ok(CmdServiceUnregister, ServiceUnregister{ID: "inv"})
+	a.fails(CmdServiceRegister, ServiceRegister{ID: "inv", Node: "n3", Kind: "external"}, ErrServiceNotFound)
+	if _, ok := a.f.Service("inv"); ok {
+		t.Fatal("a late replica's register brought the deleted service back")
+	}
+	// A Go service registers without a create, as it always has.
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "gosvc", Node: "n3", Kind: "go"})
+}

@@ -376,6 +376,12 @@ func (c *ServiceRegister) apply(s *state, index uint64) any {
 		}
 		return nil
 	}
+	if !ok && c.Kind == kindExternal && !c.Exclusive {
+		// A replica's instance starting (its node started, or it saw the
+		// create) after the service was deleted: it must not bring the
+		// service back. Only a create makes one.
+		return fmt.Errorf("%w: external service %q (deleted, or never created)", ErrServiceNotFound, c.ID)
+	}
 	if !ok {
 		svc = &Service{ID: c.ID}
 		s.services[c.ID] = svc

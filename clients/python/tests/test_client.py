@@ -133,6 +133,9 @@ class ClusterTest(unittest.TestCase):
         w = self.c3.watch("py-subs", "t")
         self.c1.publish("py-subs", "t", [[1]])
         self.assertTrue(next(w).snapshot)
+        # Reads are local: n2's registry may apply the watch's subscribe
+        # after n3 delivered the snapshot.
+        wait_for("n2 listing the watch's subscription", lambda: len(self.c2.subscribers("py-subs")) == 1)
         subs = self.c2.subscribers("py-subs")
         self.assertEqual(len(subs), 1)
         self.assertEqual((subs[0]["publisher"], subs[0]["table"]), ("py-subs", "t"))
