@@ -1,0 +1,310 @@
+package table
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"dse.dev/dse/internal/bigmem"
+)
+
+// Decoding rows arrays: decodeRowArrays checks and counts them (the first
+// pass, codec.go's scanRows), then builds the rows into slabs, a few big
+// arrays per kind of value, instead of an allocation per value (the
+// second pass, here; a big array decoded in two halves at once).
+
+// eface is the runtime layout of an interface{} value.
+type eface struct {
+	typ  unsafe.Pointer
+	data unsafe.Pointer
+}
+
+var (
+	int64Type   = typeOf(int64(0))
+	float64Type = typeOf(float64(0))
+	stringType  = typeOf("")
+)
+
+func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
+
+// box sets *dst to the interface value of type typ whose data is at p, the
+// way the runtime boxes a value, but pointing into a slab rather than at a
+// fresh allocation. The slab's element must never change afterwards.
+func box(dst *any, typ, p unsafe.Pointer) {
+	e := (*eface)(unsafe.Pointer(dst))
+	e.typ, e.data = typ, p
+}
+
+// slabs hold the memory the rows of one publication are decoded into.
+type slabs struct {
+	rows   []Row
+	vals   []any
+	nums   []uint64 // int64s and float64s (as bits): the values point here
+	strs   []string
+	arena  []byte   // every string's and []byte's bytes
+	hashes []uint64 // the hashes of the first rows array's rows (hashRow)
+}
+
+func newSlabs(c rowCounts, hashed int) *slabs {
+	return &slabs{
+		rows:   bigmem.Make[Row](c.rows),
+		vals:   bigmem.Make[any](c.vals),
+		nums:   bigmem.Make[uint64](c.ints + c.floats),
+		strs:   bigmem.Make[string](c.strs),
+		arena:  bigmem.Make[byte](c.bytes),
+		hashes: bigmem.Make[uint64](hashed),
+	}
+}
+
+// readRows decodes the rows array at r into sl, which scanRows counted,
+// and the rows' hashes into hashes when it is not nil.
+func (r *reader) readRows(sl *slabs, hashes *[]uint64) ([]Row, error) {
+	n, err := r.arrayLen()
+	if err != nil || n <= 0 {
+		return nil, err
+	}
+	rows := sl.rows[:n:n]
+	sl.rows = sl.rows[n:]
+	var h []uint64
+	if hashes != nil {
+		h = sl.hashes[:n:n]
+		sl.hashes = sl.hashes[n:]
+		*hashes = h
+	}
+	return rows, r.readRowRange(rows, sl, h)
+}
+
+// readRowRange decodes len(rows) rows at r into rows, their values into
+// sl, and their hashes into hashes unless it is nil. A row whose bytes are
+// its canonical encoding (appendRow's, as dse's encoder writes it) is
+// hashed on those bytes, while they are in cache; any other (written by
+// another encoder) is encoded again to be hashed.
+func (r *reader) readRowRange(rows []Row, sl *slabs, hashes []uint64) error {
+	for i := range rows {
+		start := r.pos
+		m, err := r.arrayLen()
+		if err != nil {
+			return err
+		}
+		if m < 0 {
+			rows[i] = Row{} // msgpack nil: no columns
+			if hashes != nil {
+				hashes[i] = hashRow(rows[i])
+			}
+			continue
+		}
+		// canon: the row is being hashed, and its bytes so far are
+		// canonical (false for rows not hashed: no checks).
+		canon := hashes != nil && r.pos-start == arrayLenLen(m)
+		row := sl.vals[:m:m]
+		sl.vals = sl.vals[m:]
+		for j := range row {
+			at := r.pos
+			code := r.b[at]
+			switch {
+			case code == mpNil:
+				r.pos++
+			case code == mpTrue:
+				r.pos++
+				row[j] = true
+			case code == mpFalse:
+				r.pos++
+				row[j] = false
+			case code == mpFloat64:
+				sl.nums[0] = binary.BigEndian.Uint64(r.b[r.pos+1:])
+				box(&row[j], float64Type, unsafe.Pointer(&sl.nums[0]))
+				sl.nums = sl.nums[1:]
+				r.pos += 9
+			case code == mpFloat32:
+				sl.nums[0] = math.Float64bits(float64(math.Float32frombits(binary.BigEndian.Uint32(r.b[r.pos+1:]))))
+				box(&row[j], float64Type, unsafe.Pointer(&sl.nums[0]))
+				sl.nums = sl.nums[1:]
+				r.pos += 5
+				canon = false
+			case code <= 0x7f || code >= 0xe0 || (code >= mpUint8 && code <= mpInt64):
+				v, err := r.int()
+				if err != nil {
+					return err
+				}
+				sl.nums[0] = uint64(v)
+				box(&row[j], int64Type, unsafe.Pointer(&sl.nums[0]))
+				sl.nums = sl.nums[1:]
+				canon = canon && canonicalInt(code, v, r.pos-at)
+			default:
+				r.pos++
+				l, err := r.strLen(code, true)
+				if err != nil {
+					return err
+				}
+				b := sl.arena[:l:l]
+				sl.arena = sl.arena[l:]
+				copy(b, r.b[r.pos:r.pos+l])
+				r.pos += l
+				if code == mpBin8 || code == mpBin16 || code == mpBin32 {
+					row[j] = b
+					canon = canon && code == binCode(l)
+					continue
+				}
+				sl.strs[0] = unsafe.String(unsafe.SliceData(b), l)
+				box(&row[j], stringType, unsafe.Pointer(&sl.strs[0]))
+				sl.strs = sl.strs[1:]
+				canon = canon && code == strCode(l)
+			}
+		}
+		rows[i] = row
+		if hashes != nil {
+			if canon {
+				hashes[i] = hashBytes(r.b[start:r.pos])
+			} else {
+				hashes[i] = hashRow(row)
+			}
+		}
+	}
+	return nil
+}
+
+// strCode is the first byte appendString writes for a string of n bytes.
+func strCode(n int) byte {
+	switch {
+	case n < 32:
+		return 0xa0 | byte(n)
+	case n <= math.MaxUint8:
+		return mpStr8
+	case n <= math.MaxUint16:
+		return mpStr16
+	}
+	return mpStr32
+}
+
+// binCode is the first byte appendBytes writes for n bytes.
+func binCode(n int) byte {
+	switch {
+	case n <= math.MaxUint8:
+		return mpBin8
+	case n <= math.MaxUint16:
+		return mpBin16
+	}
+	return mpBin32
+}
+
+// canonicalInt reports whether an integer read as n bytes starting with
+// code is how appendInt writes v.
+func canonicalInt(code byte, v int64, n int) bool {
+	if n == 1 {
+		return code == byte(v) // a positive or negative fixint
+	}
+	if v >= 0 {
+		switch {
+		case v <= 0x7f:
+			return false
+		case v <= math.MaxUint8:
+			return code == mpUint8
+		case v <= math.MaxUint16:
+			return code == mpUint16
+		case v <= math.MaxUint32:
+			return code == mpUint32
+		}
+		return code == mpUint64
+	}
+	switch {
+	case v >= -32:
+		return false
+	case v >= math.MinInt8:
+		return code == mpInt8
+	case v >= math.MinInt16:
+		return code == mpInt16
+	case v >= math.MinInt32:
+		return code == mpInt32
+	}
+	return code == mpInt64
+}
+
+// parallelRows is the size from which the first rows array is decoded in
+// two halves at once, when the program may run two goroutines at once: a
+// snapshot of a million rows took 150-260 ms to decode on one core.
+const parallelRows = 1 << 16
+
+// decodeRowArrays reads k consecutive rows arrays (a publication's Rows,
+// Add and Del), checking them all first, into one set of slabs, with the
+// hashes of the first array's rows into hashes.
+func (r *reader) decodeRowArrays(lim Limits, hashes *[]uint64, out ...*[]Row) error {
+	start := r.pos
+	var c rowCounts
+	var mark scanMark
+	hashed := 0
+	for i := range out {
+		m := &mark
+		if i > 0 {
+			m = nil
+		}
+		if err := r.scanRows(&c, lim, m); err != nil {
+			return err
+		}
+		if i == 0 {
+			hashed = c.rows
+		}
+	}
+	end := r.pos
+	r.pos = start
+	sl := newSlabs(c, hashed)
+	for i, dst := range out {
+		var rows []Row
+		var err error
+		h := hashes
+		if i > 0 {
+			h = nil
+		}
+		if i == 0 && mark.row > 0 {
+			rows, err = r.readRowsInHalves(sl, mark, h)
+		} else {
+			rows, err = r.readRows(sl, h)
+		}
+		if err != nil {
+			return err
+		}
+		*dst = rows
+	}
+	if r.pos != end {
+		return fmt.Errorf("rows arrays read %d bytes, checked %d", r.pos-start, end-start)
+	}
+	return nil
+}
+
+// readRowsInHalves is readRows for the first, big, rows array, whose
+// second half scanRows marked: a goroutine decodes it while this one
+// decodes the first, each into its own part of the slabs.
+func (r *reader) readRowsInHalves(sl *slabs, mark scanMark, hashes *[]uint64) ([]Row, error) {
+	n, err := r.arrayLen()
+	if err != nil || n <= mark.row {
+		return nil, fmt.Errorf("rows array of %d rows marked at row %d", n, mark.row)
+	}
+	rows := sl.rows[:n:n]
+	var h1, h2 []uint64
+	if hashes != nil {
+		h := sl.hashes[:n:n]
+		sl.hashes = sl.hashes[n:]
+		*hashes = h
+		h1, h2 = h[:mark.row], h[mark.row:]
+	}
+	b := mark.before
+	nums := b.ints + b.floats
+	second := &slabs{vals: sl.vals[b.vals:], nums: sl.nums[nums:], strs: sl.strs[b.strs:], arena: sl.arena[b.bytes:]}
+	r2 := &reader{b: r.b, pos: mark.pos}
+	done := make(chan error, 1)
+	go func() { done <- r2.readRowRange(rows[mark.row:], second, h2) }()
+	first := &slabs{vals: sl.vals[:b.vals:b.vals], nums: sl.nums[:nums:nums], strs: sl.strs[:b.strs:b.strs], arena: sl.arena[:b.bytes:b.bytes]}
+	err = r.readRowRange(rows[:mark.row], first, h1)
+	if err2 := <-done; err == nil {
+		err = err2
+	}
+	if err == nil && r.pos != mark.pos {
+		err = fmt.Errorf("first half of the rows read to %d, second starts at %d", r.pos, mark.pos)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.pos = r2.pos
+	*sl = slabs{rows: sl.rows[n:], vals: second.vals, nums: second.nums, strs: second.strs, arena: second.arena, hashes: sl.hashes}
+	return rows, nil
+}
