@@ -85,8 +85,9 @@ class Server:
         return self
 
     def stop(self):
-        """Detach (from any thread, a handler's too): the stream closes and
-        no more calls come."""
+        """Detach (from any thread, a handler's too): the stream closes, no
+        more calls come, and the calls in flight send no reply (their
+        callers get dse.Unavailable)."""
         with self._lock:
             self.stopped = True
             conn = self._conn
@@ -210,6 +211,11 @@ class Server:
             body = _dumps(reply, "the reply")
         with self._lock:
             self.calls += 1
+            if self.stopped:
+                # Stopped detaches at once: the node fails the calls still
+                # in flight as unavailable when it sees the stream end, and
+                # a reply racing it there would make that depend on timing.
+                return
         path = "/v1/serve/%s/%s" % (_quote(self.service), _quote(session))
         try:
             self._client._do("POST", path, body=body, addrs=[addr])
