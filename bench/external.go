@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"dse.dev/dse/dse"
 )
 
@@ -187,17 +185,15 @@ func External(ctx context.Context, cfg ExternalConfig) (_ *ExternalResult, err e
 	var failed failures
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var lim *rate.Limiter
-	if cfg.Rate > 0 {
-		lim = pacer(cfg.Rate)
-	}
+	pace := newPacer(cfg.Rate, len(clients))
 	start := time.Now()
 	series, stopSeries := recordSeries(runCtx, start, published.Load, cfg.Progress)
 	var wg sync.WaitGroup
 	for k, cl := range clients {
 		wg.Go(func() {
+			perm := permits{p: pace}
 			for n := int64(1); runCtx.Err() == nil; n++ {
-				if lim != nil && lim.Wait(runCtx) != nil {
+				if perm.take(runCtx) != nil {
 					return
 				}
 				t0 := time.Now()
