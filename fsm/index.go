@@ -233,12 +233,7 @@ func (s *state) refile(a *affected) {
 func (f *FSM) ServicesOn(node string) []Service {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	ids := slices.Sorted(maps.Keys(f.s.ix.svcNodes[node]))
-	out := make([]Service, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, *f.s.services[id].clone())
-	}
-	return out
+	return f.s.servicesIn(f.s.ix.svcNodes[node])
 }
 
 // ReplicasOn returns the services whose tables node keeps (among their
@@ -248,10 +243,15 @@ func (f *FSM) ServicesOn(node string) []Service {
 func (f *FSM) ReplicasOn(node string) []Service {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	ids := slices.Sorted(maps.Keys(f.s.ix.replOn[node]))
+	return f.s.servicesIn(f.s.ix.replOn[node])
+}
+
+// servicesIn returns copies of the services of set, sorted by id.
+func (s *state) servicesIn(set map[string]struct{}) []Service {
+	ids := slices.Sorted(maps.Keys(set))
 	out := make([]Service, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, *f.s.services[id].clone())
+		out = append(out, *s.services[id].clone())
 	}
 	return out
 }
@@ -295,12 +295,7 @@ func (f *FSM) DatasourceByName(name string) (Datasource, bool) {
 func (f *FSM) ReplicatedServices() []Service {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	ids := slices.Sorted(maps.Keys(f.s.ix.repl))
-	out := make([]Service, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, *f.s.services[id].clone())
-	}
-	return out
+	return f.s.servicesIn(f.s.ix.repl)
 }
 
 // Unplaced returns what the leader's datasource placement must look at,
