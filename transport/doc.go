@@ -22,6 +22,8 @@
 // one peer arrive in the order they were queued. A handler may answer a
 // request with a StreamBody, written to the connection as it is encoded
 // under its declared length (a big snapshot is never held encoded whole).
+// One over the frame limit goes as a long reply: its length, then its
+// bytes unframed, bounded by MaxReplySize on both sides.
 //
 // The Raft stream layer retries a dial the peer refuses until Raft's
 // timeout, so that a peer's restart does not run up hashicorp/raft's

@@ -18,6 +18,7 @@ const (
 // Frame types reserved by the transport; users pick types below TypeReserved.
 const (
 	TypeReserved byte = 0xF0
+	typeLong     byte = 0xFC // reply: an 8-byte length, then that many bytes unframed
 	typePing     byte = 0xFD // request; answered with an empty reply
 	typeError    byte = 0xFE // reply carrying an error message
 	typeReply    byte = 0xFF // reply carrying a body
@@ -25,6 +26,13 @@ const (
 
 // HeaderSize is the size of a frame header.
 const HeaderSize = 9
+
+// A streamed reply over the frame limit (a big table's snapshot) goes as a
+// long reply: a typeLong frame whose 8-byte body is the reply's length,
+// followed on the connection by exactly that many bytes, unframed. The
+// server writes it whole under the connection's lock, so nothing comes
+// between; the reader bounds it by MaxReplySize, not by the frame limit.
+const longHeaderSize = 8
 
 // Frame is one decoded frame. A request has a non-zero ID; one-way messages
 // have ID 0; replies carry the ID of their request.

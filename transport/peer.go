@@ -3,12 +3,16 @@ package transport
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"dse.dev/dse/internal/bigmem"
 )
 
 // Errors of outbound traffic. Check them with errors.Is.
@@ -172,6 +176,25 @@ func (t *Transport) Call(ctx context.Context, addr string, typ byte, body []byte
 	}
 }
 
+// readLong reads the body of a long reply whose typeLong frame f was just
+// read: its declared length, bounded by MaxReplySize, of bytes that follow.
+func (p *peer) readLong(oc *outConn, r *bufio.Reader, f Frame) ([]byte, error) {
+	if len(f.Body) != longHeaderSize {
+		return nil, fmt.Errorf("long reply header of %d bytes", len(f.Body))
+	}
+	n := binary.BigEndian.Uint64(f.Body)
+	if n > uint64(p.t.cfg.MaxReplySize) {
+		return nil, fmt.Errorf("%w: reply of %d bytes, limit %d", ErrFrameTooLarge, n, p.t.cfg.MaxReplySize)
+	}
+	// As for its writer: a ReadTimeout for each 8 MiB.
+	oc.conn.SetReadDeadline(time.Now().Add(p.t.cfg.ReadTimeout * time.Duration(1+n/(8<<20))))
+	body, err := bigmem.ReadFull(r, int(n))
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return body, err
+}
+
 // resolve completes the pending request id, if anyone still waits for it.
 func (p *peer) resolve(id uint32, r result) {
 	p.mu.Lock()
@@ -326,6 +349,13 @@ func (p *peer) readLoop(oc *outConn) {
 			}
 		case typeError:
 			p.resolve(f.ID, result{err: &RemoteError{Msg: string(f.Body)}})
+		case typeLong:
+			body, err := p.readLong(oc, r, f)
+			if err != nil {
+				p.t.cfg.Logger.Warn("closing connection after a bad long reply", "peer", p.addr, "error", err)
+				return
+			}
+			p.resolve(f.ID, result{body: body})
 		default:
 			return // peers only send replies on our connections
 		}

@@ -124,8 +124,8 @@ func (sc *serverConn) answer(f Frame) {
 // connection closes, and the caller's request fails with it.
 func (sc *serverConn) answerStream(id uint32, body StreamBody) {
 	n := body.Len()
-	if n > sc.t.cfg.MaxFrameSize {
-		if sc.reply(Frame{Type: typeError, ID: id, Body: fmt.Appendf(nil, "reply of %d bytes exceeds the frame limit %d", n, sc.t.cfg.MaxFrameSize)}) != nil {
+	if int64(n) > sc.t.cfg.MaxReplySize {
+		if sc.reply(Frame{Type: typeError, ID: id, Body: fmt.Appendf(nil, "reply of %d bytes exceeds the reply limit %d", n, sc.t.cfg.MaxReplySize)}) != nil {
 			sc.conn.Close()
 		}
 		return
@@ -139,8 +139,12 @@ func (sc *serverConn) answerStream(id uint32, body StreamBody) {
 	// The deadline is per flush of WriteTimeout, over a body that may be
 	// large: give it one for each 8 MiB as well.
 	sc.conn.SetWriteDeadline(time.Now().Add(sc.t.cfg.WriteTimeout * time.Duration(1+n/(8<<20))))
-	var hdr [HeaderSize]byte
-	_, err := sc.w.Write(appendHeader(hdr[:0], typeReply, id, n))
+	var hdr [HeaderSize + longHeaderSize]byte
+	h := appendHeader(hdr[:0], typeReply, id, n)
+	if n > sc.t.cfg.MaxFrameSize {
+		h = binary.BigEndian.AppendUint64(appendHeader(hdr[:0], typeLong, id, longHeaderSize), uint64(n))
+	}
+	_, err := sc.w.Write(h)
 	var wrote int64
 	if err == nil {
 		// Capped: bytes past the declared length would be read as the

@@ -21,6 +21,10 @@ type Config struct {
 	Advertise string
 	// MaxFrameSize bounds a frame body, in bytes.
 	MaxFrameSize int
+	// MaxReplySize bounds a streamed reply (a StreamBody), in bytes: one
+	// over MaxFrameSize is sent as a long reply, read into one buffer of
+	// its size. At least MaxFrameSize.
+	MaxReplySize int64
 	// SendQueue bounds the frames queued for one peer.
 	SendQueue int
 	// MaxRequests bounds the requests one inbound connection has being
@@ -58,6 +62,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MaxFrameSize: 64 << 20,
+		MaxReplySize: 4 << 30,
 		SendQueue:    8192,
 		MaxRequests:  4096,
 		DialTimeout:  2 * time.Second,
@@ -74,6 +79,9 @@ func (c *Config) fill() error {
 	d := DefaultConfig()
 	if c.MaxFrameSize == 0 {
 		c.MaxFrameSize = d.MaxFrameSize
+	}
+	if c.MaxReplySize == 0 {
+		c.MaxReplySize = max(d.MaxReplySize, int64(c.MaxFrameSize))
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = d.SendQueue
@@ -101,6 +109,8 @@ func (c *Config) fill() error {
 		return errors.New("transport: Bind is required")
 	case c.MaxFrameSize < 1024:
 		return fmt.Errorf("transport: MaxFrameSize (%d) must be at least 1024", c.MaxFrameSize)
+	case c.MaxReplySize < int64(c.MaxFrameSize):
+		return fmt.Errorf("transport: MaxReplySize (%d) must be at least MaxFrameSize (%d)", c.MaxReplySize, c.MaxFrameSize)
 	case c.SendQueue < 1:
 		return fmt.Errorf("transport: SendQueue (%d) must be positive", c.SendQueue)
 	case c.MaxRequests < 1:

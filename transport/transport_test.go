@@ -571,7 +571,7 @@ func (s *streamer) StreamRequest(_ context.Context, typ byte, _ []byte) (StreamB
 func TestStreamedReplies(t *testing.T) {
 	var handled atomic.Int32
 	h := &streamer{countingHandler: countingHandler{&handled}, n: 3<<20 + 5}
-	srv := newTransport(t, Config{MaxFrameSize: 4 << 20})
+	srv := newTransport(t, Config{MaxFrameSize: 4 << 20, MaxReplySize: 12 << 20})
 	srv.SetHandler(h)
 	cli := newTransport(t, Config{MaxFrameSize: 4 << 20})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -592,9 +592,30 @@ func TestStreamedReplies(t *testing.T) {
 	if _, err := cli.Call(ctx, srv.Addr(), 8, nil); !errors.As(err, &re) || re.Msg != "no stream for you" {
 		t.Fatalf("a stream's error: %v", err)
 	}
-	h.n = 5 << 20
-	if _, err := cli.Call(ctx, srv.Addr(), 7, nil); !errors.As(err, &re) || !strings.Contains(re.Msg, "exceeds the frame limit") {
-		t.Fatalf("a stream over the frame limit: %v", err)
+	// Over the frame limit, a stream goes as a long reply, and the
+	// connection carries frames after it.
+	h.n = 9<<20 + 3
+	got, err = cli.Call(ctx, srv.Addr(), 7, nil)
+	if err != nil || len(got) != h.n {
+		t.Fatalf("a stream over the frame limit: %d bytes, %v; want %d", len(got), err, h.n)
+	}
+	for i, c := range got {
+		if c != byte(i%4096) {
+			t.Fatalf("long reply: byte %d is %d, want %d", i, c, byte(i%4096))
+		}
+	}
+	if got, err := cli.Call(ctx, srv.Addr(), 1, []byte("after")); err != nil || string(got) != "after" {
+		t.Fatalf("a request after a long reply: %q, %v", got, err)
+	}
+	// A reader bounds a long reply by its own limit.
+	small := newTransport(t, Config{MaxFrameSize: 4 << 20, MaxReplySize: 8 << 20})
+	if got, err := small.Call(ctx, srv.Addr(), 7, nil); err == nil {
+		t.Fatalf("a long reply over the reader's limit was taken: %d bytes", len(got))
+	}
+	// Over the reply limit, it is refused with an error, not sent.
+	h.n = 13 << 20
+	if _, err := cli.Call(ctx, srv.Addr(), 7, nil); !errors.As(err, &re) || !strings.Contains(re.Msg, "exceeds the reply limit") {
+		t.Fatalf("a stream over the reply limit: %v", err)
 	}
 	// A stream shorter than it said breaks its connection, not the next
 	// call.
