@@ -2,6 +2,7 @@ package dse_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -158,10 +159,11 @@ func ExampleDataService_Stop() {
 	fmt.Println(svc.Stop(ctx), svc.Stop(ctx))
 	until(func() bool { _, ok := nodes[1].FSM().Service("stopper"); return !ok })
 	_, err := nodes[1].RPC(ctx, "stopper", "ping", nil, dse.RPCOptions{Timeout: time.Second})
-	fmt.Println(err)
+	// Said by nodes[1], or by the node it asked (which names itself).
+	fmt.Println(errors.Is(err, dse.ErrServiceNotFound))
 	// Output:
 	// <nil> <nil>
-	// service not found: "stopper"
+	// true
 }
 
 // wait() blocks until the work started before stop() is done: here an RPC
