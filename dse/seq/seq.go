@@ -40,7 +40,8 @@ func (s *Sequencer) Buffered() int { return len(s.buf) }
 
 // Offer takes one arrived publication and returns those now to apply, in
 // order. The slice is valid until the next call (its array is reused: one
-// allocation fewer per publication).
+// allocation fewer per publication); the caller clears it once done, so
+// that the array does not keep the publications alive.
 func (s *Sequencer) Offer(p *table.Publication, now time.Time) []*table.Publication {
 	clear(s.out)
 	out := s.out[:0]

@@ -222,6 +222,10 @@ func (e *Engine) receive(pubs []*table.Publication, now time.Time) {
 				s.Deliver(a, now)
 			}
 		}
+		// The sequencer reuses the array: cleared, it does not keep the
+		// last publication, a snapshot's decoded rows and all, alive
+		// until the table's next one.
+		clear(applied)
 	}
 }
 
