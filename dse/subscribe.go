@@ -109,9 +109,9 @@ func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 	}
 	d := Data{Snapshot: p.Snapshot, Rows: p.Rows, Add: p.Add, Del: p.Del}
 	if len(p.Rows) > 0 {
-		// The subscriber's cache may index p.Rows' own array (Set.load):
-		// a hook that sorted it would break the index. Both only read
-		// p.Rows, so a big copy is made while the cache indexes.
+		// p.Rows is shared with the node's other subscribers, and Data's
+		// Rows is the hook's own to reorder. Both only read p.Rows, so a
+		// big copy is made while the cache indexes.
 		copied := make(chan struct{})
 		copyRows := func() {
 			d.Rows = bigmem.Make[table.Row](len(p.Rows))

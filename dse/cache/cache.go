@@ -31,8 +31,10 @@ type Change struct {
 // Empty reports whether the change changed nothing.
 func (c Change) Empty() bool { return len(c.Added) == 0 && len(c.Deleted) == 0 }
 
+// entry is one table: its rows packed (table.Packed: a row costs its
+// encoding and an index entry, not its decoded values), and its seqnum.
 type entry struct {
-	set    *table.Set
+	set    *table.Packed
 	seqnum uint64
 }
 
@@ -64,10 +66,10 @@ func (c *Cache) Apply(p *table.Publication) Change {
 	c.mu.Lock()
 	e, ok := c.tables[id]
 	if !ok {
-		e = &entry{set: table.NewSet(nil)}
+		e = &entry{set: &table.Packed{}}
 		c.tables[id] = e
 	}
-	ch.Added, ch.Deleted = p.ApplyTo(e.set)
+	ch.Added, ch.Deleted = p.ApplyToPacked(e.set)
 	e.seqnum = p.Seqnum
 	c.mu.Unlock()
 	for _, h := range c.handlers {

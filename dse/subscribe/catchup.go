@@ -73,7 +73,7 @@ func (e *Engine) catchup(st *State) {
 		e.cfg.Logger.Debug("catch-up failed", "publisher", st.id.Publisher, "table", st.id.Table, "error", err)
 		return
 	}
-	pubs, err := table.DecodeBatch(body)
+	pubs, err := table.DecodeOwnedBatch(body) // the reply's buffer is its own
 	if err != nil {
 		e.cfg.Logger.Warn("malformed catch-up reply", "publisher", st.id.Publisher, "error", err)
 		return

@@ -164,6 +164,15 @@ var errShort = errors.New("unexpected end of input")
 type reader struct {
 	b   []byte
 	pos int
+	// firstEnd is where the first of the rows arrays decodeRowArrays read
+	// ends; notCanon is set when a row it hashed was not in its canonical
+	// encoding.
+	firstEnd int
+	notCanon bool
+	// rowStarts, where the rows decodeRowArrays hashed start in b.
+	rowStarts []uint64
+	// owned: b is the decoder's to keep (DecodeOwnedBatch).
+	owned bool
 }
 
 func (r *reader) left() int { return len(r.b) - r.pos }

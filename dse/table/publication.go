@@ -3,6 +3,8 @@ package table
 import (
 	"errors"
 	"fmt"
+
+	"dse.dev/dse/internal/bigmem"
 )
 
 // Publication is one sequenced change of a table: a snapshot (Rows is the
@@ -26,6 +28,13 @@ type Publication struct {
 	// they were computed for.
 	rowHashes  []uint64
 	hashedRows *Row
+	// rawRows, of a decoded snapshot whose rows all came in their
+	// canonical encoding, is a copy of those encodings end to end: a
+	// Packed set keeps it as it is (every subscriber's cache on the node
+	// sharing it) instead of encoding the rows again.
+	rawRows []byte
+	// rowStarts are where each row begins in rawRows.
+	rowStarts []uint64
 }
 
 // ApplyTo applies p to s and returns what changed: a snapshot replaces the
@@ -43,6 +52,19 @@ func (p *Publication) ApplyTo(s *Set) (added, deleted []Row) {
 		hashes = nil
 	}
 	return s.replace(p.Rows, hashes)
+}
+
+// ApplyToPacked is ApplyTo for a Packed set. A decoded snapshot's rows
+// come with their encodings and hashes, which s keeps.
+func (p *Publication) ApplyToPacked(s *Packed) (added, deleted []Row) {
+	if !p.Snapshot {
+		return s.Apply(p.Add, p.Del)
+	}
+	hashes, raw, starts := p.rowHashes, p.rawRows, p.rowStarts
+	if len(hashes) != len(p.Rows) || len(p.Rows) == 0 || p.hashedRows != &p.Rows[0] {
+		hashes, raw, starts = nil, nil, nil
+	}
+	return s.replace(p.Rows, packedRows{raw, starts}, hashes)
 }
 
 const pubFields = 8
@@ -108,11 +130,29 @@ func (p *Publication) decode(r *reader, lim Limits, prev *Publication) error {
 	if p.Snapshot {
 		hashes = &p.rowHashes
 	}
+	rowsAt := r.pos
+	r.notCanon, r.rowStarts = false, nil
 	if err := r.decodeRowArrays(lim, hashes, &p.Rows, &p.Add, &p.Del); err != nil {
 		return err
 	}
 	if len(p.Rows) > 0 {
 		p.hashedRows = &p.Rows[0]
+		if p.Snapshot && !r.notCanon {
+			// Copied unless the body is owned: a lent one is reused (a
+			// push frame's reader's buffer).
+			rr := reader{b: r.b, pos: rowsAt}
+			rr.arrayLen()
+			if p.rawRows = r.b[rr.pos:r.firstEnd:r.firstEnd]; !r.owned {
+				p.rawRows = bigmem.Make[byte](r.firstEnd - rr.pos)
+				copy(p.rawRows, r.b[rr.pos:r.firstEnd])
+			}
+			if len(r.rowStarts) == len(p.Rows) {
+				p.rowStarts = r.rowStarts
+				for i := range p.rowStarts {
+					p.rowStarts[i] -= uint64(rr.pos)
+				}
+			}
+		}
 	}
 	p.SentAt, err = r.int()
 	return err
@@ -168,8 +208,16 @@ func AppendBatch(b []byte, n int) []byte { return appendArrayLen(b, n) }
 // DecodeBatch decodes a frame of publications. It checks every length
 // against the bytes present before allocating, and bounds rows, columns and
 // strings by DefaultLimits. The rows do not share memory with body.
-func DecodeBatch(body []byte) ([]*Publication, error) {
-	r := &reader{b: body}
+func DecodeBatch(body []byte) ([]*Publication, error) { return decodeBatch(body, false) }
+
+// DecodeOwnedBatch is DecodeBatch for a body that is the caller's to give
+// away (a catch-up reply, read into a buffer of its own): a snapshot's row
+// encodings are kept from it, not copied, for the Packed sets that load
+// the snapshot (which then keep body alive).
+func DecodeOwnedBatch(body []byte) ([]*Publication, error) { return decodeBatch(body, true) }
+
+func decodeBatch(body []byte, owned bool) ([]*Publication, error) {
+	r := &reader{b: body, owned: owned}
 	n, err := r.arrayLen()
 	if err == nil && n < 0 {
 		err = errors.New("nil batch")

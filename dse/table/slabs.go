@@ -44,6 +44,7 @@ type slabs struct {
 	strs   []string
 	arena  []byte   // every string's and []byte's bytes
 	hashes []uint64 // the hashes of the first rows array's rows (hashRow)
+	starts []uint64 // where each of them starts in the input
 }
 
 func newSlabs(c rowCounts, hashed int) *slabs {
@@ -54,6 +55,7 @@ func newSlabs(c rowCounts, hashed int) *slabs {
 		strs:   bigmem.Make[string](c.strs),
 		arena:  bigmem.Make[byte](c.bytes),
 		hashes: bigmem.Make[uint64](hashed),
+		starts: bigmem.Make[uint64](hashed),
 	}
 }
 
@@ -66,13 +68,14 @@ func (r *reader) readRows(sl *slabs, hashes *[]uint64) ([]Row, error) {
 	}
 	rows := sl.rows[:n:n]
 	sl.rows = sl.rows[n:]
-	var h []uint64
+	var h, st []uint64
 	if hashes != nil {
-		h = sl.hashes[:n:n]
-		sl.hashes = sl.hashes[n:]
+		h, st = sl.hashes[:n:n], sl.starts[:n:n]
+		sl.hashes, sl.starts = sl.hashes[n:], sl.starts[n:]
 		*hashes = h
+		r.rowStarts = st
 	}
-	return rows, r.readRowRange(rows, sl, h)
+	return rows, r.readRowRange(rows, sl, h, st)
 }
 
 // readRowRange decodes len(rows) rows at r into rows, their values into
@@ -80,9 +83,12 @@ func (r *reader) readRows(sl *slabs, hashes *[]uint64) ([]Row, error) {
 // its canonical encoding (appendRow's, as dse's encoder writes it) is
 // hashed on those bytes, while they are in cache; any other (written by
 // another encoder) is encoded again to be hashed.
-func (r *reader) readRowRange(rows []Row, sl *slabs, hashes []uint64) error {
+func (r *reader) readRowRange(rows []Row, sl *slabs, hashes, starts []uint64) error {
 	for i := range rows {
 		start := r.pos
+		if starts != nil {
+			starts[i] = uint64(start)
+		}
 		m, err := r.arrayLen()
 		if err != nil {
 			return err
@@ -158,6 +164,7 @@ func (r *reader) readRowRange(rows []Row, sl *slabs, hashes []uint64) error {
 				hashes[i] = hashBytes(r.b[start:r.pos])
 			} else {
 				hashes[i] = hashRow(row)
+				r.notCanon = true
 			}
 		}
 	}
@@ -243,6 +250,7 @@ func (r *reader) decodeRowArrays(lim Limits, hashes *[]uint64, out ...*[]Row) er
 		}
 		if i == 0 {
 			hashed = c.rows
+			r.firstEnd = r.pos
 		}
 	}
 	end := r.pos
@@ -280,24 +288,27 @@ func (r *reader) readRowsInHalves(sl *slabs, mark scanMark, hashes *[]uint64) ([
 		return nil, fmt.Errorf("rows array of %d rows marked at row %d", n, mark.row)
 	}
 	rows := sl.rows[:n:n]
-	var h1, h2 []uint64
+	var h1, h2, st1, st2 []uint64
 	if hashes != nil {
-		h := sl.hashes[:n:n]
-		sl.hashes = sl.hashes[n:]
+		h, st := sl.hashes[:n:n], sl.starts[:n:n]
+		sl.hashes, sl.starts = sl.hashes[n:], sl.starts[n:]
 		*hashes = h
+		r.rowStarts = st
 		h1, h2 = h[:mark.row], h[mark.row:]
+		st1, st2 = st[:mark.row], st[mark.row:]
 	}
 	b := mark.before
 	nums := b.ints + b.floats
 	second := &slabs{vals: sl.vals[b.vals:], nums: sl.nums[nums:], strs: sl.strs[b.strs:], arena: sl.arena[b.bytes:]}
 	r2 := &reader{b: r.b, pos: mark.pos}
 	done := make(chan error, 1)
-	go func() { done <- r2.readRowRange(rows[mark.row:], second, h2) }()
+	go func() { done <- r2.readRowRange(rows[mark.row:], second, h2, st2) }()
 	first := &slabs{vals: sl.vals[:b.vals:b.vals], nums: sl.nums[:nums:nums], strs: sl.strs[:b.strs:b.strs], arena: sl.arena[:b.bytes:b.bytes]}
-	err = r.readRowRange(rows[:mark.row], first, h1)
+	err = r.readRowRange(rows[:mark.row], first, h1, st1)
 	if err2 := <-done; err == nil {
 		err = err2
 	}
+	r.notCanon = r.notCanon || r2.notCanon
 	if err == nil && r.pos != mark.pos {
 		err = fmt.Errorf("first half of the rows read to %d, second starts at %d", r.pos, mark.pos)
 	}
@@ -305,6 +316,6 @@ func (r *reader) readRowsInHalves(sl *slabs, mark scanMark, hashes *[]uint64) ([
 		return nil, err
 	}
 	r.pos = r2.pos
-	*sl = slabs{rows: sl.rows[n:], vals: second.vals, nums: second.nums, strs: second.strs, arena: second.arena, hashes: sl.hashes}
+	*sl = slabs{rows: sl.rows[n:], vals: second.vals, nums: second.nums, strs: second.strs, arena: second.arena, hashes: sl.hashes, starts: sl.starts}
 	return rows, nil
 }

@@ -161,7 +161,7 @@ func TestPublicationRoundTrip(t *testing.T) {
 	}
 	for _, p := range got {
 		checkRowHashes(t, p)
-		p.rowHashes, p.hashedRows = nil, nil
+		p.rowHashes, p.hashedRows, p.rawRows, p.rowStarts = nil, nil, nil, nil
 	}
 	if !reflect.DeepEqual(got, pubs) {
 		t.Fatalf("got %#v\nwant %#v", got[0], pubs[0])
@@ -218,10 +218,19 @@ func checkRowHashes(t *testing.T, p *Publication) {
 	if len(p.rowHashes) != len(p.Rows) {
 		t.Fatalf("%d row hashes for %d rows", len(p.rowHashes), len(p.Rows))
 	}
+	var canon []byte
 	for i, r := range p.Rows {
 		if got, want := p.rowHashes[i], hashRow(r); got != want {
 			t.Fatalf("row %d %#v: decoded hash %x, hashRow %x", i, r, got, want)
 		}
+		if p.rawRows != nil && p.rowStarts[i] != uint64(len(canon)) {
+			t.Fatalf("row %d: kept as starting at %d, its encoding starts at %d", i, p.rowStarts[i], len(canon))
+		}
+		canon, _ = appendRow(canon, r)
+	}
+	// The encodings kept are the rows' canonical ones, when they came so.
+	if p.rawRows != nil && !bytes.Equal(p.rawRows, canon) {
+		t.Fatalf("kept encodings %x, the rows' canonical ones %x", p.rawRows, canon)
 	}
 }
 

@@ -1,0 +1,495 @@
+package table
+
+import (
+	"bytes"
+	"math"
+	"math/bits"
+
+	"dse.dev/dse/internal/bigmem"
+)
+
+// Packed is a set of rows kept as their canonical msgpack encodings (what
+// appendRow writes, one encoding per row value) in byte arenas, indexed by
+// an open-addressing table of row numbers. A row costs its encoding, 8
+// bytes saying where it starts, and 8 to 16 bytes of index: 40-45 bytes
+// for a row of an int, a short string and a float, against about 130 in a
+// Set of decoded values (the values, their interfaces, the row's slice
+// header, its hash). Rows are decoded when they are read (Unsorted).
+//
+// It is what a subscriber's cache holds: a copy of a table that is looked
+// up by row and changed by deltas, but rarely read whole. A publisher's
+// table, read whole to encode snapshots and whose rows its caller hands
+// in decoded, keeps a Set.
+//
+// Equality is on the encodings, which is equality on the values as Equal
+// has it (floats by their bits): a canonical encoding is unique per row.
+// Two rows' hashes are maphash of those bytes, as Set's are, so a decoded
+// snapshot's hashes serve both.
+//
+// Packed is not safe for concurrent use; its owner locks. The zero value
+// is an empty set.
+type Packed struct {
+	// base is the arena a snapshot loaded, shared read-only with whoever
+	// else loaded the same publication (every cache on a node takes the
+	// one copy the decoder made); tail holds the rows added since. A row
+	// starting at offset o lies in base when o < len(base), else at
+	// o-len(base) in tail. Removed rows leave their bytes behind, until
+	// there are as many of those as of live rows (compact).
+	base, tail []byte
+	starts     []uint64 // starts[i]: where row i's encoding begins
+	slots      []uint32 // 0: empty; else 1 + a row number; a power of 2, at most half full
+	live       int      // bytes of the arenas that rows hold
+	buf        []byte   // scratch: the encoding of a row looked up
+}
+
+// enc returns row i's encoding and what follows it in its arena (msgpack
+// values end themselves: comparing a prefix is comparing the row).
+func (s *Packed) enc(i uint32) []byte {
+	o := s.starts[i]
+	if o < uint64(len(s.base)) {
+		return s.base[o:]
+	}
+	return s.tail[o-uint64(len(s.base)):]
+}
+
+// row returns row i's encoding alone.
+func (s *Packed) row(i uint32) []byte {
+	b := s.enc(i)
+	return b[:rowLen(b)]
+}
+
+// rowLen is the length of the encoded row b starts with. b holds an
+// encoding the set checked or wrote: it does not fail.
+func rowLen(b []byte) int {
+	r := reader{b: b}
+	m, err := r.arrayLen()
+	if err != nil {
+		panic("table: packed row does not decode: " + err.Error())
+	}
+	var c rowCounts
+	for range max(m, 0) {
+		if err := r.scanScalar(&c, noLimits); err != nil {
+			panic("table: packed row does not decode: " + err.Error())
+		}
+	}
+	return r.pos
+}
+
+// noLimits bounds nothing: rowLen reads rows that were bounded on arrival.
+var noLimits = Limits{MaxRows: math.MaxInt, MaxColumns: math.MaxInt, MaxString: math.MaxInt}
+
+// encode sets s.buf to r's canonical encoding. A row that is not
+// canonical is made so value by value (Canonical); one that cannot be (a
+// value that is not a scalar, which every publication path refuses before
+// it gets here) reports false.
+func (s *Packed) encode(r Row) bool {
+	b, err := appendRow(s.buf[:0], r)
+	if err != nil {
+		c := make(Row, len(r))
+		for i, v := range r {
+			if c[i], err = Canonical(v); err != nil {
+				return false
+			}
+		}
+		if b, err = appendRow(s.buf[:0], c); err != nil {
+			return false
+		}
+	}
+	s.buf = b
+	return true
+}
+
+// Len returns the number of rows.
+func (s *Packed) Len() int { return len(s.starts) }
+
+// find returns the slot of the row encoded as e (hash h) and whether it
+// holds it; when it does not, the slot is where it would go.
+func (s *Packed) find(h uint64, e []byte) (uint64, bool) {
+	if len(s.slots) == 0 {
+		return 0, false
+	}
+	mask := uint64(len(s.slots) - 1)
+	for j := h & mask; ; j = (j + 1) & mask {
+		v := s.slots[j]
+		if v == 0 {
+			return j, false
+		}
+		if bytes.HasPrefix(s.enc(v-1), e) {
+			return j, true
+		}
+	}
+}
+
+// Has reports whether the set holds r.
+func (s *Packed) Has(r Row) bool {
+	if !s.encode(r) {
+		return false
+	}
+	_, ok := s.find(hashBytes(s.buf), s.buf)
+	return ok
+}
+
+// reserve makes room for n rows without growing the index, rehashing the
+// rows from their encodings.
+func (s *Packed) reserve(n int) {
+	size := slotsFor(n)
+	if size <= len(s.slots) {
+		return
+	}
+	s.slots = make([]uint32, size)
+	mask := uint64(size - 1)
+	for i := range s.starts {
+		j := hashBytes(s.row(uint32(i))) & mask
+		for s.slots[j] != 0 {
+			j = (j + 1) & mask
+		}
+		s.slots[j] = uint32(i + 1)
+	}
+}
+
+// add inserts the row encoded as e (hash h) unless present, and reports
+// whether it did.
+func (s *Packed) add(h uint64, e []byte) bool {
+	if 2*(len(s.starts)+1) > len(s.slots) {
+		s.reserve(max(len(s.starts)+1, 2*len(s.starts)))
+	}
+	j, ok := s.find(h, e)
+	if ok {
+		return false
+	}
+	if uint64(len(s.starts)) >= math.MaxUint32-1 {
+		panic("table: set over 4 billion rows")
+	}
+	s.slots[j] = uint32(len(s.starts) + 1)
+	s.starts = append(s.starts, uint64(len(s.base)+len(s.tail)))
+	s.tail = append(s.tail, e...)
+	s.live += len(e)
+	return true
+}
+
+// remove deletes the row encoded as e (hash h) if present, and reports
+// whether it did.
+func (s *Packed) remove(h uint64, e []byte) bool {
+	j, ok := s.find(h, e)
+	if !ok {
+		return false
+	}
+	i := s.slots[j] - 1
+	// Empty slot j, then shift back the entries after it that would no
+	// longer be found past the hole (as Set.remove).
+	mask := uint64(len(s.slots) - 1)
+	s.slots[j] = 0
+	for k := (j + 1) & mask; s.slots[k] != 0; k = (k + 1) & mask {
+		ideal := hashBytes(s.row(s.slots[k]-1)) & mask
+		if (j < k && j < ideal && ideal <= k) || (k < j && (j < ideal || ideal <= k)) {
+			continue
+		}
+		s.slots[j], s.slots[k] = s.slots[k], 0
+		j = k
+	}
+	s.live -= len(e)
+	// Keep the row numbers dense: the last one takes the hole's.
+	last := uint32(len(s.starts) - 1)
+	if i != last {
+		for k := hashBytes(s.row(last)) & mask; ; k = (k + 1) & mask {
+			if s.slots[k] == last+1 {
+				s.slots[k] = i + 1
+				break
+			}
+		}
+		s.starts[i] = s.starts[last]
+	}
+	s.starts = s.starts[:last]
+	if dead := len(s.base) + len(s.tail) - s.live; dead > s.live && dead >= 64<<10 {
+		s.compact()
+	}
+	return true
+}
+
+// compact copies the live rows into one new arena: removed rows' bytes
+// go. The row numbers, and so the index, stay.
+func (s *Packed) compact() {
+	arena := bigmem.Make[byte](s.live)[:0]
+	for i := range s.starts {
+		e := s.row(uint32(i))
+		s.starts[i] = uint64(len(arena))
+		arena = append(arena, e...)
+	}
+	s.base, s.tail = arena, nil
+	if len(s.starts) == 0 {
+		s.base = nil
+	}
+}
+
+// Apply removes del then adds add, and returns what actually changed: the
+// rows added that were absent, the rows deleted that were present (as
+// Set.Apply).
+func (s *Packed) Apply(add, del []Row) (added, deleted []Row) {
+	buf := make([]Row, len(del)+len(add))
+	deleted, added = buf[:0:len(del)], buf[len(del):len(del)]
+	for _, r := range del {
+		if s.encode(r) && s.remove(hashBytes(s.buf), s.buf) {
+			deleted = append(deleted, r)
+		}
+	}
+	if n := len(s.starts) + len(add); 2*n > len(s.slots) {
+		s.reserve(n)
+	}
+	for _, r := range add {
+		if s.encode(r) && s.add(hashBytes(s.buf), s.buf) {
+			added = append(added, r)
+		}
+	}
+	if len(deleted) == 0 {
+		deleted = nil
+	}
+	if len(added) == 0 {
+		added = nil
+	}
+	return added, deleted
+}
+
+// Replace sets the content to rows and returns the difference from the
+// old content (as Set.Replace); into an empty set, added may be rows
+// itself. The caller must modify none of them.
+func (s *Packed) Replace(rows []Row) (added, deleted []Row) {
+	return s.replace(rows, packedRows{}, nil)
+}
+
+// packedRows are rows' encodings end to end (a decoded snapshot's, never
+// changed by anyone: a set keeps them as its base), and where each starts
+// (nil: unknown).
+type packedRows struct {
+	raw    []byte
+	starts []uint64
+}
+
+// replace is Replace, with the rows' encodings when they are known
+// (raw.raw not nil), and their hashes (nil when not known).
+func (s *Packed) replace(rows []Row, raw packedRows, hashes []uint64) (added, deleted []Row) {
+	next := &Packed{}
+	hashes, dup := next.load(rows, raw, hashes)
+	if len(s.starts) == 0 {
+		*s = *next
+		if dup == nil {
+			return rows, nil
+		}
+		added = make([]Row, 0, len(s.starts))
+		for i, r := range rows {
+			if !dup[i] {
+				added = append(added, r)
+			}
+		}
+		return added, nil
+	}
+	k := uint32(0) // next's row number of rows[i]: the rows kept, in order
+	for i, r := range rows {
+		if dup != nil && dup[i] {
+			continue
+		}
+		if _, had := s.find(hashes[i], next.row(k)); !had {
+			added = append(added, r)
+		}
+		k++
+	}
+	for i := range s.starts {
+		e := s.row(uint32(i))
+		if _, kept := next.find(hashBytes(e), e); !kept {
+			deleted = append(deleted, decodeRows([][]byte{e})...)
+		}
+	}
+	*s = *next
+	return added, deleted
+}
+
+// load fills an empty set with rows, and returns their hashes and which of
+// them repeat an earlier one (nil: none). raw, when not nil, is the rows'
+// encodings end to end, which becomes the base arena; otherwise they are
+// encoded. hashes, when not nil, are the rows' (hashBytes of their
+// encodings). A big load fills the index in the order of the slots, as
+// Set.load does.
+func (s *Packed) load(rows []Row, packed packedRows, hashes []uint64) ([]uint64, []bool) {
+	n := len(rows)
+	if uint64(n) >= math.MaxUint32-1 {
+		panic("table: set over 4 billion rows")
+	}
+	raw := packed.raw
+	if raw != nil && len(packed.starts) == n && len(hashes) == n {
+		// All known, from the decoder: the starts are copied (the set
+		// changes its own; other sets load the same publication).
+		starts := bigmem.Make[uint64](n)
+		copy(starts, packed.starts)
+		return s.index(raw, starts, hashes[:n:n], nil)
+	}
+	s.starts = bigmem.Make[uint64](n)
+	var dup []bool
+	known := len(hashes) == n
+	if known {
+		hashes = hashes[:n:n]
+	} else {
+		hashes = bigmem.Make[uint64](n)
+	}
+	if raw != nil {
+		off := 0
+		for i := range n {
+			s.starts[i] = uint64(off)
+			l := rowLen(raw[off:])
+			if !known {
+				hashes[i] = hashBytes(raw[off : off+l])
+			}
+			off += l
+		}
+		raw = raw[:off:off]
+	} else {
+		var arena []byte
+		if n > 0 {
+			arena = make([]byte, 0, n*rowSizeHint(rows[0]))
+		}
+		for i, r := range rows {
+			start := len(arena)
+			s.starts[i] = uint64(start)
+			if b, err := appendRow(arena, r); err == nil {
+				arena = b
+			} else if s.encode(r) {
+				arena = append(arena, s.buf...)
+			} else {
+				// Not a row of scalars (every publication path refuses
+				// those first): left out, as a repeat is.
+				if dup == nil {
+					dup = make([]bool, n)
+				}
+				dup[i], s.starts[i] = true, unencoded
+				continue
+			}
+			hashes[i] = hashBytes(arena[start:])
+		}
+		if cap(arena) > len(arena)+len(arena)/4 {
+			arena = bytes.Clone(arena) // the estimate was well over
+		}
+		raw = arena[:len(arena):len(arena)]
+	}
+	return s.index(raw, s.starts, hashes, dup)
+}
+
+// index makes base, holding the rows that start at starts (whose hashes
+// are hashes), the set's content, and indexes it; dup marks rows to leave
+// out (nil: none yet). It returns the hashes and the rows left out as
+// repeats or unencodable (nil: none).
+func (s *Packed) index(base []byte, starts, hashes []uint64, dup []bool) ([]uint64, []bool) {
+	n := len(starts)
+	s.base, s.starts, s.live = base, starts, len(base)
+	s.slots = bigmem.Make[uint32](slotsFor(n))
+	mask := uint64(len(s.slots) - 1)
+	order := make([]uint32, n)
+	if n < 1<<14 {
+		for i := range order {
+			order[i] = uint32(i)
+		}
+	} else {
+		// A counting sort on the slots' top bits (at most 1024 buckets):
+		// the probes stay in cache instead of jumping across the index.
+		shift := max(0, bits.Len64(mask)-10)
+		starts := make([]int, (mask>>shift)+2)
+		for _, h := range hashes {
+			starts[(h&mask)>>shift+1]++
+		}
+		for b := 1; b < len(starts); b++ {
+			starts[b] += starts[b-1]
+		}
+		for i, h := range hashes {
+			b := (h & mask) >> shift
+			order[starts[b]] = uint32(i)
+			starts[b]++
+		}
+	}
+	for _, i := range order {
+		if dup != nil && dup[i] {
+			continue
+		}
+		for j := hashes[i] & mask; ; j = (j + 1) & mask {
+			o := s.slots[j]
+			if o == 0 {
+				s.slots[j] = i + 1
+				break
+			}
+			if hashes[o-1] == hashes[i] && bytes.HasPrefix(s.enc(o-1), s.row(i)) {
+				if dup == nil {
+					dup = make([]bool, n)
+				}
+				dup[i] = true
+				break
+			}
+		}
+	}
+	if dup != nil {
+		s.dropLoaded(dup)
+	}
+	return hashes, dup
+}
+
+// dropLoaded removes the rows load marked as repeats, keeping the order of
+// the others, and renumbers the index.
+func (s *Packed) dropLoaded(dup []bool) {
+	renum := make([]uint32, len(s.starts)) // old row number -> 1 + new
+	k := 0
+	for i, o := range s.starts {
+		if dup[i] {
+			if o != unencoded {
+				s.live -= rowLen(s.enc(uint32(i)))
+			}
+			continue
+		}
+		s.starts[k] = o
+		k++
+		renum[i] = uint32(k)
+	}
+	s.starts = s.starts[:k]
+	for j, v := range s.slots {
+		if v != 0 {
+			s.slots[j] = renum[v-1]
+		}
+	}
+}
+
+// unencoded marks, in load, a row left out for not being one of scalars.
+const unencoded = math.MaxUint64
+
+// Rows returns the rows, decoded and sorted.
+func (s *Packed) Rows() []Row {
+	out := s.Unsorted()
+	Sort(out)
+	return out
+}
+
+// Unsorted returns the rows, decoded, in no particular order.
+func (s *Packed) Unsorted() []Row {
+	encs := make([][]byte, len(s.starts))
+	for i := range encs {
+		encs[i] = s.row(uint32(i))
+	}
+	return decodeRows(encs)
+}
+
+// decodeRows decodes rows encoded as the set holds them, their values in
+// slabs as the publication decoder's.
+func decodeRows(encs [][]byte) []Row {
+	var c rowCounts
+	for _, e := range encs {
+		r := reader{b: e}
+		m, _ := r.arrayLen()
+		for range max(m, 0) {
+			r.scanScalar(&c, noLimits)
+		}
+		c.vals += max(m, 0)
+	}
+	c.rows = len(encs)
+	sl := newSlabs(c, 0)
+	rows := sl.rows[:len(encs):len(encs)]
+	for i, e := range encs {
+		r := reader{b: e}
+		if err := r.readRowRange(rows[i:i+1], sl, nil, nil); err != nil {
+			panic("table: packed row does not decode: " + err.Error())
+		}
+	}
+	return rows
+}
