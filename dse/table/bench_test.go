@@ -2,6 +2,7 @@ package table
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -117,4 +118,38 @@ func BenchmarkReceiveSnapshot1M(b *testing.B) {
 			b.Fatal("rows missing")
 		}
 	}
+}
+
+// windowRows are rows of an int and 80 bytes, as bench publish's deltas.
+func windowRows(n int) []Row {
+	rows := make([]Row, n)
+	pad := strings.Repeat("x", 80)
+	for i := range rows {
+		rows[i] = Row{int64(i), pad}
+	}
+	return rows
+}
+
+// BenchmarkDeltaWindow: a 4,096-row table under deltas that each add a
+// row and delete the one added 4,096 before (dse bench publish's load on
+// a subscriber's cache), in a Set and in a Packed set.
+func BenchmarkDeltaWindow(b *testing.B) {
+	const window = 4096
+	b.Run("set", func(b *testing.B) {
+		rows := windowRows(b.N + window)
+		s := NewSet(rows[:window])
+		b.ResetTimer()
+		for i := range b.N {
+			s.Apply(rows[window+i:window+i+1], rows[i:i+1])
+		}
+	})
+	b.Run("packed", func(b *testing.B) {
+		rows := windowRows(b.N + window)
+		s := &Packed{}
+		s.Replace(rows[:window])
+		b.ResetTimer()
+		for i := range b.N {
+			s.Apply(rows[window+i:window+i+1], rows[i:i+1])
+		}
+	})
 }

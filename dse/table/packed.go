@@ -11,10 +11,11 @@ import (
 // Packed is a set of rows kept as their canonical msgpack encodings (what
 // appendRow writes, one encoding per row value) in byte arenas, indexed by
 // an open-addressing table of row numbers. A row costs its encoding, 8
-// bytes saying where it starts, and 8 to 16 bytes of index: 40-45 bytes
-// for a row of an int, a short string and a float, against about 130 in a
-// Set of decoded values (the values, their interfaces, the row's slice
-// header, its hash). Rows are decoded when they are read (Unsorted).
+// bytes saying where it starts, 4 of its hash and 8 to 16 bytes of index:
+// 46-50 bytes for a row of an int, a short string and a float, against
+// about 130 in a Set of decoded values (the values, their interfaces, the
+// row's slice header, its hash). Rows are decoded when they are read
+// (Unsorted).
 //
 // It is what a subscriber's cache holds: a copy of a table that is looked
 // up by row and changed by deltas, but rarely read whole. A publisher's
@@ -31,15 +32,31 @@ import (
 type Packed struct {
 	// base is the arena a snapshot loaded, shared read-only with whoever
 	// else loaded the same publication (every cache on a node takes the
-	// one copy the decoder made); tail holds the rows added since. A row
-	// starting at offset o lies in base when o < len(base), else at
-	// o-len(base) in tail. Removed rows leave their bytes behind, until
-	// there are as many of those as of live rows (compact).
-	base, tail []byte
-	starts     []uint64 // starts[i]: where row i's encoding begins
-	slots      []uint32 // 0: empty; else 1 + a row number; a power of 2, at most half full
-	live       int      // bytes of the arenas that rows hold
-	buf        []byte   // scratch: the encoding of a row looked up
+	// one copy the decoder made); tail holds the rows added since, in
+	// chunks of chunkSize that are never copied to grow (a growing slice
+	// copied the whole tail at each growth: 4x slower deltas). A row
+	// starting at offset o lies in base when o < len(base), else at t =
+	// o-len(base): in chunk t/chunkSize, at t%chunkSize. A row bigger
+	// than a chunk has one of its own, the chunks its bytes would span
+	// left nil. Removed rows leave their bytes behind, until there are as
+	// many of those as of live rows (compact).
+	base []byte
+	tail [][]byte
+	held int // bytes of the tail's chunks, removed rows' included
+	// ownBase: base is the set's own (compact made it), not a snapshot's.
+	ownBase bool
+	// spare holds the chunks and the base a compaction emptied, which the
+	// tail and the next compaction reuse: a table that keeps its size
+	// under deltas allocates nothing in the steady state.
+	spare  [][]byte
+	starts []uint64 // starts[i]: where row i's encoding begins
+	// hashes[i] is row i's hash's low 32 bits: all an index of at most
+	// 2^32 slots looks at, so growing and removing need not hash rows
+	// again, and most probes skip the arenas.
+	hashes []uint32
+	slots  []uint32 // 0: empty; else 1 + a row number; a power of 2, at most half full
+	live   int      // bytes of the arenas that rows hold
+	buf    []byte   // scratch: the encoding of a row looked up
 }
 
 // enc returns row i's encoding and what follows it in its arena (msgpack
@@ -49,7 +66,44 @@ func (s *Packed) enc(i uint32) []byte {
 	if o < uint64(len(s.base)) {
 		return s.base[o:]
 	}
-	return s.tail[o-uint64(len(s.base)):]
+	t := o - uint64(len(s.base))
+	return s.tail[t/chunkSize][t%chunkSize:]
+}
+
+// chunkSize is the size of the tail's chunks. The first grows to it as a
+// slice does, from a size that depends on the table's (appendTail).
+const chunkSize = 1 << 20
+
+// appendTail appends e to the tail and returns its offset.
+func (s *Packed) appendTail(e []byte) uint64 {
+	s.held += len(e)
+	k := len(s.tail) - 1
+	if k >= 0 && len(s.tail[k])+len(e) <= chunkSize {
+		o := uint64(len(s.base) + k*chunkSize + len(s.tail[k]))
+		s.tail[k] = append(s.tail[k], e...)
+		return o
+	}
+	if len(e) > chunkSize {
+		// A chunk of its own, spanning the address of as many chunks.
+		o := uint64(len(s.base) + len(s.tail)*chunkSize)
+		s.tail = append(s.tail, append([]byte(nil), e...))
+		// Placeholders, at least one: the rows after it go in the last,
+		// which grows as a slice does.
+		for range (len(e) - 1) / chunkSize {
+			s.tail = append(s.tail, nil)
+		}
+		return o
+	}
+	want := chunkSize
+	if len(s.tail) == 0 {
+		// Small for a small table; for a bigger one, its size, which a
+		// tail refilling after a compaction reaches before the next.
+		want = min(chunkSize, max(64, 2*len(e), s.live))
+	}
+	c := s.take(want)
+	o := uint64(len(s.base) + len(s.tail)*chunkSize)
+	s.tail = append(s.tail, append(c, e...))
+	return o
 }
 
 // row returns row i's encoding alone.
@@ -114,7 +168,7 @@ func (s *Packed) find(h uint64, e []byte) (uint64, bool) {
 		if v == 0 {
 			return j, false
 		}
-		if bytes.HasPrefix(s.enc(v-1), e) {
+		if s.hashes[v-1] == uint32(h) && bytes.HasPrefix(s.enc(v-1), e) {
 			return j, true
 		}
 	}
@@ -138,8 +192,8 @@ func (s *Packed) reserve(n int) {
 	}
 	s.slots = make([]uint32, size)
 	mask := uint64(size - 1)
-	for i := range s.starts {
-		j := hashBytes(s.row(uint32(i))) & mask
+	for i, h := range s.hashes {
+		j := uint64(h) & mask
 		for s.slots[j] != 0 {
 			j = (j + 1) & mask
 		}
@@ -157,12 +211,12 @@ func (s *Packed) add(h uint64, e []byte) bool {
 	if ok {
 		return false
 	}
-	if uint64(len(s.starts)) >= math.MaxUint32-1 {
-		panic("table: set over 4 billion rows")
+	if len(s.starts) >= maxPacked {
+		panic("table: packed set over 2 billion rows")
 	}
 	s.slots[j] = uint32(len(s.starts) + 1)
-	s.starts = append(s.starts, uint64(len(s.base)+len(s.tail)))
-	s.tail = append(s.tail, e...)
+	s.starts = append(s.starts, s.appendTail(e))
+	s.hashes = append(s.hashes, uint32(h))
 	s.live += len(e)
 	return true
 }
@@ -180,7 +234,7 @@ func (s *Packed) remove(h uint64, e []byte) bool {
 	mask := uint64(len(s.slots) - 1)
 	s.slots[j] = 0
 	for k := (j + 1) & mask; s.slots[k] != 0; k = (k + 1) & mask {
-		ideal := hashBytes(s.row(s.slots[k]-1)) & mask
+		ideal := uint64(s.hashes[s.slots[k]-1]) & mask
 		if (j < k && j < ideal && ideal <= k) || (k < j && (j < ideal || ideal <= k)) {
 			continue
 		}
@@ -191,16 +245,16 @@ func (s *Packed) remove(h uint64, e []byte) bool {
 	// Keep the row numbers dense: the last one takes the hole's.
 	last := uint32(len(s.starts) - 1)
 	if i != last {
-		for k := hashBytes(s.row(last)) & mask; ; k = (k + 1) & mask {
+		for k := uint64(s.hashes[last]) & mask; ; k = (k + 1) & mask {
 			if s.slots[k] == last+1 {
 				s.slots[k] = i + 1
 				break
 			}
 		}
-		s.starts[i] = s.starts[last]
+		s.starts[i], s.hashes[i] = s.starts[last], s.hashes[last]
 	}
-	s.starts = s.starts[:last]
-	if dead := len(s.base) + len(s.tail) - s.live; dead > s.live && dead >= 64<<10 {
+	s.starts, s.hashes = s.starts[:last], s.hashes[:last]
+	if dead := len(s.base) + s.held - s.live; dead > s.live && dead >= 64<<10 {
 		s.compact()
 	}
 	return true
@@ -209,16 +263,47 @@ func (s *Packed) remove(h uint64, e []byte) bool {
 // compact copies the live rows into one new arena: removed rows' bytes
 // go. The row numbers, and so the index, stay.
 func (s *Packed) compact() {
-	arena := bigmem.Make[byte](s.live)[:0]
+	var arena []byte
+	if len(s.starts) > 0 {
+		arena = s.take(s.live)
+	}
 	for i := range s.starts {
 		e := s.row(uint32(i))
 		s.starts[i] = uint64(len(arena))
 		arena = append(arena, e...)
 	}
-	s.base, s.tail = arena, nil
-	if len(s.starts) == 0 {
-		s.base = nil
+	emptied := s.tail
+	if s.ownBase {
+		emptied = append(emptied, s.base)
 	}
+	s.base, s.tail, s.held, s.ownBase = arena, nil, 0, arena != nil
+	// Kept to be reused, up to about what the table holds.
+	room := s.live + chunkSize
+	for _, c := range s.spare {
+		room -= cap(c)
+	}
+	for _, c := range emptied {
+		if c != nil && cap(c) <= room {
+			s.spare = append(s.spare, c[:0])
+			room -= cap(c)
+		}
+	}
+}
+
+// take returns an empty slice with room for n bytes: a spare one, or a
+// new one.
+func (s *Packed) take(n int) []byte {
+	for i, c := range s.spare {
+		if cap(c) >= n {
+			s.spare[i] = s.spare[len(s.spare)-1]
+			s.spare = s.spare[:len(s.spare)-1]
+			return c[:0]
+		}
+	}
+	if n >= bigmem.MinSize {
+		return bigmem.Make[byte](n)[:0]
+	}
+	return make([]byte, 0, n)
 }
 
 // Apply removes del then adds add, and returns what actually changed: the
@@ -310,8 +395,8 @@ func (s *Packed) replace(rows []Row, raw packedRows, hashes []uint64) (added, de
 // Set.load does.
 func (s *Packed) load(rows []Row, packed packedRows, hashes []uint64) ([]uint64, []bool) {
 	n := len(rows)
-	if uint64(n) >= math.MaxUint32-1 {
-		panic("table: set over 4 billion rows")
+	if n >= maxPacked {
+		panic("table: packed set over 2 billion rows")
 	}
 	raw := packed.raw
 	if raw != nil && len(packed.starts) == n && len(hashes) == n {
@@ -378,6 +463,10 @@ func (s *Packed) load(rows []Row, packed packedRows, hashes []uint64) ([]uint64,
 func (s *Packed) index(base []byte, starts, hashes []uint64, dup []bool) ([]uint64, []bool) {
 	n := len(starts)
 	s.base, s.starts, s.live = base, starts, len(base)
+	s.hashes = bigmem.Make[uint32](n)
+	for i, h := range hashes {
+		s.hashes[i] = uint32(h)
+	}
 	s.slots = bigmem.Make[uint32](slotsFor(n))
 	mask := uint64(len(s.slots) - 1)
 	order := make([]uint32, n)
@@ -439,17 +528,21 @@ func (s *Packed) dropLoaded(dup []bool) {
 			}
 			continue
 		}
-		s.starts[k] = o
+		s.starts[k], s.hashes[k] = o, s.hashes[i]
 		k++
 		renum[i] = uint32(k)
 	}
-	s.starts = s.starts[:k]
+	s.starts, s.hashes = s.starts[:k], s.hashes[:k]
 	for j, v := range s.slots {
 		if v != 0 {
 			s.slots[j] = renum[v-1]
 		}
 	}
 }
+
+// maxPacked bounds a Packed set's rows: its index, at most half full,
+// then has at most 2^32 slots, all a 32-bit hash can address.
+const maxPacked = 1 << 31
 
 // unencoded marks, in load, a row left out for not being one of scalars.
 const unencoded = math.MaxUint64

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -227,5 +228,46 @@ func TestPackedForeignEncoding(t *testing.T) {
 	pubs[0].ApplyToPacked(s)
 	if s.Len() != 2 || !s.Has(Row{int64(1), float64(2)}) || !s.Has(Row{"x"}) {
 		t.Fatalf("set holds %v", s.Rows())
+	}
+}
+
+// TestPackedTailChunks: rows added after a load go into chunks, big ones
+// (over a chunk) into chunks of their own, and every one is found, read
+// back and removed.
+func TestPackedTailChunks(t *testing.T) {
+	s := &Packed{}
+	var rows []Row
+	for i := range 40 {
+		size := 100 + i
+		switch i % 10 {
+		case 3:
+			size = chunkSize/2 + i
+		case 7:
+			size = 2*chunkSize + 5 + i
+		}
+		rows = append(rows, Row{int64(i), strings.Repeat("y", size)})
+	}
+	for i := range rows {
+		if added, _ := s.Apply(rows[i:i+1], nil); len(added) != 1 {
+			t.Fatalf("row %d not added", i)
+		}
+	}
+	for i, r := range rows {
+		if !s.Has(r) {
+			t.Fatalf("row %d (%d bytes) not found", i, len(r[1].(string)))
+		}
+	}
+	got := s.Rows()
+	want := append([]Row(nil), rows...)
+	Sort(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("the rows read back differ")
+	}
+	// Removing all but one compacts the arenas to that one.
+	if _, deleted := s.Apply(nil, rows[1:]); len(deleted) != len(rows)-1 {
+		t.Fatalf("%d deleted", len(deleted))
+	}
+	if s.Len() != 1 || !s.Has(rows[0]) || len(s.base)+s.held > 2*s.live+64<<10 {
+		t.Fatalf("after removals: %d rows, %d bytes held for %d live", s.Len(), len(s.base)+s.held, s.live)
 	}
 }
