@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/cluster"
 	"dse.dev/dse/dse/publish"
 	"dse.dev/dse/dse/push"
@@ -46,6 +47,7 @@ type Node struct {
 	retention *publish.Retention // the budget of their tables' history
 	pusher    *push.Pusher       // sequenced publications to subscriber nodes
 	subs      *subscribe.Engine  // this node's subscriptions and delivery
+	tables    *cache.Shared      // the tables its subscribers' caches share
 	replicas  *replica.Engine    // the replicas of external services held here
 
 	extMu    sync.Mutex
@@ -204,6 +206,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 // what arrives here.
 func (n *Node) startEngine() {
 	n.local = &localServices{byID: map[string]*DataService{}}
+	n.tables = cache.NewShared()
 	n.subs = subscribe.New(subscribe.Config{
 		Context:      n.ctx,
 		Registry:     n.fsm,

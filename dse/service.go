@@ -217,6 +217,7 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	s.mu.Lock()
 	s.state = "running"
 	s.mu.Unlock()
+	s.cache.ShareWith(n.tables)
 	n.resumeSubscriptions(s)
 	s.syncOwnership()
 	return nil
@@ -257,6 +258,7 @@ func (s *DataService) stopLocal() bool {
 	}
 	n.local.remove(s.id)
 	n.subs.DetachAll(s.id)
+	s.cache.Unshare() // it keeps what it held; the others go on
 	s.syncOwnership()
 	return true
 }

@@ -31,23 +31,65 @@ type Change struct {
 // Empty reports whether the change changed nothing.
 func (c Change) Empty() bool { return len(c.Added) == 0 && len(c.Deleted) == 0 }
 
-// entry is one table: its rows packed (table.Packed: a row costs its
-// encoding and an index entry, not its decoded values), and its seqnum.
+// entry is one table of a cache: its rows, packed (table.Packed: a row
+// costs its encoding and an index entry, not its decoded values), and its
+// seqnum; or, for a cache sharing with its node's others, the shared
+// table and how far this cache has followed it.
 type entry struct {
-	set    *table.Packed
+	set    *table.Packed // nil when shared
 	seqnum uint64
+	shared *sharedTable
+	sh     *Shared // shared's
+	gen    uint64  // with shared: the applies of it this cache has heard of
+	fresh  bool    // with shared: nothing applied for this cache yet
 }
 
 // Cache holds tables. The zero value is not usable; call New.
 type Cache struct {
 	mu       sync.RWMutex
 	tables   map[TableID]*entry
+	share    *Shared
 	notifyMu sync.Mutex // keeps callbacks in apply order
 	handlers []func(Change)
 }
 
 // New returns an empty cache.
 func New() *Cache { return &Cache{tables: map[TableID]*entry{}} }
+
+// ShareWith makes the tables this cache takes from now on shared with the
+// other caches of sh (see Shared).
+func (c *Cache) ShareWith(sh *Shared) {
+	c.mu.Lock()
+	c.share = sh
+	c.mu.Unlock()
+}
+
+// Unshare gives every shared table of the cache a copy of its own, and
+// shares no more: a cache whose subscriptions stop (its service stopped)
+// keeps what it held, while the others go on.
+func (c *Cache) Unshare() {
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.tables {
+		if e.shared != nil {
+			c.tables[id] = c.privatise(id, e)
+		}
+	}
+	c.share = nil
+}
+
+// privatise returns e as a private entry, holding the shared table's rows
+// (c.mu held).
+func (c *Cache) privatise(id TableID, e *entry) *entry {
+	st := e.shared
+	st.mu.RLock()
+	own := &entry{set: st.set.Clone(), seqnum: st.seqnum}
+	st.mu.RUnlock()
+	e.sh.release(id, st)
+	return own
+}
 
 // OnChange registers fn to be called, in order, after every change. fn must
 // not call back into Apply.
@@ -67,9 +109,23 @@ func (c *Cache) Apply(p *table.Publication) Change {
 	e, ok := c.tables[id]
 	if !ok {
 		e = &entry{set: &table.Packed{}}
+		if c.share != nil {
+			e = &entry{shared: c.share.acquire(id), sh: c.share, fresh: true}
+		}
 		c.tables[id] = e
 	}
-	ch.Added, ch.Deleted = p.ApplyToPacked(e.set)
+	if e.shared != nil {
+		var ok bool
+		if ch.Added, ch.Deleted, ok = c.applyShared(e, p); !ok {
+			// Out of step with the others (see applyShared): its own
+			// copy from here on.
+			e = c.privatise(id, e)
+			c.tables[id] = e
+		}
+	}
+	if e.set != nil {
+		ch.Added, ch.Deleted = p.ApplyToPacked(e.set)
+	}
 	e.seqnum = p.Seqnum
 	c.mu.Unlock()
 	for _, h := range c.handlers {
@@ -89,7 +145,10 @@ func (c *Cache) Remove(id TableID) {
 	// Callbacks hear of the removal even if no data had arrived yet.
 	ch := Change{TableID: id, Removed: true}
 	if ok {
-		ch.Seqnum, ch.Deleted = e.seqnum, e.set.Unsorted()
+		ch.Seqnum, ch.Deleted = e.seqnum, e.unsorted()
+		if e.shared != nil {
+			e.sh.release(id, e.shared)
+		}
 	}
 	for _, h := range c.handlers {
 		h(ch)
@@ -112,7 +171,8 @@ func (c *Cache) Unsorted(id TableID) ([]table.Row, uint64, bool) {
 	if !ok {
 		return nil, 0, false
 	}
-	return e.set.Unsorted(), e.seqnum, true
+	rows, seqnum := e.read()
+	return rows, seqnum, true
 }
 
 // Has reports whether a table holds a row.
@@ -120,7 +180,7 @@ func (c *Cache) Has(id TableID, r table.Row) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e, ok := c.tables[id]
-	return ok && e.set.Has(r)
+	return ok && e.has(r)
 }
 
 // Len returns a table's row count.
@@ -128,7 +188,7 @@ func (c *Cache) Len(id TableID) int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if e, ok := c.tables[id]; ok {
-		return e.set.Len()
+		return e.len()
 	}
 	return 0
 }
@@ -138,7 +198,7 @@ func (c *Cache) Seqnum(id TableID) uint64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if e, ok := c.tables[id]; ok {
-		return e.seqnum
+		return e.seq()
 	}
 	return 0
 }

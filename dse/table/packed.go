@@ -137,20 +137,26 @@ var noLimits = Limits{MaxRows: math.MaxInt, MaxColumns: math.MaxInt, MaxString: 
 // value that is not a scalar, which every publication path refuses before
 // it gets here) reports false.
 func (s *Packed) encode(r Row) bool {
-	b, err := appendRow(s.buf[:0], r)
+	b, ok := encodeRow(s.buf[:0], r)
+	s.buf = b
+	return ok
+}
+
+// encodeRow appends r's canonical encoding to b, as encode.
+func encodeRow(b []byte, r Row) ([]byte, bool) {
+	out, err := appendRow(b, r)
 	if err != nil {
 		c := make(Row, len(r))
 		for i, v := range r {
 			if c[i], err = Canonical(v); err != nil {
-				return false
+				return b, false
 			}
 		}
-		if b, err = appendRow(s.buf[:0], c); err != nil {
-			return false
+		if out, err = appendRow(b, c); err != nil {
+			return b, false
 		}
 	}
-	s.buf = b
-	return true
+	return out, true
 }
 
 // Len returns the number of rows.
@@ -174,12 +180,15 @@ func (s *Packed) find(h uint64, e []byte) (uint64, bool) {
 	}
 }
 
-// Has reports whether the set holds r.
+// Has reports whether the set holds r. It changes nothing: readers may
+// call it at once.
 func (s *Packed) Has(r Row) bool {
-	if !s.encode(r) {
+	var small [128]byte
+	e, ok := encodeRow(small[:0], r)
+	if !ok {
 		return false
 	}
-	_, ok := s.find(hashBytes(s.buf), s.buf)
+	_, ok = s.find(hashBytes(e), e)
 	return ok
 }
 
@@ -585,4 +594,23 @@ func decodeRows(encs [][]byte) []Row {
 		}
 	}
 	return rows
+}
+
+// Clone returns an independent copy.
+func (s *Packed) Clone() *Packed {
+	c := &Packed{
+		starts: append([]uint64(nil), s.starts...),
+		hashes: append([]uint32(nil), s.hashes...),
+		slots:  append([]uint32(nil), s.slots...),
+		live:   s.live,
+	}
+	// One arena of the live rows: the copy owns everything it holds.
+	c.base = make([]byte, 0, s.live)
+	for i := range c.starts {
+		e := s.row(uint32(i))
+		c.starts[i] = uint64(len(c.base))
+		c.base = append(c.base, e...)
+	}
+	c.ownBase = true
+	return c
 }
