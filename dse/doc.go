@@ -84,9 +84,11 @@
 //
 // A node keeps one subscription state per (publisher, table) for all its
 // local subscribers (package subscribe): a sequencer that applies
-// publications in order, buffers early ones and drops duplicates. It keeps
-// no copy of the table of its own: each local subscriber's cache holds it,
-// and a new local subscriber starts from one of theirs. A gap, or the
+// publications in order, buffers early ones and drops duplicates. Its
+// local subscribers' caches share one copy of the table (cache.Shared:
+// the first cache to get a publication applies it, the others take the
+// change it made), its rows packed (table.Packed), and a new local
+// subscriber starts from it. A gap, or the
 // registry's seqnum ahead of the applied one, that lasts
 // Config.ResubTimeout triggers a catch-up: the deltas after the last applied
 // seqnum from the publisher's history, or a snapshot when the history is
@@ -130,7 +132,7 @@
 //	externalService.mu → publish.Table.mu → publish.Batcher.mu
 //	replica.tracker.mu → replica.Engine.mu
 //	subscribe.Engine.mu → subscribe.State.mu
-//	cache.Cache.notifyMu → cache.Cache.mu
+//	cache.Cache.notifyMu → cache.Cache.mu → cache.Shared.mu → cache.sharedTable.mu
 //
 // The registry's lock (fsm.FSM.mu) is a leaf: the FSM answers reads with
 // copies and never calls out. So are DataService.mu, localServices.mu, the
