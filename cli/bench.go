@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -24,33 +25,44 @@ func benchCommand() *ucli.Command {
 	logStore := func() ucli.Flag {
 		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreWAL, Usage: "Raft log store of the nodes: wal (the nodes' default) or boltdb"}
 	}
-	var stopProfile func()
+	var stops []func() // what --cpuprofile and --trace started
 	return &ucli.Command{
 		Name:  "bench",
 		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync)",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the whole run (this process: the in-process nodes and the load) to `FILE` (go tool pprof)"},
+			&ucli.StringFlag{Name: "trace", Usage: "write an execution trace of the whole run to `FILE` (go tool trace; -pprof=sync or net shows where latency waits)"},
 		},
 		Before: func(c *ucli.Context) error {
-			p := c.String("cpuprofile")
-			if p == "" {
-				return nil
+			if p := c.String("cpuprofile"); p != "" {
+				f, err := os.Create(p)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					f.Close()
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
 			}
-			f, err := os.Create(p)
-			if err != nil {
-				return fmt.Errorf("--cpuprofile: %w", err)
+			if p := c.String("trace"); p != "" {
+				f, err := os.Create(p)
+				if err != nil {
+					return fmt.Errorf("--trace: %w", err)
+				}
+				if err := trace.Start(f); err != nil {
+					f.Close()
+					return fmt.Errorf("--trace: %w", err)
+				}
+				stops = append(stops, func() { trace.Stop(); f.Close() })
 			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				f.Close()
-				return fmt.Errorf("--cpuprofile: %w", err)
-			}
-			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
 			return nil
 		},
 		After: func(*ucli.Context) error {
-			if stopProfile != nil {
-				stopProfile()
+			for _, stop := range stops {
+				stop()
 			}
+			stops = nil
 			return nil
 		},
 		Subcommands: []*ucli.Command{
