@@ -263,7 +263,10 @@ func (s *Packed) remove(h uint64, e []byte) bool {
 		s.starts[i], s.hashes[i] = s.starts[last], s.hashes[last]
 	}
 	s.starts, s.hashes = s.starts[:last], s.hashes[:last]
-	if dead := len(s.base) + s.held - s.live; dead > s.live && dead >= 64<<10 {
+	// Compacted once removed rows outweigh the live ones (a copy of the
+	// live rows, paid for by as many bytes removed): a small table under
+	// deltas stays small.
+	if dead := len(s.base) + s.held - s.live; dead > s.live && dead >= 1<<10 {
 		s.compact()
 	}
 	return true
@@ -287,7 +290,7 @@ func (s *Packed) compact() {
 	}
 	s.base, s.tail, s.held, s.ownBase = arena, nil, 0, arena != nil
 	// Kept to be reused, up to about what the table holds.
-	room := s.live + chunkSize
+	room := 2*s.live + 1<<10
 	for _, c := range s.spare {
 		room -= cap(c)
 	}

@@ -187,7 +187,7 @@ func TestPackedBigLoad(t *testing.T) {
 		if _, deleted := a.Apply([]Row{{"new"}}, del); len(deleted) != len(del) {
 			t.Fatalf("collide=%v: %d deleted, want %d", collide, len(deleted), len(del))
 		}
-		if got := len(a.base) + len(a.tail); got > 2*a.live+64<<10 {
+		if got := len(a.base) + a.held; got > 2*a.live+64<<10 {
 			t.Fatalf("collide=%v: %d bytes of arena for %d live", collide, got, a.live)
 		}
 		for i := range n {
@@ -269,5 +269,29 @@ func TestPackedTailChunks(t *testing.T) {
 	}
 	if s.Len() != 1 || !s.Has(rows[0]) || len(s.base)+s.held > 2*s.live+64<<10 {
 		t.Fatalf("after removals: %d rows, %d bytes held for %d live", s.Len(), len(s.base)+s.held, s.live)
+	}
+}
+
+// TestPackedSmallTableStaysSmall: a one-row table under many deltas
+// (each replacing its row) holds about its row, not what it removed.
+func TestPackedSmallTableStaysSmall(t *testing.T) {
+	s := &Packed{}
+	for i := range 10_000 {
+		add := []Row{{int64(i), strings.Repeat("z", 100)}}
+		var del []Row
+		if i > 0 {
+			del = []Row{{int64(i - 1), strings.Repeat("z", 100)}}
+		}
+		s.Apply(add, del)
+	}
+	held := cap(s.base)
+	for _, c := range s.tail {
+		held += cap(c)
+	}
+	for _, c := range s.spare {
+		held += cap(c)
+	}
+	if s.Len() != 1 || held > 4<<10 {
+		t.Fatalf("%d rows, %d bytes of arenas held for %d live", s.Len(), held, s.live)
 	}
 }
