@@ -118,8 +118,13 @@ func (c *Cache) Apply(p *table.Publication) Change {
 		var ok bool
 		if ch.Added, ch.Deleted, ok = c.applyShared(e, p); !ok {
 			// Out of step with the others (see applyShared): its own
-			// copy from here on.
-			e = c.privatise(id, e)
+			// copy from here on; empty, if it had taken nothing yet.
+			if e.fresh {
+				e.sh.release(id, e.shared)
+				e = &entry{set: &table.Packed{}}
+			} else {
+				e = c.privatise(id, e)
+			}
 			c.tables[id] = e
 		}
 	}

@@ -92,8 +92,12 @@ func (c *Cache) applyShared(e *entry, p *table.Publication) (added, deleted []ta
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch {
-	case e.gen == st.gen && (!e.fresh || st.gen == 0):
-		// This cache is the first to get p: apply it for all.
+	case !e.fresh && e.gen == st.gen,
+		e.fresh && st.gen == 0,
+		e.fresh && st.waiting == 0 && p.Snapshot && p.Seqnum > st.seqnum:
+		// This cache is the first to get p: apply it for all. (A fresh
+		// one with a newer snapshot: a catch-up that reaches it before
+		// the others.)
 		st.added, st.deleted = p.ApplyToPacked(&st.set)
 		st.seqnum = p.Seqnum
 		st.gen++
@@ -102,6 +106,9 @@ func (c *Cache) applyShared(e *entry, p *table.Publication) (added, deleted []ta
 			defer func() { st.added, st.deleted = nil, nil }()
 		}
 		added, deleted = st.added, st.deleted
+		if e.fresh {
+			added, deleted = st.allRows(p), nil // it held nothing
+		}
 	case !e.fresh && e.gen+1 == st.gen && p.Seqnum == st.seqnum && st.waiting > 0:
 		// Another cache applied p moments ago: take its change.
 		added, deleted = st.added, st.deleted
@@ -117,15 +124,21 @@ func (c *Cache) applyShared(e *entry, p *table.Publication) (added, deleted []ta
 				st.added, st.deleted = nil, nil
 			}
 		}
-		added = p.Rows
-		if st.set.Len() != len(p.Rows) {
-			added = st.set.Unsorted() // p repeated rows
-		}
+		added = st.allRows(p)
 	default:
 		return nil, nil, false
 	}
 	e.gen, e.fresh = st.gen, false
 	return added, deleted, true
+}
+
+// allRows returns the rows of st, which holds the snapshot p: p's own,
+// unless p repeated some (st.mu held).
+func (st *sharedTable) allRows(p *table.Publication) []table.Row {
+	if st.set.Len() != len(p.Rows) {
+		return st.set.Unsorted()
+	}
+	return p.Rows
 }
 
 // The reads of an entry, private or shared.

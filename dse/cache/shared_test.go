@@ -71,6 +71,23 @@ func TestSharedMatchesPrivate(t *testing.T) {
 			shared[i].Apply(p)
 			private[i].Apply(p)
 			attached[i] = true
+		case k == 2: // a cache joins with a newer snapshot (a catch-up), in any place of the order
+			i := rng.IntN(n)
+			if attached[i] {
+				continue
+			}
+			attached[i] = true
+			seq++
+			p := &table.Publication{Publisher: "p", Table: "t", Seqnum: seq, Snapshot: true}
+			for range rng.IntN(10) {
+				p.Rows = append(p.Rows, row())
+			}
+			for _, j := range rng.Perm(n) {
+				if attached[j] {
+					shared[j].Apply(p)
+					private[j].Apply(p)
+				}
+			}
 		default: // a publication, to every attached cache in turn
 			seq++
 			p := &table.Publication{Publisher: "p", Table: "t", Seqnum: seq}
