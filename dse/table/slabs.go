@@ -97,6 +97,7 @@ func (r *reader) readRowRange(rows []Row, sl *slabs, hashes, starts []uint64) er
 			rows[i] = Row{} // msgpack nil: no columns
 			if hashes != nil {
 				hashes[i] = hashRow(rows[i])
+				r.notCanon = true // an empty row is an empty array
 			}
 			continue
 		}
