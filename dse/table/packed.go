@@ -238,28 +238,12 @@ func (s *Packed) remove(h uint64, e []byte) bool {
 		return false
 	}
 	i := s.slots[j] - 1
-	// Empty slot j, then shift back the entries after it that would no
-	// longer be found past the hole (as Set.remove).
-	mask := uint64(len(s.slots) - 1)
-	s.slots[j] = 0
-	for k := (j + 1) & mask; s.slots[k] != 0; k = (k + 1) & mask {
-		ideal := uint64(s.hashes[s.slots[k]-1]) & mask
-		if (j < k && j < ideal && ideal <= k) || (k < j && (j < ideal || ideal <= k)) {
-			continue
-		}
-		s.slots[j], s.slots[k] = s.slots[k], 0
-		j = k
-	}
+	clearSlot(s.slots, s.hashes, j)
 	s.live -= len(e)
 	// Keep the row numbers dense: the last one takes the hole's.
 	last := uint32(len(s.starts) - 1)
 	if i != last {
-		for k := uint64(s.hashes[last]) & mask; ; k = (k + 1) & mask {
-			if s.slots[k] == last+1 {
-				s.slots[k] = i + 1
-				break
-			}
-		}
+		renumber(s.slots, s.hashes[last], last, i)
 		s.starts[i], s.hashes[i] = s.starts[last], s.hashes[last]
 	}
 	s.starts, s.hashes = s.starts[:last], s.hashes[:last]

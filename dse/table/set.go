@@ -319,34 +319,46 @@ func (s *Set) remove(h uint64, r Row) bool {
 		return false
 	}
 	i := s.slots[j] - 1
-	// Empty slot j, then shift back the entries after it that would no
-	// longer be found past the hole.
-	mask := uint64(len(s.slots) - 1)
-	s.slots[j] = 0
-	for k := (j + 1) & mask; s.slots[k] != 0; k = (k + 1) & mask {
-		ideal := s.hashes[s.slots[k]-1] & mask
-		// Stays when its ideal slot lies cyclically in (j, k].
-		if (j < k && j < ideal && ideal <= k) || (k < j && (j < ideal || ideal <= k)) {
-			continue
-		}
-		s.slots[j], s.slots[k] = s.slots[k], 0
-		j = k
-	}
+	clearSlot(s.slots, s.hashes, j)
 	// Keep the rows dense: the last one moves into the hole.
 	s.unshare()
 	last := uint32(len(s.rows) - 1)
 	if i != last {
-		for k := s.hashes[last] & mask; ; k = (k + 1) & mask {
-			if s.slots[k] == last+1 {
-				s.slots[k] = i + 1
-				break
-			}
-		}
+		renumber(s.slots, s.hashes[last], last, i)
 		s.rows[i], s.hashes[i] = s.rows[last], s.hashes[last]
 	}
 	s.rows[last] = nil
 	s.rows, s.hashes = s.rows[:last], s.hashes[:last]
 	return true
+}
+
+// clearSlot empties slot j of an index of row numbers (1 + the row's
+// place in hashes), then shifts back the entries after it that would no
+// longer be found past the hole (backward-shift deletion). Set and Packed
+// share it, with their hashes of 64 and 32 bits.
+func clearSlot[H uint32 | uint64](slots []uint32, hashes []H, j uint64) {
+	mask := uint64(len(slots) - 1)
+	slots[j] = 0
+	for k := (j + 1) & mask; slots[k] != 0; k = (k + 1) & mask {
+		ideal := uint64(hashes[slots[k]-1]) & mask
+		// Stays when its ideal slot lies cyclically in (j, k].
+		if (j < k && j < ideal && ideal <= k) || (k < j && (j < ideal || ideal <= k)) {
+			continue
+		}
+		slots[j], slots[k] = slots[k], 0
+		j = k
+	}
+}
+
+// renumber makes the slot of row from (hash h) hold row to instead.
+func renumber[H uint32 | uint64](slots []uint32, h H, from, to uint32) {
+	mask := uint64(len(slots) - 1)
+	for k := uint64(h) & mask; ; k = (k + 1) & mask {
+		if slots[k] == from+1 {
+			slots[k] = to + 1
+			return
+		}
+	}
 }
 
 // Len returns the number of rows.

@@ -285,17 +285,10 @@ func TestDecodedHashesOfABigSnapshot(t *testing.T) {
 	for i := range rows {
 		rows[i] = Row{int64(i - 50_000), fmt.Sprint("r", i), float64(i) / 3, []byte{byte(i)}, i%2 == 0, nil}
 	}
-	enc, err := (&Publication{Publisher: "p", Table: "t", Seqnum: 1, Snapshot: true, Rows: rows}).Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubs, err := DecodeBatch(append(AppendBatch(nil, 1), enc...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRowHashes(t, pubs[0])
+	p := decodedSnapshot(t, rows)
+	checkRowHashes(t, p)
 	s := NewSet(nil)
-	if added, _ := pubs[0].ApplyTo(s); len(added) != len(rows) {
+	if added, _ := p.ApplyTo(s); len(added) != len(rows) {
 		t.Fatalf("%d rows added, want %d", len(added), len(rows))
 	}
 	for _, r := range rows {
@@ -308,8 +301,8 @@ func TestDecodedHashesOfABigSnapshot(t *testing.T) {
 	if _, del := s.Apply([]Row{{"new"}}, rows[:10]); len(del) != 10 || s.Len() != len(rows)-9 {
 		t.Fatalf("apply: deleted %d, %d rows", len(del), s.Len())
 	}
-	checkRowHashes(t, pubs[0])
-	if !reflect.DeepEqual(pubs[0].Rows[:10], rows[:10]) {
+	checkRowHashes(t, p)
+	if !reflect.DeepEqual(p.Rows[:10], rows[:10]) {
 		t.Fatal("a change to the set changed the publication's rows")
 	}
 }
