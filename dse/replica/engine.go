@@ -350,7 +350,7 @@ func (e *Engine) writeSnapshotLocked(svc, tbl string, t *replTable, p *table.Pub
 	if !p.Snapshot || p.Publisher != svc {
 		snap = &table.Publication{Publisher: svc, Table: tbl, Seqnum: t.seq, Snapshot: true, Rows: t.set.Shared()}
 	}
-	enc, err := snap.AppendTo(nil)
+	enc, err := snap.Encode() // sized up front: a big table grows no buffer
 	if err != nil {
 		e.cfg.Logger.Error("cannot encode a replica's snapshot", "service", svc, "table", tbl, "error", err)
 		return
