@@ -35,6 +35,7 @@ func agentCommand() *ucli.Command {
 			&ucli.StringSliceFlag{Name: "join", Usage: "HTTP address(es) of members to join through"},
 			&ucli.BoolFlag{Name: "nonvoter", Usage: "join as a non-voting member"},
 			&ucli.DurationFlag{Name: "resub-timeout", Usage: "gap or stale-table time before a subscriber catches up", Value: d.ResubTimeout},
+			&ucli.DurationFlag{Name: "apply-timeout", Usage: "how long a registry write, or an external publication with its replicas' disks, may take before it fails", Value: d.ApplyTimeout},
 			&ucli.DurationFlag{Name: "liveness-grace", Usage: "heartbeat failure time before the leader records a node down", Value: d.LivenessGrace},
 			&ucli.IntFlag{Name: "max-watches", Usage: "watches open on this node at once, at most", Value: d.MaxWatches},
 			&ucli.StringFlag{Name: "log-store", Usage: "Raft log store for a new --data-dir: wal (hashicorp/raft-wal, one fsync per append) or boltdb (hashicorp/raft-boltdb, two per commit) (default: what --data-dir holds, wal if new)"},
@@ -193,6 +194,7 @@ func runAgent(c *ucli.Context) error {
 		return usagef("--log-store %q: want wal or boltdb", cfg.LogStore)
 	}
 	cfg.LivenessGrace = c.Duration("liveness-grace")
+	cfg.ApplyTimeout = c.Duration("apply-timeout")
 	if cfg.MaxWatches = c.Int("max-watches"); cfg.MaxWatches < 1 {
 		return usagef("--max-watches %d: must be at least 1", cfg.MaxWatches)
 	}
@@ -298,6 +300,7 @@ var configFlags = strings.NewReplacer(
 	"ID (", "--id (",
 	"ResubTimeout (", "--resub-timeout (",
 	"LivenessGrace (", "--liveness-grace (",
+	"ApplyTimeout (", "--apply-timeout (",
 	"MaxFrameSize (", "--max-frame (",
 	"MaxWatches (", "--max-watches (",
 	"LogStore (", "--log-store (",

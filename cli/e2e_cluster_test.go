@@ -94,6 +94,7 @@ func TestE2EClusterLifecycle(t *testing.T) {
 		wantFail(t, 2, []string{"data-dir"}, "agent", "--id", "x")
 		wantFail(t, 2, []string{"--id", "first start"}, "agent", "--data-dir", t.TempDir(), "--bootstrap")
 		wantFail(t, 2, []string{"--liveness-grace"}, "agent", "--id", "x", "--data-dir", t.TempDir(), "--liveness-grace", "1ms")
+		wantFail(t, 2, []string{"--apply-timeout (0s) must be positive"}, "agent", "--id", "x", "--data-dir", t.TempDir(), "--apply-timeout", "0s")
 		wantFail(t, 2, []string{"--request-timeout"}, "--addr", n2.http, "--request-timeout", "-1s", "status")
 		if r := run(t, "agent", "--id", "x", "--data-dir", n1.dir, "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"); r.code != 1 || !strings.Contains(r.stderr, "dse: data dir") || strings.Contains(r.stderr, "dse: dse:") {
 			t.Fatalf("agent on another node's data dir: %+v", r)

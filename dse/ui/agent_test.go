@@ -128,6 +128,12 @@ func startAgent(t *testing.T, id string, args ...string) *agent {
 	t.Helper()
 	a := &agent{id: id, exited: make(chan struct{})}
 	all := append([]string{"agent", "--id", id, "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn"}, args...)
+	if raceEnabled {
+		// Built with -race, an agent is 5-10x slower: publishing the big
+		// table's 100,000 rows to three replicas took 7-8 s alone and past
+		// the default 10 s beside the other packages' tests.
+		all = append(all, "--apply-timeout", "30s")
+	}
 	a.cmd = exec.Command(dseBin, all...)
 	a.cmd.Stderr = &a.log
 	out, err := a.cmd.StdoutPipe()

@@ -179,7 +179,9 @@ func TestConsole(t *testing.T) {
 			fmt.Fprintf(&b, `["host-%06d","%s",%d,%t,"rack-%d"]`, i, []string{"up", "down", "degraded"}[i%3], i*7%1000, i%2 == 0, i%40)
 		}
 		b.WriteString("]")
+		start := time.Now()
 		dse(t, n1.http, "", b.String(), "publish", "inventory", "big")
+		t.Logf("100,000 rows published in %s", time.Since(start).Round(time.Millisecond))
 		tb.nav(t, "#/table/inventory/big")
 		took := tb.until(t, 60*time.Second, "100,000 rows, 100 shown", `document.getElementById('table-count').textContent === '100,000' &&
 			document.querySelectorAll('#rows tr').length === 100 && document.getElementById('pager-info').textContent === 'Rows 1–100 of 100,000'`)
