@@ -80,8 +80,12 @@ type PublishResult struct {
 	PubsPerCommit float64 `json:"pubs_per_commit"`
 	// CPUPerPub is the CPU this process (every node, the publisher and
 	// the subscribers) used in the run, per publication, in microseconds.
-	CPUPerPub       float64 `json:"cpu_us_per_pub"`
-	Catchups        uint64  `json:"catchups"`
+	CPUPerPub float64 `json:"cpu_us_per_pub"`
+	Catchups  uint64  `json:"catchups"`
+	// Cutoffs counts subscribers' hooks that fell past their queue's
+	// bound: what they had queued was skipped (and is in no latency
+	// figure) for a snapshot of their cache.
+	Cutoffs         uint64  `json:"cutoffs"`
 	OrderViolations uint64  `json:"order_violations"`
 	Latency         Latency `json:"latency_us"`
 	// BaselinePubsPerSec and BaselineLatency (--baseline) are the same
@@ -506,6 +510,7 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 	var lat []time.Duration
 	for _, n := range c.Nodes {
 		res.Catchups += n.Stats().Catchups
+		res.Cutoffs += n.Stats().Cutoffs
 	}
 	for i, s := range subs {
 		s.mu.Lock()

@@ -296,7 +296,7 @@ func benchPublish(c *ucli.Context) error {
 	if res.FirstFailure != "" {
 		fmt.Fprintf(w, "  first failure: %s\n", res.FirstFailure)
 	}
-	fmt.Fprintf(w, "  %d Raft commits (%.1f publications each), %d catch-ups, %d order violations\n", res.RaftCommits, res.PubsPerCommit, res.Catchups, res.OrderViolations)
+	fmt.Fprintf(w, "  %d Raft commits (%.1f publications each), %d catch-ups, %d subscribers cut off, %d order violations\n", res.RaftCommits, res.PubsPerCommit, res.Catchups, res.Cutoffs, res.OrderViolations)
 	fmt.Fprintf(w, "  latency publish→apply: p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs\n", res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max)
 	if res.BaselineLatency != nil {
 		fmt.Fprintf(w, "  baseline (seqnums from a local counter, no Raft): %.0f/s, p50 %.0fµs  p99 %.0fµs; dse %.2fx of it\n",

@@ -74,6 +74,13 @@ type Config struct {
 	// node at once: each holds a subscriber in the registry, and a read
 	// token may open them.
 	MaxWatches int
+	// MaxHookQueue bounds the publications a local subscriber's hooks
+	// may fall behind by (0: 65,536, as NATS's pending limit of a
+	// subscription). Past it, or past 1,048,576 rows, the subscriber is cut
+	// off: its hooks skip what they had queued and get each table next
+	// as a snapshot of its cache (dse_subscriber_cutoffs_total counts
+	// them).
+	MaxHookQueue int
 	// ClusterKey, when set, is a secret every node of the cluster holds:
 	// the cluster port talks only to peers that prove they hold it
 	// (transport.Config.ClusterKey). It guards the port where TLS does not.
@@ -174,6 +181,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("MaxFrameSize (%d) must be at least 65536", c.MaxFrameSize)
 	case c.MaxWatches < 1:
 		return fmt.Errorf("MaxWatches (%d) must be at least 1", c.MaxWatches)
+	case c.MaxHookQueue < 0:
+		return fmt.Errorf("MaxHookQueue (%d) must not be negative", c.MaxHookQueue)
 	case c.BootstrapToken != "" && (!c.Bootstrap || len(c.BootstrapToken) < 16):
 		return fmt.Errorf("BootstrapToken goes with Bootstrap, and has 16 characters or more")
 	case c.ClusterKey != nil && len(c.ClusterKey) < transport.MinClusterKey:

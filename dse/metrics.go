@@ -15,6 +15,7 @@ type nodeMetrics struct {
 	dropped         prometheus.Counter
 	resubscribes    prometheus.Counter
 	replicaCatchups prometheus.Counter
+	cutoffs         prometheus.Counter
 	rpcCalls        *prometheus.CounterVec
 }
 
@@ -27,6 +28,7 @@ func (n *Node) initMetrics() {
 		dropped:         prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_push_dropped_total", Help: "Publications not pushed because a peer's queue was full."}),
 		resubscribes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_resubscribes_total", Help: "Subscriber catch-ups after a gap or a stale table."}),
 		replicaCatchups: prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_replica_catchups_total", Help: "Catch-ups the replicas on this node asked their owner for."}),
+		cutoffs:         prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_subscriber_cutoffs_total", Help: "Times a local subscriber's hooks fell too far behind and were cut off (they resume from its cache as a snapshot)."}),
 		rpcCalls:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dse_rpc_calls_total", Help: "RPCs made by services on this node, by outcome."}, []string{"outcome"}),
 	}
 	watches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dse_watches_open", Help: "Watches open on this node (at most --max-watches)."}, func() float64 { return float64(n.watches.Load()) })
@@ -37,7 +39,7 @@ func (n *Node) initMetrics() {
 		b, _ := n.retention.Used()
 		return float64(b)
 	})
-	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.replicaCatchups, m.rpcCalls, watches, history,
+	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.replicaCatchups, m.cutoffs, m.rpcCalls, watches, history,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = m
 }
@@ -52,6 +54,7 @@ type EngineStats struct {
 	Deliveries   uint64 // publications applied by local subscriptions
 	Dropped      uint64 // publications not pushed (peer queue full)
 	Catchups     uint64 // subscriber catch-ups
+	Cutoffs      uint64 // local subscribers' hooks cut off for falling behind
 }
 
 // Stats returns the node's publish-path counters.
@@ -67,5 +70,6 @@ func (n *Node) Stats() EngineStats {
 		Deliveries:   read(n.metrics.deliveries),
 		Dropped:      read(n.metrics.dropped),
 		Catchups:     read(n.metrics.resubscribes),
+		Cutoffs:      read(n.metrics.cutoffs),
 	}
 }

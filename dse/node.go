@@ -310,17 +310,21 @@ func (n *Node) Done() <-chan struct{} { return n.done }
 // goFunc runs f in a goroutine that Close waits for. Once Close has
 // begun waiting, f is not started: it would find the node closed (and
 // adding to a WaitGroup being waited on at zero is a misuse).
-func (n *Node) goFunc(f func()) {
+func (n *Node) goFunc(f func()) { n.tryGo(f) }
+
+// tryGo is goFunc, reporting whether f was started.
+func (n *Node) tryGo(f func()) bool {
 	n.goMu.Lock()
 	defer n.goMu.Unlock()
 	if n.goClosed {
-		return
+		return false
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // Close stops the node: its services, Raft, and the cluster port. It is safe

@@ -8,11 +8,13 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/name"
 	"dse.dev/dse/dse/publish"
+	"dse.dev/dse/dse/subscribe"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
 )
@@ -47,7 +49,12 @@ type Endpoint map[string]RPCMethod
 // optional.
 type Hooks struct {
 	// ReceiveData is called for every publication a subscription applies,
-	// in seqnum order per table (receive_data).
+	// in seqnum order per table (receive_data), on the service's own
+	// goroutine: a slow hook holds up no other subscriber. One that falls
+	// Config.MaxHookQueue publications behind is cut off: it gets each
+	// table it fell behind on next as a snapshot (Data.Snapshot) of the
+	// service's cache, then the deltas after it. The cache may be ahead
+	// of the publication a hook is handed.
 	ReceiveData func(publisher, table string, data Data)
 	// ReceiveDataSequenced is ReceiveData with the seqnum and the time the
 	// publication arrived (receive_data_sequenced).
@@ -105,6 +112,9 @@ type DataService struct {
 	unsubSeen uint64          // fsm.Unsubscribed at the last dropEndedSubscriptions
 	state     string
 	inflight  sync.WaitGroup
+	// hookq feeds the hooks, on their own goroutine, while the service
+	// runs (nil without ReceiveData hooks).
+	hookq atomic.Pointer[subscribe.HookQueue]
 
 	ownMu    sync.Mutex // serializes OwnershipChanged; guards own
 	ownKnown bool
@@ -216,6 +226,16 @@ func (n *Node) Register(ctx context.Context, s *DataService) error {
 	}
 	s.mu.Lock()
 	s.state = "running"
+	if s.hooks.ReceiveData != nil || s.hooks.ReceiveDataSequenced != nil {
+		q := subscribe.NewHookQueue(s.runHooks, s.cache.Unsorted, n.cfg.MaxHookQueue, 0, n.metrics.cutoffs.Inc)
+		s.hookq.Store(q)
+		// The hooks' goroutine is work in flight (Wait): it ends once
+		// Stop closed the queue and the hook running returned.
+		s.inflight.Add(1)
+		if !n.tryGo(func() { defer s.inflight.Done(); q.Run(n.ctx) }) {
+			s.inflight.Done()
+		}
+	}
 	s.mu.Unlock()
 	s.cache.ShareWith(n.tables)
 	n.resumeSubscriptions(s)
@@ -252,6 +272,9 @@ func (s *DataService) stopLocal() bool {
 	}
 	s.state = "stopped"
 	tables := slices.Collect(maps.Values(s.tables))
+	if q := s.hookq.Swap(nil); q != nil {
+		q.Close() // what it held goes undelivered, as after a Stop it always did
+	}
 	s.mu.Unlock()
 	for _, t := range tables {
 		t.Close() // no catch-up reaches a stopped service: free its history

@@ -93,40 +93,36 @@ func (s *DataService) dropSub(id cache.TableID) {
 	delete(s.subs, id)
 	s.mu.Unlock()
 	n.subs.Detach(s.id, id)
+	if q := s.hookq.Load(); q != nil {
+		q.Drop(id)
+	}
 	s.cache.Remove(id)
 }
 
-// deliver hands one ordered publication to the service: its cache, then its
-// hooks. Called from the node's delivery loop, in order per table.
+// deliver hands one ordered publication to the service: its cache, then
+// (on their own goroutine, through the service's hook queue) its hooks.
+// Called from the node's delivery loop, in order per table.
 func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 	if _, ok := s.enter(); !ok {
 		return
 	}
 	defer s.leave()
-	if s.hooks.ReceiveData == nil && s.hooks.ReceiveDataSequenced == nil {
-		s.cache.Apply(p)
-		return
+	s.cache.Apply(p)
+	if q := s.hookq.Load(); q != nil {
+		q.Push(p, receipt)
 	}
+}
+
+// runHooks calls the service's hooks with one publication (the hook
+// queue's goroutine only, in order per table; the goroutine itself counts
+// as work in flight, and ends once Stop closed its queue).
+func (s *DataService) runHooks(p *table.Publication, receipt time.Time) {
 	d := Data{Snapshot: p.Snapshot, Rows: p.Rows, Add: p.Add, Del: p.Del}
 	if len(p.Rows) > 0 {
 		// p.Rows is shared with the node's other subscribers, and Data's
-		// Rows is the hook's own to reorder. Both only read p.Rows, so a
-		// big copy is made while the cache indexes.
-		copied := make(chan struct{})
-		copyRows := func() {
-			d.Rows = bigmem.Make[table.Row](len(p.Rows))
-			copy(d.Rows, p.Rows)
-			close(copied)
-		}
-		if len(p.Rows) >= 1<<16 {
-			go copyRows()
-		} else {
-			copyRows()
-		}
-		s.cache.Apply(p)
-		<-copied
-	} else {
-		s.cache.Apply(p)
+		// Rows is the hook's own to reorder.
+		d.Rows = bigmem.Make[table.Row](len(p.Rows))
+		copy(d.Rows, p.Rows)
 	}
 	if p.SentAt != 0 {
 		d.Published = time.Unix(0, p.SentAt)

@@ -6,10 +6,13 @@
 // Publications pushed by peers, made by local publishers and fetched by
 // catch-ups, and local subscribers joining, all go through one bounded
 // queue and one goroutine, the only code that sequences and delivers:
-// subscribers' Deliver runs outside every lock, in order per table, and may
-// publish, subscribe or call RPCs without deadlock. Beyond the queue's
-// bounds arriving publications are dropped; the gap they leave is repaired
-// by the catch-up it triggers.
+// subscribers' Deliver runs outside every lock, in order per table. Beyond
+// the queue's bounds arriving publications are dropped; the gap they leave
+// is repaired by the catch-up it triggers. Deliver only applies to the
+// subscriber's cache: its hooks run on its own goroutine (HookQueue), from
+// a bounded queue, so that a slow hook holds up its own subscriber only;
+// one that falls past the bound is cut off and resumes from its cache, as
+// a snapshot. Hooks may publish, subscribe or call RPCs without deadlock.
 //
 // A subscription whose gap, or whose registry seqnum ahead of the one it
 // applied, lasts the resubscribe timeout catches up (as etcd watches and
