@@ -93,7 +93,10 @@
 // Config.ResubTimeout triggers a catch-up: the deltas after the last applied
 // seqnum from the publisher's history, or a snapshot when the history is
 // gone. Each DataService also gets an informer-style cache (package cache)
-// whose callbacks see snapshots as diffs.
+// whose callbacks see snapshots as diffs. The delivery loop applies to
+// caches only; each service's hooks run on its own goroutine, behind a
+// bounded queue, and one that falls behind is cut off and resumes from its
+// cache as a snapshot (Config.MaxHookQueue).
 //
 // # Goroutines
 //
@@ -101,7 +104,8 @@
 // waits for it:
 //
 //	node (goFunc):   the batcher (publish), the delivery and resubscribe
-//	                 loops and each catch-up (subscribe), watchRegistry
+//	                 loops and each catch-up (subscribe), each running
+//	                 DataService's hooks (subscribe.HookQueue), watchRegistry
 //	                 (subscriber and ownership hooks, services that left
 //	                 the registry, external services to own or take
 //	                 over), attachLoop (sessions against the registry),
@@ -136,7 +140,7 @@
 //
 // The registry's lock (fsm.FSM.mu) is a leaf: the FSM answers reads with
 // copies and never calls out. So are DataService.mu, localServices.mu, the
-// delivery queue's lock, serve.Sessions.mu and the cluster's and
+// delivery queue's lock, each hook queue's, serve.Sessions.mu and the cluster's and
 // transport's own. Hooks,
 // subscribers' deliveries and RPC methods run outside every lock.
 package dse
