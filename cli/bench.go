@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -25,7 +27,7 @@ func benchCommand() *ucli.Command {
 	logStore := func() ucli.Flag {
 		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreWAL, Usage: "Raft log store of the nodes: wal (the nodes' default) or boltdb"}
 	}
-	var stops []func() // what --cpuprofile and --trace started
+	var stops []func() error // what --cpuprofile and --trace started
 	return &ucli.Command{
 		Name:  "bench",
 		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync)",
@@ -34,36 +36,49 @@ func benchCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "trace", Usage: "write an execution trace of the whole run to `FILE` (go tool trace; -pprof=sync or net shows where latency waits)"},
 		},
 		Before: func(c *ucli.Context) error {
-			if p := c.String("cpuprofile"); p != "" {
+			for _, r := range []struct {
+				flag  string
+				start func(io.Writer) error
+				stop  func()
+			}{
+				{"cpuprofile", pprof.StartCPUProfile, pprof.StopCPUProfile},
+				{"trace", trace.Start, trace.Stop},
+			} {
+				p := c.String(r.flag)
+				if p == "" {
+					continue
+				}
 				f, err := os.Create(p)
+				if err == nil {
+					if err = r.start(f); err != nil {
+						f.Close()
+					}
+				}
 				if err != nil {
-					return fmt.Errorf("--cpuprofile: %w", err)
+					for _, stop := range stops { // what the other flag started
+						stop()
+					}
+					stops = nil
+					return fmt.Errorf("--%s: %w", r.flag, err)
 				}
-				if err := pprof.StartCPUProfile(f); err != nil {
-					f.Close()
-					return fmt.Errorf("--cpuprofile: %w", err)
-				}
-				stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
-			}
-			if p := c.String("trace"); p != "" {
-				f, err := os.Create(p)
-				if err != nil {
-					return fmt.Errorf("--trace: %w", err)
-				}
-				if err := trace.Start(f); err != nil {
-					f.Close()
-					return fmt.Errorf("--trace: %w", err)
-				}
-				stops = append(stops, func() { trace.Stop(); f.Close() })
+				flag, stop := r.flag, r.stop
+				stops = append(stops, func() error {
+					stop()
+					if err := f.Close(); err != nil {
+						return fmt.Errorf("--%s: %w", flag, err)
+					}
+					return nil
+				})
 			}
 			return nil
 		},
 		After: func(*ucli.Context) error {
+			var errs []error
 			for _, stop := range stops {
-				stop()
+				errs = append(errs, stop())
 			}
 			stops = nil
-			return nil
+			return errors.Join(errs...)
 		},
 		Subcommands: []*ucli.Command{
 			{
