@@ -120,12 +120,25 @@ type Subscribe struct {
 type Unsubscribe Subscribe
 
 // PublishRequest asks for Count consecutive seqnums of one table, on behalf of
-// the owner incarnation of Service.
+// the owner incarnation of Service: by default the next ones.
+//
+// An owner that has already sent the publications to its replicas under
+// the seqnums it expects (package publish speculates for replicated
+// services) says so in First: the request is then granted only if First
+// is the table's next seqnum, and refused with ErrSeqnumTaken otherwise.
+// An owner whose speculation may have left seqnums on replicas that the
+// registry never granted skips past them: the grant starts after After
+// (when it is past the table's seqnum) and Skip more, so that no seqnum is
+// ever granted for content other than what a replica may hold under it
+// (a table never granted has none, and skips nothing).
 type PublishRequest struct {
 	Service     string `msgpack:"s"`
 	Incarnation uint64 `msgpack:"i"`
 	Table       string `msgpack:"t"`
 	Count       uint64 `msgpack:"n"`
+	First       uint64 `msgpack:"f,omitempty"`
+	After       uint64 `msgpack:"a,omitempty"`
+	Skip        uint64 `msgpack:"k,omitempty"`
 }
 
 // Publish assigns seqnums to many publications of many tables in one entry

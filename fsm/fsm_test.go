@@ -203,6 +203,45 @@ func TestPublishGrantsAndFencing(t *testing.T) {
 	}
 }
 
+// A speculative request (First) is granted only as the table's next
+// seqnum; After and Skip move a grant past seqnums a replica may hold.
+func TestPublishFirstAfterSkip(t *testing.T) {
+	a := twoNodes(t)
+	a.ok(CmdServiceRegister, ServiceRegister{ID: "p", Node: "n1"})
+	s, _ := a.f.Service("p")
+	inc := s.Incarnation
+	g := a.apply(CmdPublish, Publish{Requests: []PublishRequest{
+		{Service: "p", Incarnation: inc, Table: "t", Count: 2, First: 1},  // 1-2
+		{Service: "p", Incarnation: inc, Table: "t", Count: 1, First: 2},  // taken
+		{Service: "p", Incarnation: inc, Table: "t", Count: 1, First: 9},  // not next
+		{Service: "p", Incarnation: inc, Table: "t", Count: 3, After: 10}, // 11-13
+		{Service: "p", Incarnation: inc, Table: "t", Count: 1, After: 5},  // 14: After behind
+		{Service: "p", Incarnation: inc, Table: "t", Count: 1, Skip: 100}, // 115
+		{Service: "p", Incarnation: inc, Table: "t", Count: 1, First: 116, Skip: 1},
+		{Service: "p", Incarnation: inc, Table: "t", Count: 1, Skip: MaxSkip + 1},
+		{Service: "p", Incarnation: inc, Table: "new", Count: 1, Skip: 100}, // 1: never granted
+	}}).([]PublishGrant)
+	if g[8].Err != nil || g[8].First != 1 {
+		t.Errorf("grant 8: got %+v, want first 1", g[8])
+	}
+	for i, w := range []uint64{1, 0, 0, 11, 14, 115} {
+		switch {
+		case w == 0 && !errors.Is(g[i].Err, ErrSeqnumTaken):
+			t.Errorf("grant %d: got %+v, want %v", i, g[i], ErrSeqnumTaken)
+		case w != 0 && (g[i].Err != nil || g[i].First != w):
+			t.Errorf("grant %d: got %+v, want first %d", i, g[i], w)
+		}
+	}
+	for i := 6; i < 8; i++ {
+		if !errors.Is(g[i].Err, ErrInvalid) {
+			t.Errorf("grant %d: got %+v, want %v", i, g[i], ErrInvalid)
+		}
+	}
+	if got := a.f.Seqnum("p", "t"); got != 115 {
+		t.Fatalf("seqnum got %d, want 115", got)
+	}
+}
+
 func TestDatasources(t *testing.T) {
 	a := twoNodes(t)
 	ds := Datasource{ID: "d1", Name: "files", Driver: "file", Enabled: true, Config: map[string]any{"path": "/x", "nested": map[string]any{"k": []any{"v"}}}}

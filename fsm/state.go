@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 )
 
@@ -19,6 +20,9 @@ var (
 	// ErrFenced is returned to a publish request from an incarnation that no
 	// longer owns its service.
 	ErrFenced = errors.New("stale incarnation")
+	// ErrSeqnumTaken refuses a speculative publish request whose first
+	// seqnum is not the table's next (PublishRequest.First).
+	ErrSeqnumTaken = errors.New("seqnum already taken")
 	// ErrDatasourceNotFound is returned for an unknown datasource id.
 	ErrDatasourceNotFound = errors.New("datasource not found")
 	// ErrDatasourceExists is returned when a datasource id or name is taken.
@@ -423,8 +427,12 @@ func (c *ServiceUnregister) apply(s *state, index uint64) any {
 	return nil
 }
 
-// MaxPublishCount bounds the seqnums one request may take.
-const MaxPublishCount = 1 << 20
+// MaxPublishCount bounds the seqnums one request may take; MaxSkip, the
+// seqnums a request may skip (PublishRequest.Skip).
+const (
+	MaxPublishCount = 1 << 20
+	MaxSkip         = 1 << 20
+)
 
 func (c *Publish) apply(s *state, _ uint64) any {
 	grants := make([]PublishGrant, len(c.Requests))
@@ -437,14 +445,27 @@ func (c *Publish) apply(s *state, _ uint64) any {
 			grants[i].Err = fmt.Errorf("%w: service %q incarnation %d, current %d", ErrFenced, r.Service, r.Incarnation, svc.Incarnation)
 		case r.Table == "" || r.Count == 0 || r.Count > MaxPublishCount:
 			grants[i].Err = fmt.Errorf("%w: publish needs a table and a count of 1 to %d", ErrInvalid, MaxPublishCount)
+		case r.Skip > MaxSkip || r.First != 0 && (r.After != 0 || r.Skip != 0) || r.After > math.MaxUint64-MaxPublishCount-MaxSkip:
+			grants[i].Err = fmt.Errorf("%w: publish skips at most %d seqnums, and a first seqnum goes without after or skip", ErrInvalid, MaxSkip)
 		default:
 			tables, ok := s.seqnums[r.Service]
 			if !ok {
 				tables = map[string]uint64{}
 				s.seqnums[r.Service] = tables
 			}
-			grants[i].First = tables[r.Table] + 1
-			tables[r.Table] += r.Count
+			cur := tables[r.Table]
+			if r.First != 0 && r.First != cur+1 {
+				grants[i].Err = fmt.Errorf("%w: %s/%s: seqnum %d asked for, the table is at %d", ErrSeqnumTaken, r.Service, r.Table, r.First, cur)
+				continue
+			}
+			// Nothing can be on a replica ahead of a table never granted.
+			skip := r.Skip
+			if cur == 0 && r.After == 0 {
+				skip = 0
+			}
+			first := max(cur, r.After) + 1 + skip
+			grants[i].First = first
+			tables[r.Table] = first + r.Count - 1
 		}
 	}
 	return grants
