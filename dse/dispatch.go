@@ -55,6 +55,13 @@ func (n *Node) HandleMessage(from string, typ byte, body []byte) {
 		}
 		n.replicas.Offer(pubs, false)
 		n.subs.Enqueue(pubs, time.Now(), len(body))
+	case wire.ReplicaPush:
+		pubs, err := table.DecodeBatch(body)
+		if err != nil {
+			n.logger.Warn("dropping malformed replica publications", "from", from, "error", err)
+			return
+		}
+		n.replicas.Offer(pubs, false)
 	case wire.ReplicaAck:
 		n.replicas.HandleAck(from, body)
 	default:

@@ -226,9 +226,10 @@ func (n *Node) startEngine() {
 			n.replicas.Offer(pubs, true)
 			n.subs.Enqueue(pubs, time.Now(), size)
 		},
-		Dropped: n.metrics.dropped,
-		Faults:  n.deps.Faults,
-		Logger:  n.logger.Named("push"),
+		LocalReplica: func(pubs []*table.Publication) { n.replicas.Offer(pubs, true) },
+		Dropped:      n.metrics.dropped,
+		Faults:       n.deps.Faults,
+		Logger:       n.logger.Named("push"),
 	})
 	n.retention = publish.NewRetention(n.cfg.HistoryBytes)
 	var sequencer publish.Sequencer = n.cluster
@@ -241,6 +242,7 @@ func (n *Node) startEngine() {
 		Sequencer:    sequencer,
 		Pusher:       n.pusher,
 		Durability:   n.replicas,
+		Early:        n.pusher,
 		Retention:    n.retention,
 		ApplyTimeout: n.cfg.ApplyTimeout,
 		Publications: n.metrics.publications,

@@ -249,6 +249,17 @@ func (f *FSM) Destinations(publisher, table string) []string {
 	return slices.Compact(out)
 }
 
+// ReplicaNodes returns the nodes of publisher's replica set (none when it
+// is not replicated).
+func (f *FSM) ReplicaNodes(publisher string) []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if svc, ok := f.s.services[publisher]; ok {
+		return slices.Clone(svc.Replicas)
+	}
+	return nil
+}
+
 // Subscriptions returns every subscription, sorted by publisher, table and
 // subscriber.
 func (f *FSM) Subscriptions() []Subscription {

@@ -74,6 +74,7 @@ var fsmErrors = []struct{ from, to error }{
 	{fsm.ErrServiceExists, ErrServiceExists},
 	{fsm.ErrNodeNotFound, ErrMemberNotFound},
 	{fsm.ErrFenced, ErrFenced},
+	{fsm.ErrSeqnumTaken, ErrUnavailable},
 	{fsm.ErrDatasourceNotFound, ErrNotFound},
 	{fsm.ErrDatasourceExists, ErrExists},
 	{fsm.ErrInvalid, ErrInvalid},

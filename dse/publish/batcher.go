@@ -46,6 +46,13 @@ type Durability interface {
 	Await(p *table.Publication, done func(error))
 }
 
+// Early sends publications of replicated services to their replicas before
+// their seqnums are granted (package push: frames only replicas read), so
+// that the replicas' disk writes overlap the registry's Raft round.
+type Early interface {
+	PushReplicas(pubs []*table.Publication)
+}
+
 // Publisher is the service a publication is made for.
 type Publisher interface {
 	ID() string
@@ -66,6 +73,10 @@ type Config struct {
 	// Durability, when set, holds back the answers of the publications
 	// of services it needs, until they are durable.
 	Durability Durability
+	// Early, when set with Durability, takes the publications of the
+	// services Durability needs before their seqnums are granted
+	// (speculation, see Table.plan).
+	Early Early
 	// Retention, when set, is the node's budget for its tables' history
 	// (the one they were made with): the batcher enforces it after each
 	// entry.
@@ -316,6 +327,9 @@ type group struct {
 	t    *Table
 	inc  uint64
 	reqs []*request
+	// speculative: pushed to the replicas under the seqnums expected
+	// before the entry was committed.
+	speculative bool
 }
 
 func (b *Batcher) commit(ctx context.Context, reqs []*request) {
@@ -346,25 +360,62 @@ func (b *Batcher) commit(ctx context.Context, reqs []*request) {
 		return
 	}
 	cmd := fsm.Publish{Requests: make([]fsm.PublishRequest, len(groups))}
+	var early []*table.Publication
+	needs := map[string]bool{} // by service: asked once an entry
 	for i, g := range groups {
 		cmd.Requests[i] = fsm.PublishRequest{Service: g.svc.ID(), Incarnation: g.inc, Table: g.t.name, Count: uint64(len(g.reqs))}
+		if b.cfg.Early == nil || !b.needs(needs, g.svc.ID()) {
+			continue
+		}
+		g.t.plan(&cmd.Requests[i])
+		if first := cmd.Requests[i].First; first != 0 {
+			g.speculative = true
+			for k, r := range g.reqs {
+				r.pub.Seqnum = first + uint64(k)
+				early = append(early, r.pub)
+			}
+		}
+	}
+	if len(early) > 0 {
+		b.cfg.Early.PushReplicas(early)
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.ApplyTimeout)
 	grants, err := b.cfg.Sequencer.Sequence(cctx, cmd)
 	cancel()
-	b.finish(groups, grants, err)
+	b.finish(groups, grants, err, needs)
+}
+
+// needs reports, once an entry per service, whether publications of svc
+// wait to be durable on its replicas.
+func (b *Batcher) needs(cache map[string]bool, svc string) bool {
+	need, known := cache[svc]
+	if !known && b.cfg.Durability != nil {
+		need = b.cfg.Durability.Needs(svc)
+		cache[svc] = need
+	}
+	return need
+}
+
+// speculationFailed is the error of a publication its replicas may hold
+// although its seqnum was not granted: its outcome is unknown.
+func speculationFailed(g *group, err error) error {
+	return fmt.Errorf("%w: %s/%s: the publication went to the replicas before its seqnum was granted, and the grant failed (%v): it may or may not be kept", errdefs.ErrUnavailable, g.svc.ID(), g.t.name, err)
 }
 
 // finish answers the requests of a committed (or failed) entry: it records
 // and pushes the publications granted, in order, and fails the rest.
-func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) {
+func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error, needs map[string]bool) {
 	if err == nil && len(grants) != len(groups) {
 		err = fmt.Errorf("%w: %d grants for %d requests", errdefs.ErrUnavailable, len(grants), len(groups))
 	}
 	if err != nil {
 		for _, g := range groups {
+			gerr := err
+			if g.speculative {
+				gerr = speculationFailed(g, err)
+			}
 			for _, r := range g.reqs {
-				b.fail(r, err)
+				b.fail(r, gerr)
 			}
 		}
 		return
@@ -374,9 +425,11 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 	}
 	var pubs []*table.Publication
 	var done, durable []*request
-	needs := map[string]bool{} // by service: asked once an entry
 	for i, g := range groups {
 		if err := grants[i].Err; err != nil {
+			if g.speculative {
+				err = speculationFailed(g, err)
+			}
 			for _, r := range g.reqs {
 				b.fail(r, err)
 			}
@@ -391,12 +444,7 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error) 
 		for _, r := range g.reqs {
 			pubs = append(pubs, r.pub)
 		}
-		need, known := needs[g.svc.ID()]
-		if !known && b.cfg.Durability != nil {
-			need = b.cfg.Durability.Needs(g.svc.ID())
-			needs[g.svc.ID()] = need
-		}
-		if need {
+		if b.needs(needs, g.svc.ID()) {
 			durable = append(durable, g.reqs...)
 		} else {
 			done = append(done, g.reqs...)

@@ -36,7 +36,11 @@ type fakeSequencer struct {
 	mu      sync.Mutex
 	seqnums map[[2]string]uint64
 	entries int
+	reqs    []fsm.PublishRequest // every request, in order
 	fail    []error
+	// applied: a failed entry is applied all the same (its outcome was
+	// unknown, and it committed).
+	applied bool
 	hold    chan struct{} // when set, each entry waits for a value
 }
 
@@ -68,10 +72,14 @@ func (s *fakeSequencer) Sequence(ctx context.Context, cmd fsm.Publish) ([]fsm.Pu
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.entries++
+	s.reqs = append(s.reqs, cmd.Requests...)
+	var err error
 	if len(s.fail) > 0 {
-		err := s.fail[0]
+		err = s.fail[0]
 		s.fail = s.fail[1:]
-		return nil, err
+		if !s.applied {
+			return nil, err
+		}
 	}
 	out := make([]fsm.PublishGrant, len(cmd.Requests))
 	for i, r := range cmd.Requests {
@@ -79,9 +87,22 @@ func (s *fakeSequencer) Sequence(ctx context.Context, cmd fsm.Publish) ([]fsm.Pu
 			out[i].Err = fmt.Errorf("%w: incarnation %d", errdefs.ErrFenced, r.Incarnation)
 			continue
 		}
+		// The FSM's rule (fsm.PublishRequest).
 		k := [2]string{r.Service, r.Table}
-		out[i].First = s.seqnums[k] + 1
-		s.seqnums[k] += r.Count
+		cur := s.seqnums[k]
+		if r.First != 0 && r.First != cur+1 {
+			out[i].Err = fmt.Errorf("%w: seqnum %d taken", errdefs.ErrUnavailable, r.First)
+			continue
+		}
+		skip := r.Skip
+		if cur == 0 && r.After == 0 {
+			skip = 0
+		}
+		out[i].First = max(cur, r.After) + 1 + skip
+		s.seqnums[k] = out[i].First + r.Count - 1
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"dse.dev/dse/dse/errdefs"
 	"dse.dev/dse/dse/table"
+	"dse.dev/dse/fsm"
 )
 
 // Table is one table a service publishes, and the rules of its
@@ -33,6 +34,52 @@ type Table struct {
 	closed        bool     // Close: the history stays empty
 	last          *request // the last publication queued
 	settleWaiters int      // publishes of no change waiting on one (settle)
+
+	// What speculation (plan) knows of the registry: the table's seqnum
+	// there as of the last grant, the incarnation of that grant, the
+	// highest seqnum ever sent to replicas ahead of its grant, and whether
+	// a publication failed since the last grant (the registry's seqnum is
+	// then unknown).
+	regSeq, grantInc, spoken uint64
+	unsure                   bool
+}
+
+// MaxSpeculative bounds the publications of one table sent to its replicas
+// in one entry before their seqnums are granted; it is also what a
+// table's first grant under a new incarnation skips (fsm.PublishRequest
+// Skip), past every seqnum an earlier owner may have sent ahead.
+const MaxSpeculative = 1024
+
+// plan fills in how req, the table's request in the next entry, asks for
+// its seqnums, for a replicated service: speculatively (First, the
+// table's next seqnum, under which the caller sends the publications to
+// the replicas before the entry commits) when this instance knows the
+// registry's seqnum for sure; otherwise after its grant, past every
+// seqnum that may be on a replica without having been granted (After,
+// Skip).
+//
+// Why no seqnum is ever granted for content other than what a replica
+// holds under it: this instance speculates only from a seqnum it saw
+// granted under its incarnation, with nothing failed since, so what it
+// sends ahead is at most MaxSpeculative past the registry's seqnum, and
+// it is exactly what the registry grants if the entry commits (First must
+// be the table's next). After a failure it skips past all it sent ahead;
+// a new incarnation (another owner, or this node's next process, which
+// knows nothing of what the last one sent) skips MaxSpeculative on its
+// first grant. Its first publication of the table under an incarnation
+// is a snapshot, so replicas take it whatever they hold.
+func (t *Table) plan(req *fsm.PublishRequest) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.grantInc != req.Incarnation:
+		req.After, req.Skip = t.spoken, MaxSpeculative
+	case t.unsure:
+		req.After = t.spoken
+	case req.Count <= MaxSpeculative:
+		req.First = t.regSeq + 1
+		t.spoken = max(t.spoken, t.regSeq+req.Count)
+	}
 }
 
 // held is a delta of the history and the memory it takes.
@@ -246,6 +293,7 @@ func (t *Table) stale(epoch uint64) bool {
 func (t *Table) failed(r *request, err error) (newEpoch bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.unsure = true
 	newEpoch = r.epoch == t.epoch
 	if newEpoch {
 		t.epoch++
@@ -269,6 +317,7 @@ func (t *Table) failed(r *request, err error) (newEpoch bool) {
 func (t *Table) granted(reqs []*request, first, inc uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.regSeq, t.grantInc, t.unsure = first+uint64(len(reqs))-1, inc, false
 	if reqs[0].epoch != t.epoch {
 		return false
 	}

@@ -18,6 +18,7 @@ import (
 // replicas), and where those nodes listen.
 type Registry interface {
 	Destinations(publisher, table string) []string
+	ReplicaNodes(publisher string) []string
 	Node(id string) (fsm.Node, bool)
 }
 
@@ -34,8 +35,11 @@ type Config struct {
 	Sender   Sender
 	// Local takes the publications for subscribers on this node, with their
 	// estimated size on the wire.
-	Local   func(pubs []*table.Publication, size int)
-	Dropped prometheus.Counter // publications a peer's full queue dropped (nil: not counted)
+	Local func(pubs []*table.Publication, size int)
+	// LocalReplica takes the publications PushReplicas sends to this
+	// node's own replica.
+	LocalReplica func(pubs []*table.Publication)
+	Dropped      prometheus.Counter // publications a peer's full queue dropped (nil: not counted)
 	// Faults, when set, drops, duplicates or delays publications to peers
 	// as its rules say (tests and chaos runs).
 	Faults *transport.Faults
@@ -63,6 +67,37 @@ const maxFrame = 1 << 20
 // its exact size, and nodes that get the same publications (the common
 // case) share the same frames.
 func (p *Pusher) Push(pubs []*table.Publication) {
+	local := p.send(pubs, wire.Publication, func(pub *table.Publication) []string {
+		return p.cfg.Registry.Destinations(pub.Publisher, pub.Table)
+	})
+	if len(local) > 0 {
+		size := 0
+		for _, pub := range local {
+			size += pub.SizeHint()
+		}
+		p.cfg.Local(local, size)
+	}
+}
+
+// PushReplicas sends publications of replicated services to their
+// replica nodes only, as wire.ReplicaPush frames, which no subscriber
+// sees: the owner sends them before their seqnums are granted (package
+// publish), so that the replicas' writes overlap the registry's. This
+// node's own replica gets them directly (LocalReplica).
+func (p *Pusher) PushReplicas(pubs []*table.Publication) {
+	local := p.send(pubs, wire.ReplicaPush, func(pub *table.Publication) []string {
+		nodes := append(p.cfg.Registry.ReplicaNodes(pub.Publisher), p.cfg.Node)
+		slices.Sort(nodes)
+		return slices.Compact(nodes)
+	})
+	if len(local) > 0 && p.cfg.LocalReplica != nil {
+		p.cfg.LocalReplica(local)
+	}
+}
+
+// send sends pubs, in order, as frames of type typ, once to each node
+// that targets names for them, and returns those for this node.
+func (p *Pusher) send(pubs []*table.Publication, typ byte, targetsOf func(*table.Publication) []string) []*table.Publication {
 	type span struct{ from, to int } // one publication's bytes in enc
 	type dest struct {
 		addr  string
@@ -79,7 +114,7 @@ func (p *Pusher) Push(pubs []*table.Publication) {
 		id := [2]string{pub.Publisher, pub.Table}
 		nodes, ok := targets[id]
 		if !ok {
-			nodes = p.cfg.Registry.Destinations(pub.Publisher, pub.Table)
+			nodes = targetsOf(pub)
 			targets[id] = nodes
 		}
 		var sp span
@@ -115,7 +150,7 @@ func (p *Pusher) Push(pubs []*table.Publication) {
 			switch copies, delay := p.cfg.Faults.Publication(d.addr, pub.Publisher, pub.Table); {
 			case copies == 0:
 			case delay > 0:
-				p.sendLater(d.addr, enc[sp.from:sp.to], copies, delay)
+				p.sendLater(d.addr, typ, enc[sp.from:sp.to], copies, delay)
 			default:
 				for range copies {
 					d.spans = append(d.spans, sp)
@@ -151,7 +186,7 @@ func (p *Pusher) Push(pubs []*table.Publication) {
 		}
 		built[d] = frames
 		for _, f := range frames {
-			if err := p.cfg.Sender.Send(d.addr, wire.Publication, f); err != nil {
+			if err := p.cfg.Sender.Send(d.addr, typ, f); err != nil {
 				count := table.BatchCount(f)
 				if p.cfg.Dropped != nil {
 					p.cfg.Dropped.Add(float64(count))
@@ -160,24 +195,18 @@ func (p *Pusher) Push(pubs []*table.Publication) {
 			}
 		}
 	}
-	if len(local) > 0 {
-		size := 0
-		for _, pub := range local {
-			size += pub.SizeHint()
-		}
-		p.cfg.Local(local, size)
-	}
+	return local
 }
 
 // sendLater sends one encoded publication to addr, copies times, after
 // delay: a fault that reorders it behind later pushes.
-func (p *Pusher) sendLater(addr string, enc []byte, copies int, delay time.Duration) {
+func (p *Pusher) sendLater(addr string, typ byte, enc []byte, copies int, delay time.Duration) {
 	frame := make([]byte, table.BatchHeaderSize, table.BatchHeaderSize+copies*len(enc))
 	table.PutBatchHeader(frame, copies)
 	for range copies {
 		frame = append(frame, enc...)
 	}
-	time.AfterFunc(delay, func() { p.cfg.Sender.Send(addr, wire.Publication, frame) })
+	time.AfterFunc(delay, func() { p.cfg.Sender.Send(addr, typ, frame) })
 }
 
 // encodedSizeHint guesses the encoded size of pubs.

@@ -9,20 +9,25 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"dse.dev/dse/dse/table"
+	"dse.dev/dse/dse/wire"
 	"dse.dev/dse/fsm"
 	"dse.dev/dse/transport"
 )
 
 type fakeRegistry struct {
-	subs  map[[2]string][]string
-	nodes map[string]fsm.Node
+	subs     map[[2]string][]string
+	replicas map[string][]string
+	nodes    map[string]fsm.Node
 }
+
+func (r fakeRegistry) ReplicaNodes(p string) []string { return append([]string(nil), r.replicas[p]...) }
 
 func (r fakeRegistry) Destinations(p, t string) []string { return r.subs[[2]string{p, t}] }
 func (r fakeRegistry) Node(id string) (fsm.Node, bool)   { n, ok := r.nodes[id]; return n, ok }
 
 type sent struct {
 	addr string
+	typ  byte
 	body []byte
 }
 
@@ -35,7 +40,7 @@ func (s *fakeSender) Send(addr string, typ byte, body []byte) error {
 	if s.full[addr] {
 		return errors.New("queue full")
 	}
-	s.frames = append(s.frames, sent{addr, body})
+	s.frames = append(s.frames, sent{addr, typ, body})
 	return nil
 }
 
@@ -82,6 +87,40 @@ func TestPushGoesOnceToEachSubscriberNode(t *testing.T) {
 	}
 	if len(local) != 2 || local[0] != good || local[1] != bad {
 		t.Fatalf("local subscribers got %v", local)
+	}
+}
+
+// TestPushReplicasGoesToReplicasOnly: publications sent ahead of their
+// grant go to the publisher's replica nodes alone, in frames no
+// subscriber reads, and to this node's own replica directly, never to
+// its subscribers.
+func TestPushReplicasGoesToReplicasOnly(t *testing.T) {
+	reg := fakeRegistry{
+		subs:     map[[2]string][]string{{"p", "a"}: {"n1", "n2", "n4"}},
+		replicas: map[string][]string{"p": {"n1", "n2", "n3"}},
+		nodes: map[string]fsm.Node{
+			"n2": {ID: "n2", Addr: "a2", Up: true}, "n3": {ID: "n3", Addr: "a3", Up: true}, "n4": {ID: "n4", Addr: "a4", Up: true},
+		},
+	}
+	s := &fakeSender{}
+	var local, localReplica []*table.Publication
+	p := newPusher(reg, s, &local, nil)
+	p.cfg.LocalReplica = func(pubs []*table.Publication) { localReplica = append(localReplica, pubs...) }
+	pub := &table.Publication{Publisher: "p", Table: "a", Seqnum: 7, Add: []table.Row{{int64(1)}}}
+	p.PushReplicas([]*table.Publication{pub})
+	if len(s.frames) != 2 || s.frames[0].addr != "a2" || s.frames[1].addr != "a3" {
+		t.Fatalf("frames to %v, want one each to a2 and a3 (n4 only subscribes)", s.frames)
+	}
+	for _, f := range s.frames {
+		if f.typ != wire.ReplicaPush {
+			t.Fatalf("frame type %d, want wire.ReplicaPush", f.typ)
+		}
+		if got := decode(t, f.body); len(got) != 1 || got[0].Seqnum != 7 {
+			t.Fatalf("pushed %v", got)
+		}
+	}
+	if len(local) != 0 || len(localReplica) != 1 || localReplica[0] != pub {
+		t.Fatalf("local subscribers got %v, local replica %v", local, localReplica)
 	}
 }
 

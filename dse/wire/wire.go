@@ -19,6 +19,7 @@ const (
 	RPC         byte = 4 // request: a service RPC
 	Catchup     byte = 5 // request: deltas after a seqnum, or a snapshot
 	ReplicaAck  byte = 6 // one-way: what a replica holds on disk, to its owner
+	ReplicaPush byte = 7 // one-way: publications for replicas only, maybe not yet sequenced
 )
 
 // Encode marshals v as msgpack.
