@@ -16,8 +16,15 @@
 // under a new seqnum. Until then the table is not served under its last
 // seqnum (Last, Snapshot), which subscribers hold with other content.
 //
+// For a replicated service, the publications of an entry go to the
+// replicas (Early) under the seqnums the registry will grant, while the
+// entry is in Raft: the replicas' fsyncs overlap the registry's. Table.plan
+// says when that is safe, and how grants skip past whatever was sent ahead
+// of a grant that failed.
+//
 // The batcher reads the registry, commits entries and pushes what they
-// granted through three small interfaces declared here (Registry,
-// Sequencer, Pusher), so that it runs in memory in its tests; package dse
-// plugs in the registry's FSM, package cluster and package push.
+// granted through small interfaces declared here (Registry, Sequencer,
+// Pusher, Durability, Early), so that it runs in memory in its tests;
+// package dse plugs in the registry's FSM, package cluster, package push
+// and package replica.
 package publish

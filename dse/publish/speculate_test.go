@@ -22,7 +22,7 @@ type fakeReplicas struct {
 	early []uint64
 }
 
-func (f *fakeReplicas) Needs(string) bool                           { return true }
+func (f *fakeReplicas) Needs(string) bool                            { return true }
 func (f *fakeReplicas) Await(_ *table.Publication, done func(error)) { done(nil) }
 func (f *fakeReplicas) PushReplicas(pubs []*table.Publication) {
 	f.mu.Lock()
