@@ -215,25 +215,21 @@ func (f *FSM) Unsubscribed() uint64 {
 	return f.s.unsubscribed
 }
 
-// SubscriberNodes returns the nodes that host an instance of a subscriber of
-// publisher's table, sorted: where a publication of that table must go.
-func (f *FSM) SubscriberNodes(publisher, table string) []string {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	var out []string
-	for sub := range f.s.subs[publisher][table] {
-		if svc, ok := f.s.services[sub]; ok {
-			out = append(out, svc.Instances...)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
 // Destinations returns the nodes a publication of publisher's table goes
 // to, sorted: those that host an instance of a subscriber of it, and the
 // publisher's replicas (a replicated external service).
 func (f *FSM) Destinations(publisher, table string) []string {
+	return f.destinations(publisher, table, true)
+}
+
+// SubscriberNodes returns the nodes that host an instance of a subscriber
+// of publisher's table, sorted: Destinations without the publisher's
+// replicas.
+func (f *FSM) SubscriberNodes(publisher, table string) []string {
+	return f.destinations(publisher, table, false)
+}
+
+func (f *FSM) destinations(publisher, table string, replicas bool) []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []string
@@ -242,7 +238,7 @@ func (f *FSM) Destinations(publisher, table string) []string {
 			out = append(out, svc.Instances...)
 		}
 	}
-	if svc, ok := f.s.services[publisher]; ok {
+	if svc, ok := f.s.services[publisher]; ok && replicas {
 		out = append(out, svc.Replicas...)
 	}
 	slices.Sort(out)

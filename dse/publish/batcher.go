@@ -51,6 +51,9 @@ type Durability interface {
 // that the replicas' disk writes overlap the registry's Raft round.
 type Early interface {
 	PushReplicas(pubs []*table.Publication)
+	// PushSubscribers sends them, once granted, where Pusher would
+	// but to their replicas.
+	PushSubscribers(pubs []*table.Publication)
 }
 
 // Publisher is the service a publication is made for.
@@ -423,7 +426,7 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error, 
 	if b.cfg.Commits != nil {
 		b.cfg.Commits.Inc()
 	}
-	var pubs []*table.Publication
+	var pubs, early []*table.Publication
 	var done, durable []*request
 	for i, g := range groups {
 		if err := grants[i].Err; err != nil {
@@ -442,7 +445,11 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error, 
 			continue
 		}
 		for _, r := range g.reqs {
-			pubs = append(pubs, r.pub)
+			if g.speculative {
+				early = append(early, r.pub)
+			} else {
+				pubs = append(pubs, r.pub)
+			}
 		}
 		if b.needs(needs, g.svc.ID()) {
 			durable = append(durable, g.reqs...)
@@ -451,9 +458,13 @@ func (b *Batcher) finish(groups []*group, grants []fsm.PublishGrant, err error, 
 		}
 	}
 	if b.cfg.Publications != nil {
-		b.cfg.Publications.Add(float64(len(pubs)))
+		b.cfg.Publications.Add(float64(len(pubs) + len(early)))
 	}
 	b.cfg.Pusher.Push(pubs)
+	if len(early) > 0 {
+		// Their replicas have them: sent ahead of the grant.
+		b.cfg.Early.PushSubscribers(early)
+	}
 	for _, r := range done {
 		r.answer(Result{Seqnum: r.pub.Seqnum, Changed: true})
 	}

@@ -32,6 +32,8 @@ func (f *fakeReplicas) PushReplicas(pubs []*table.Publication) {
 	}
 }
 
+func (f *fakeReplicas) PushSubscribers([]*table.Publication) {}
+
 func (f *fakeReplicas) sent() []uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()

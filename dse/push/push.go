@@ -18,6 +18,7 @@ import (
 // replicas), and where those nodes listen.
 type Registry interface {
 	Destinations(publisher, table string) []string
+	SubscriberNodes(publisher, table string) []string
 	ReplicaNodes(publisher string) []string
 	Node(id string) (fsm.Node, bool)
 }
@@ -67,8 +68,19 @@ const maxFrame = 1 << 20
 // its exact size, and nodes that get the same publications (the common
 // case) share the same frames.
 func (p *Pusher) Push(pubs []*table.Publication) {
+	p.push(pubs, p.cfg.Registry.Destinations)
+}
+
+// PushSubscribers sends sequenced publications as Push does, but to the
+// nodes of their subscribers only: their replicas have them already
+// (PushReplicas).
+func (p *Pusher) PushSubscribers(pubs []*table.Publication) {
+	p.push(pubs, p.cfg.Registry.SubscriberNodes)
+}
+
+func (p *Pusher) push(pubs []*table.Publication, targets func(publisher, table string) []string) {
 	local := p.send(pubs, wire.Publication, func(pub *table.Publication) []string {
-		return p.cfg.Registry.Destinations(pub.Publisher, pub.Table)
+		return targets(pub.Publisher, pub.Table)
 	})
 	if len(local) > 0 {
 		size := 0

@@ -2,6 +2,7 @@ package push
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +22,15 @@ type fakeRegistry struct {
 }
 
 func (r fakeRegistry) ReplicaNodes(p string) []string { return append([]string(nil), r.replicas[p]...) }
+func (r fakeRegistry) SubscriberNodes(p, t string) []string {
+	var out []string
+	for _, n := range r.subs[[2]string{p, t}] {
+		if !slices.Contains(r.replicas[p], n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 func (r fakeRegistry) Destinations(p, t string) []string { return r.subs[[2]string{p, t}] }
 func (r fakeRegistry) Node(id string) (fsm.Node, bool)   { n, ok := r.nodes[id]; return n, ok }
@@ -121,6 +131,14 @@ func TestPushReplicasGoesToReplicasOnly(t *testing.T) {
 	}
 	if len(local) != 0 || len(localReplica) != 1 || localReplica[0] != pub {
 		t.Fatalf("local subscribers got %v, local replica %v", local, localReplica)
+	}
+	// Once granted, it goes to the subscribers' nodes that are no
+	// replicas (the fake registry's subscribers that are replicas stand
+	// for replicas only).
+	s.frames = nil
+	p.PushSubscribers([]*table.Publication{pub})
+	if len(s.frames) != 1 || s.frames[0].addr != "a4" || s.frames[0].typ != wire.Publication {
+		t.Fatalf("granted frames %v, want one to a4", s.frames)
 	}
 }
 
