@@ -4,10 +4,10 @@
 // replicas are in sync, the owner and every seqnum, as Kafka keeps a
 // partition on in-sync replicas with its metadata in a quorum.
 //
-// A replica node takes the publications its service's owner pushes (the
-// frames subscribers get, and before them wire.ReplicaPush frames the
-// owner sends as it asks the registry for their seqnums; see package
-// publish), applies each table's in seqnum order,
+// A replica node takes the publications its service's owner pushes (in
+// wire.ReplicaPush frames, which the owner sends as it asks the registry
+// for their seqnums, see package publish; else in the frames subscribers
+// get), applies each table's in seqnum order,
 // writes them to its store (one bbolt file, a group commit: one transaction
 // for everything queued while the last was written; a table is its last
 // snapshot and the deltas after it, compacted into a new snapshot as they
