@@ -136,7 +136,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 10 * time.Second
 	}
-	st, err := openStore(cfg.Dir)
+	st, err := openStore(cfg.Dir, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

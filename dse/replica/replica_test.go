@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 
 	"dse.dev/dse/dse/table"
@@ -250,18 +252,61 @@ func TestReplicaCompacts(t *testing.T) {
 	waitFor(t, "seqnum 2000 on disk", func() bool { return r.sender.lastAck("s", "t") == 2000 })
 	r.stop()
 	var deltas int
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	st, err := openStore(dir, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.View(func(tx *bolt.Tx) error { deltas = tx.Bucket(bucketDeltas).Stats().KeyN; return nil })
-	db.Close()
-	if deltas >= compactDeltas {
+	if err := st.scan(prefixDelta, func(_, _ []byte) error { deltas++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	if deltas == 0 || deltas >= compactDeltas {
 		t.Fatalf("%d deltas on disk after compaction", deltas)
 	}
 	r = start(t, dir, "me", reg)
 	if seq, rows, _ := r.e.Table("s", "t"); seq != 2000 || len(rows) != 1 || rows[0][0] != int64(2000) {
 		t.Fatalf("after compaction and a restart: seqnum %d, rows %v", seq, rows)
+	}
+}
+
+// TestBoltStoreImported: the bbolt store of the first replicated releases
+// is imported entry for entry (a service, a snapshot, a delta after it, a
+// delta of a deleted service's that stays out), and renamed.
+func TestBoltStoreImported(t *testing.T) {
+	dir := t.TempDir()
+	old, err := bolt.Open(filepath.Join(dir, boltFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := (&table.Publication{Publisher: "inv", Table: "hosts", Seqnum: 4, Snapshot: true, Rows: []table.Row{{"web1", "up"}}}).Encode()
+	delta, _ := (&table.Publication{Publisher: "inv", Table: "hosts", Seqnum: 5, Add: []table.Row{{"web2", "up"}}}).Encode()
+	gone, _ := (&table.Publication{Publisher: "gone", Table: "t", Seqnum: 1, Add: []table.Row{{"x"}}}).Encode()
+	old.Update(func(tx *bolt.Tx) error {
+		s, _ := tx.CreateBucket([]byte("services"))
+		s.Put([]byte("inv"), []byte{1})
+		n, _ := tx.CreateBucket([]byte("snapshots"))
+		n.Put([]byte("inv\x00hosts"), snap)
+		d, _ := tx.CreateBucket([]byte("deltas"))
+		d.Put(binary.BigEndian.AppendUint64([]byte("inv\x00hosts\x00"), 5), delta)
+		return d.Put(binary.BigEndian.AppendUint64([]byte("gone\x00t\x00"), 1), gone)
+	})
+	old.Close()
+	reg := newRegistry(fsm.Service{ID: "inv", Kind: "external", Owner: "o", Replicas: []string{"o", "me"}, InSync: []string{"me", "o"}, Factor: 2})
+	r := start(t, dir, "me", reg)
+	if seq, rows, ok := r.e.Table("inv", "hosts"); !ok || seq != 5 || len(rows) != 2 {
+		t.Fatalf("imported: %d %v %v", seq, rows, ok)
+	}
+	if _, _, ok := r.e.Table("gone", "t"); ok {
+		t.Fatal("a table of a service the store did not hold was loaded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, boltFile+".imported")); err != nil {
+		t.Fatalf("the old store was not set aside: %v", err)
+	}
+	r.stop()
+	// Imported once: the renamed file is not read again.
+	r = start(t, dir, "me", reg)
+	if seq, rows, ok := r.e.Table("inv", "hosts"); !ok || seq != 5 || len(rows) != 2 {
+		t.Fatalf("after a restart: %d %v %v", seq, rows, ok)
 	}
 }
 
