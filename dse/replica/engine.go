@@ -419,7 +419,7 @@ func (e *Engine) writeLoop() {
 			if err != nil {
 				e.cfg.Logger.Error("cannot write replicas", "error", err)
 			}
-			touched := map[string]bool{}
+			touched := map[string]map[string]bool{} // by service, its tables
 			e.mu.Lock()
 			for _, w := range q {
 				for _, a := range w.acks {
@@ -429,7 +429,10 @@ func (e *Engine) writeLoop() {
 					if h := e.svcs[a.svc]; h != nil {
 						if t := h.tables[a.tbl]; t != nil && a.seq > t.durable {
 							t.durable = a.seq
-							touched[a.svc] = true
+							if touched[a.svc] == nil {
+								touched[a.svc] = map[string]bool{}
+							}
+							touched[a.svc][a.tbl] = true
 						}
 					}
 				}
@@ -440,24 +443,27 @@ func (e *Engine) writeLoop() {
 					w.done <- err
 				}
 			}
-			for svc := range touched {
-				e.acknowledge(svc, false)
+			for svc, tables := range touched {
+				e.acknowledge(svc, false, tables)
 			}
 		}
 	}
 }
 
-// Ack is what a replica has on disk of a service: the body of a
-// wire.ReplicaAck frame.
+// Ack is what a replica has on disk of a service, of all its tables or of
+// some (those that moved): the body of a wire.ReplicaAck frame.
 type Ack struct {
 	Service string            `msgpack:"s"`
 	Node    string            `msgpack:"n"`
 	Tables  map[string]uint64 `msgpack:"t"`
 }
 
-// acknowledge tells svc's owner what this node holds of it on disk; only
-// when the owner changed since the last time, unless always.
-func (e *Engine) acknowledge(svc string, onOwnerChange bool) {
+// acknowledge tells svc's owner what this node holds of it on disk: of
+// every table, or of those in only (the ones a commit moved: the owner
+// keeps the highest it heard of each, so an acknowledgement costs what
+// moved, not what the service holds); when onOwnerChange, only if the
+// owner changed since the last time.
+func (e *Engine) acknowledge(svc string, onOwnerChange bool, only map[string]bool) {
 	rec, ok := e.cfg.Registry.Service(svc)
 	if !ok || rec.Owner == "" {
 		return
@@ -469,9 +475,19 @@ func (e *Engine) acknowledge(svc string, onOwnerChange bool) {
 		return
 	}
 	h.ackedTo = rec.Owner
-	a := Ack{Service: svc, Node: e.cfg.Node, Tables: make(map[string]uint64, len(h.tables))}
-	for name, t := range h.tables {
-		a.Tables[name] = t.durable
+	a := Ack{Service: svc, Node: e.cfg.Node}
+	if only != nil {
+		a.Tables = make(map[string]uint64, len(only))
+		for name := range only {
+			if t := h.tables[name]; t != nil {
+				a.Tables[name] = t.durable
+			}
+		}
+	} else {
+		a.Tables = make(map[string]uint64, len(h.tables))
+		for name, t := range h.tables {
+			a.Tables[name] = t.durable
+		}
 	}
 	e.mu.Unlock()
 	if rec.Owner == e.cfg.Node {

@@ -118,7 +118,7 @@ func (e *Engine) reconcile(first bool) {
 		e.cfg.Go(func() { e.pull(p.svc, p.tbl, p.owner, p.after) })
 	}
 	for id := range want {
-		e.acknowledge(id, true)
+		e.acknowledge(id, true, nil)
 		e.reacknowledge(id, now)
 	}
 }
@@ -133,18 +133,30 @@ func (e *Engine) emptyLocked(h *held) bool {
 	return true
 }
 
-// reacknowledge sends again, while a service's tables moved lately, what
-// this node holds: acknowledgements are one-way frames, and one lost to a
-// full queue would hold the owner's publications until its lag timeout.
+// reacknowledge sends again what this node holds of the tables of a
+// service that moved lately: acknowledgements are one-way frames, and one
+// lost to a full queue would hold the owner's publications until its lag
+// timeout.
 func (e *Engine) reacknowledge(svc string, now time.Time) {
 	e.mu.Lock()
-	h := e.svcs[svc]
-	recent := h != nil && now.Sub(h.changed) < 2*time.Second
+	var recent map[string]bool
+	if h := e.svcs[svc]; h != nil && now.Sub(h.changed) < reackFor {
+		recent = map[string]bool{}
+		for name, t := range h.tables {
+			if now.Sub(t.progress) < reackFor {
+				recent[name] = true
+			}
+		}
+	}
 	e.mu.Unlock()
-	if recent {
-		e.acknowledge(svc, false)
+	if len(recent) > 0 {
+		e.acknowledge(svc, false, recent)
 	}
 }
+
+// reackFor is how long after a table moved its acknowledgement is sent
+// again.
+const reackFor = 2 * time.Second
 
 // pull catches a replica's table up from its owner.
 func (e *Engine) pull(svc, tbl, owner string, after uint64) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -235,6 +236,41 @@ func TestReplicaAppliesInOrderWritesAndAcknowledges(t *testing.T) {
 	if seq, rows, _ := r.e.Table("s", "t"); seq != 3 || len(rows) != 3 {
 		t.Fatalf("after a restart: seqnum %d, rows %v", seq, rows)
 	}
+}
+
+// TestAckCarriesWhatMoved: the acknowledgement of a commit names the
+// tables it moved, not every table of the service (a service of 1,000
+// tables acknowledges a one-table publication with one entry), and the
+// owner's view is the highest it heard of each.
+func TestAckCarriesWhatMoved(t *testing.T) {
+	reg := newRegistry(fsm.Service{ID: "s", Kind: "external", Owner: "o", Replicas: []string{"o", "me"}, InSync: []string{"me", "o"}, Factor: 2})
+	r := start(t, t.TempDir(), "me", reg)
+	var pubs []*table.Publication
+	for i := range 1000 {
+		pubs = append(pubs, &table.Publication{Publisher: "s", Table: fmt.Sprintf("t%d", i), Seqnum: 1, Snapshot: true})
+	}
+	r.e.Offer(pubs, false)
+	waitFor(t, "the 1,000 tables on disk", func() bool { return r.sender.lastAck("s", "t999") == 1 })
+	r.sender.mu.Lock()
+	r.sender.acks = nil
+	r.sender.mu.Unlock()
+	r.e.Offer([]*table.Publication{delta("s", "t7", 2, row(1))}, false)
+	waitFor(t, "the acknowledgement of t7's seqnum 2", func() bool { return r.sender.lastAck("s", "t7") == 2 })
+	r.sender.mu.Lock()
+	defer r.sender.mu.Unlock()
+	// The reconciler's resends (every table that moved in the last 2 s)
+	// may come too; the commit's own acknowledgement is the one of one
+	// table.
+	sizes := []int{}
+	for _, a := range r.sender.acks {
+		if a.Tables["t7"] == 2 {
+			if len(a.Tables) == 1 {
+				return
+			}
+			sizes = append(sizes, len(a.Tables))
+		}
+	}
+	t.Fatalf("t7's seqnum 2 was acknowledged only with other tables: %v tables", sizes)
 }
 
 // TestReplicaCompacts: many deltas are folded into a snapshot on disk, and
