@@ -444,3 +444,42 @@ func TestBelowTheMajorityNothingIsAcknowledged(t *testing.T) {
 		t.Fatal("no answer after the ack timeout")
 	}
 }
+
+// TestStoreWaitsForItsLock: a store opened while another holds its
+// directory (a node of the same data dir still closing) opens once that
+// one closes, and sees what it wrote.
+func TestStoreWaitsForItsLock(t *testing.T) {
+	dir := t.TempDir()
+	first, err := openStore(dir, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.commit([]op{{kind: opAddService, svc: "s"}}); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *store)
+	go func() {
+		second, err := openStore(dir, hclog.NewNullLogger())
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- second
+	}()
+	select {
+	case <-opened:
+		t.Fatal("opened while another held the store")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := first.close(); err != nil {
+		t.Fatal(err)
+	}
+	second := <-opened
+	if second == nil {
+		return
+	}
+	defer second.close()
+	loaded, err := second.load()
+	if _, ok := loaded["s"]; err != nil || !ok {
+		t.Fatalf("after the first closed: %v %v", loaded, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 
@@ -51,28 +52,47 @@ const boltFile = "replicas.db"
 const legacyFile = "services.db"
 
 type store struct {
-	db *pebble.DB
+	db   *pebble.DB
+	lock *pebble.Lock
 }
+
+// lockTimeout is how long opening the store waits for another holder of
+// its directory (a node of the same data dir still closing) to let go.
+const lockTimeout = 5 * time.Second
 
 // openStore opens (or creates) the store in dir, importing an older store
 // it finds there.
 func openStore(dir string, logger hclog.Logger) (*store, error) {
-	db, err := pebble.Open(filepath.Join(dir, DirName), &pebble.Options{
+	path := filepath.Join(dir, DirName)
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("dse: open replica store: %w", err)
+	}
+	lock, err := pebble.LockDirectory(path, vfs.Default)
+	for deadline := time.Now().Add(lockTimeout); err != nil && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		lock, err = pebble.LockDirectory(path, vfs.Default)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dse: open replica store %s: another process (or node) holds it: %w", path, err)
+	}
+	db, err := pebble.Open(path, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
+		Lock:               lock,
 		Logger:             pebbleLogger{logger.Named("replica-store")},
 	})
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("dse: open replica store: %w", err)
 	}
-	s := &store{db: db}
+	s := &store{db: db, lock: lock}
 	if err := errors.Join(s.importBolt(dir), s.importLegacy(dir)); err != nil {
-		db.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error { return errors.Join(s.db.Close(), s.lock.Close()) }
 
 // pebbleLogger sends Pebble's messages to the node's log: its routine
 // ones (flushes, compactions) at debug level.
