@@ -3,8 +3,10 @@ package table
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -138,5 +140,42 @@ func TestBigRowsDecodeInHalves(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestBatchStreamOfASmallTable: a streamed batch writes EncodeBatch's
+// bytes, and a small one takes a buffer of its size, not a whole chunk (a
+// joining subscriber of thousands of small tables asks for one each).
+func TestBatchStreamOfASmallTable(t *testing.T) {
+	for _, rows := range []int{1, 100_000} {
+		pubs := []*Publication{{Publisher: "s", Table: "t", Seqnum: 9, Snapshot: true, Rows: rowsN(rows)}}
+		want, err := EncodeBatch(pubs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewBatchStream(pubs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if n, err := s.WriteTo(&out); err != nil || n != int64(len(want)) || !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("%d rows: WriteTo wrote %d bytes (%v), differing from EncodeBatch's %d", rows, n, err, len(want))
+		}
+	}
+	s, err := NewBatchStream([]*Publication{{Publisher: "s", Table: "t", Seqnum: 9, Snapshot: true, Rows: rowsN(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 100
+	for range n {
+		if _, err := s.WriteTo(io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 4<<10 {
+		t.Fatalf("streaming a one-row table allocated %d bytes a time", per)
 	}
 }
