@@ -15,6 +15,7 @@ type nodeMetrics struct {
 	dropped         prometheus.Counter
 	resubscribes    prometheus.Counter
 	replicaCatchups prometheus.Counter
+	replicaCommits  prometheus.Histogram
 	cutoffs         prometheus.Counter
 	rpcCalls        *prometheus.CounterVec
 }
@@ -28,8 +29,10 @@ func (n *Node) initMetrics() {
 		dropped:         prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_push_dropped_total", Help: "Publications not pushed because a peer's queue was full."}),
 		resubscribes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_resubscribes_total", Help: "Subscriber catch-ups after a gap or a stale table."}),
 		replicaCatchups: prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_replica_catchups_total", Help: "Catch-ups the replicas on this node asked their owner for."}),
-		cutoffs:         prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_subscriber_cutoffs_total", Help: "Times a local subscriber's hooks fell too far behind and were cut off (they resume from its cache as a snapshot)."}),
-		rpcCalls:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dse_rpc_calls_total", Help: "RPCs made by services on this node, by outcome."}, []string{"outcome"}),
+		replicaCommits: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dse_replica_store_commit_seconds", Help: "Commits of the replica store on this node (one batch and its fdatasync each), by how long they took.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		cutoffs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dse_subscriber_cutoffs_total", Help: "Times a local subscriber's hooks fell too far behind and were cut off (they resume from its cache as a snapshot)."}),
+		rpcCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dse_rpc_calls_total", Help: "RPCs made by services on this node, by outcome."}, []string{"outcome"}),
 	}
 	watches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dse_watches_open", Help: "Watches open on this node (at most --max-watches)."}, func() float64 { return float64(n.watches.Load()) })
 	history := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dse_history_bytes", Help: "Memory the history of this node's published tables holds for subscribers catching up (at most HistoryBytes)."}, func() float64 {
@@ -39,7 +42,7 @@ func (n *Node) initMetrics() {
 		b, _ := n.retention.Used()
 		return float64(b)
 	})
-	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.replicaCatchups, m.cutoffs, m.rpcCalls, watches, history,
+	reg.MustRegister(m.publications, m.seqCommits, m.deliveries, m.dropped, m.resubscribes, m.replicaCatchups, m.replicaCommits, m.cutoffs, m.rpcCalls, watches, history,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = m
 }

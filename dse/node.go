@@ -166,6 +166,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		LagTimeout: cfg.ReplicaLagTimeout,
 		AckTimeout: cfg.ApplyTimeout,
 		Catchups:   n.metrics.replicaCatchups,
+		Commits:    n.metrics.replicaCommits,
 		Logger:     logger.Named("replica"),
 	})
 	if err != nil {

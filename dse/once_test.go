@@ -70,7 +70,8 @@ func TestLostRepliesApplyOnce(t *testing.T) {
 	}
 }
 
-// counter reads a counter or gauge from a node's metrics.
+// counter reads a counter or gauge from a node's metrics (of a histogram,
+// its count).
 func counter(t *testing.T, n *dse.Node, name string) float64 {
 	t.Helper()
 	mfs, err := n.Registry().Gather()
@@ -83,7 +84,7 @@ func counter(t *testing.T, n *dse.Node, name string) float64 {
 		}
 		total := 0.0
 		for _, m := range mf.GetMetric() {
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
 		}
 		return total
 	}

@@ -129,6 +129,12 @@ func TestReplicatedPublishWaitsForInSyncReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Every node holds s3 on disk: each timed its store's commits.
+	for _, n := range c.Nodes {
+		if got := counter(t, n, "dse_replica_store_commit_seconds"); got < 1 {
+			t.Fatalf("%s: dse_replica_store_commit_seconds counted %v commits", n.ID(), got)
+		}
+	}
 	d, _ := c.Nodes[0].ServiceDetail("s2")
 	var other int // s2's replica besides n1
 	for i, n := range c.Nodes {
