@@ -7,14 +7,15 @@
 // A replica node takes the publications its service's owner pushes (in
 // wire.ReplicaPush frames, which the owner sends as it asks the registry
 // for their seqnums, see package publish; else in the frames subscribers
-// get), applies each table's in seqnum order,
-// writes them to its store (a Pebble database, in a group commit: one
-// batch, one fdatasync, for everything queued while the last was written;
-// a table is its last snapshot and the deltas after it, compacted into a
-// new snapshot as they grow), and acknowledges to the owner what it holds on disk. A table that
-// lags its registry seqnum is caught up from the owner (deltas from its
-// history, or a snapshot). A replica that starts behind (restarted, or its
-// data dir gone) leaves the in-sync set itself.
+// get), applies each table's in seqnum order, writes them to its store (a
+// Pebble database, in a group commit: one batch, one fdatasync, for
+// everything queued while the last was written; a table is its last
+// snapshot and the deltas after it, compacted into a new snapshot as they
+// grow), and acknowledges to the owner what it holds on disk of the tables
+// each commit moved. A table that lags its registry seqnum is caught up
+// from the owner (deltas from its history, or a snapshot). A replica that
+// starts behind (restarted, or its data dir gone) leaves the in-sync set
+// itself.
 //
 // The owner answers a publication once every in-sync replica holds it on
 // disk and a majority of the replica set does (fsm.MinInSync); it takes a
