@@ -166,16 +166,21 @@ func TestBatchStreamOfASmallTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	const n = 100
-	for range n {
-		if _, err := s.WriteTo(io.Discard); err != nil {
-			t.Fatal(err)
+	// The least of three rounds: the counts are the whole process's.
+	least := uint64(math.MaxUint64)
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const n = 100
+		for range n {
+			if _, err := s.WriteTo(io.Discard); err != nil {
+				t.Fatal(err)
+			}
 		}
+		runtime.ReadMemStats(&after)
+		least = min(least, (after.TotalAlloc-before.TotalAlloc)/n)
 	}
-	runtime.ReadMemStats(&after)
-	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 4<<10 {
-		t.Fatalf("streaming a one-row table allocated %d bytes a time", per)
+	if least > 4<<10 {
+		t.Fatalf("streaming a one-row table allocated %d bytes a time", least)
 	}
 }
