@@ -101,7 +101,14 @@ type ExternalResult struct {
 	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
 	Failed           uint64  `json:"failed"`
 	FirstFailure     string  `json:"first_failure,omitempty"`
-	OrderViolations  uint64  `json:"order_violations"`
+	// RaftCommits are the Raft entries that sequenced the owner's
+	// publications (PubsPerCommit of them each, on average), as in the
+	// in-process bench; CPUPerPub, the CPU of this whole process (nodes,
+	// HTTP servers and clients) per acknowledged publication.
+	RaftCommits     uint64  `json:"raft_commits"`
+	PubsPerCommit   float64 `json:"pubs_per_commit"`
+	CPUPerPub       float64 `json:"cpu_us_per_pub"`
+	OrderViolations uint64  `json:"order_violations"`
 	// Latency is from the request's start to its answer, at the client.
 	Latency Latency `json:"latency_us"`
 	// ByNode is the latency of the publications sent to each node (with
@@ -186,6 +193,8 @@ func External(ctx context.Context, cfg ExternalConfig) (_ *ExternalResult, err e
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	pace := newPacer(cfg.Rate, len(clients))
+	before := owner.Stats()
+	cpu0 := cpuTime()
 	start := time.Now()
 	series, stopSeries := recordSeries(runCtx, start, published.Load, cfg.Progress)
 	var wg sync.WaitGroup
@@ -212,6 +221,7 @@ func External(ctx context.Context, cfg ExternalConfig) (_ *ExternalResult, err e
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	stopSeries()
 	if err := interrupted(ctx); err != nil {
 		return nil, err
@@ -220,7 +230,14 @@ func External(ctx context.Context, cfg ExternalConfig) (_ *ExternalResult, err e
 	total := published.Load()
 	res := &ExternalResult{Mode: "external", LogStore: owner.LogStore(), Nodes: cfg.Nodes, Replicas: cfg.Replicas, Clients: cfg.Clients, Via: cfg.Via,
 		RowBytes: cfg.RowBytes, Subscribers: cfg.Subscribers, Rate: cfg.Rate, Seconds: elapsed.Seconds(), Publications: total,
-		PubsPerSec: float64(total) / elapsed.Seconds(), Failed: failed.n.Load(), FirstFailure: failed.firstText(), Series: *series}
+		PubsPerSec: float64(total) / elapsed.Seconds(), Failed: failed.n.Load(), FirstFailure: failed.firstText(), Series: *series,
+		RaftCommits: owner.Stats().SeqCommits - before.SeqCommits}
+	if res.RaftCommits > 0 {
+		res.PubsPerCommit = float64(total) / float64(res.RaftCommits)
+	}
+	if total > 0 {
+		res.CPUPerPub = float64(cpu.Microseconds()) / float64(total)
+	}
 	byNode := make([][]time.Duration, len(c.Nodes))
 	for _, cl := range clients {
 		res.Latencies = append(res.Latencies, cl.lat...)

@@ -118,6 +118,9 @@ func TestBenchExternalCLI(t *testing.T) {
 			PubsPerSec   float64                    `json:"pubs_per_sec"`
 			Deliveries   *float64                   `json:"deliveries_per_sec"`
 			Failed       *int                       `json:"failed"`
+			Commits      int                        `json:"raft_commits"`
+			PerCommit    float64                    `json:"pubs_per_commit"`
+			CPUPerPub    float64                    `json:"cpu_us_per_pub"`
 			Latency      struct{ P50, P99 float64 } `json:"latency_us"`
 			ByNode       []struct{ Ops int }        `json:"by_node"`
 		}
@@ -125,7 +128,8 @@ func TestBenchExternalCLI(t *testing.T) {
 			t.Fatalf("%s: output %q is not JSON: %v", via, r.stdout, err)
 		}
 		if res.Mode != "external" || res.Replicas != 3 || res.Clients != 3 || res.Publications == 0 || res.PubsPerSec <= 0 ||
-			res.Deliveries == nil || res.Failed == nil || *res.Failed != 0 || res.Latency.P50 <= 0 || (via == "spread") != (len(res.ByNode) == 3) {
+			res.Deliveries == nil || res.Failed == nil || *res.Failed != 0 || res.Latency.P50 <= 0 || (via == "spread") != (len(res.ByNode) == 3) ||
+			res.Commits == 0 || res.Commits > res.Publications || res.PerCommit < 1 || res.CPUPerPub <= 0 {
 			t.Fatalf("%s: got %+v from %s", via, res, r.stdout)
 		}
 	}
