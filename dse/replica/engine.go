@@ -97,6 +97,7 @@ type held struct {
 	ackedTo  string    // the owner it last acknowledged to
 	changed  time.Time // when one of its tables last moved
 	resigned bool      // it left the in-sync set since it started
+	resentAt time.Time // when every table's acknowledgement was last resent
 }
 
 // replTable is one table of a replica.

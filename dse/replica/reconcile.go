@@ -133,30 +133,43 @@ func (e *Engine) emptyLocked(h *held) bool {
 	return true
 }
 
-// reacknowledge sends again what this node holds of the tables of a
-// service that moved lately: acknowledgements are one-way frames, and one
+// reacknowledge sends again, while a service's tables moved lately, what
+// this node holds of them: acknowledgements are one-way frames, and one
 // lost to a full queue would hold the owner's publications until its lag
-// timeout.
+// timeout, then keep this replica out of the in-sync set until the table
+// moved again. Every reackEvery, of every table; in between, of those that
+// moved lately (a service of thousands of tables of which one moves costs
+// an entry, not thousands, 20 times a second).
 func (e *Engine) reacknowledge(svc string, now time.Time) {
 	e.mu.Lock()
-	var recent map[string]bool
-	if h := e.svcs[svc]; h != nil && now.Sub(h.changed) < reackFor {
+	h := e.svcs[svc]
+	if h == nil || now.Sub(h.changed) >= reackFor {
+		e.mu.Unlock()
+		return
+	}
+	var recent map[string]bool // nil: every table
+	if now.Sub(h.resentAt) < reackEvery {
 		recent = map[string]bool{}
 		for name, t := range h.tables {
 			if now.Sub(t.progress) < reackFor {
 				recent[name] = true
 			}
 		}
+	} else {
+		h.resentAt = now
 	}
 	e.mu.Unlock()
-	if len(recent) > 0 {
+	if recent == nil || len(recent) > 0 {
 		e.acknowledge(svc, false, recent)
 	}
 }
 
-// reackFor is how long after a table moved its acknowledgement is sent
-// again.
-const reackFor = 2 * time.Second
+// reackFor is how long after a service's table moved acknowledgements are
+// sent again; reackEvery, how often they are of every table.
+const (
+	reackFor   = 2 * time.Second
+	reackEvery = time.Second
+)
 
 // pull catches a replica's table up from its owner.
 func (e *Engine) pull(svc, tbl, owner string, after uint64) {

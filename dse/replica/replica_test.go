@@ -121,6 +121,7 @@ func (w *fakeWriter) syncs() []fsm.ReplicaSync {
 type fakeSender struct {
 	mu   sync.Mutex
 	acks []Ack
+	drop func(Ack) bool // when set and true, the ack is lost
 }
 
 func (s *fakeSender) Send(addr string, typ byte, body []byte) error {
@@ -132,7 +133,9 @@ func (s *fakeSender) Send(addr string, typ byte, body []byte) error {
 		return err
 	}
 	s.mu.Lock()
-	s.acks = append(s.acks, a)
+	if s.drop == nil || !s.drop(a) {
+		s.acks = append(s.acks, a)
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -271,6 +274,40 @@ func TestAckCarriesWhatMoved(t *testing.T) {
 		}
 	}
 	t.Fatalf("t7's seqnum 2 was acknowledged only with other tables: %v tables", sizes)
+}
+
+// TestLostAckIsResent: a table's acknowledgement lost for longer than
+// the resends of recent tables last (2 s) still reaches the owner while
+// its service's other tables move, in a resend of every table.
+func TestLostAckIsResent(t *testing.T) {
+	reg := newRegistry(fsm.Service{ID: "s", Kind: "external", Owner: "o", Replicas: []string{"o", "me"}, InSync: []string{"me", "o"}, Factor: 2})
+	r := start(t, t.TempDir(), "me", reg)
+	r.e.Offer([]*table.Publication{{Publisher: "s", Table: "a", Seqnum: 1, Snapshot: true}, {Publisher: "s", Table: "x", Seqnum: 1, Snapshot: true}}, false)
+	waitFor(t, "both tables on disk", func() bool { return r.sender.lastAck("s", "a") == 1 && r.sender.lastAck("s", "x") == 1 })
+	r.sender.mu.Lock()
+	r.sender.drop = func(a Ack) bool { return a.Tables["x"] == 2 }
+	r.sender.mu.Unlock()
+	r.e.Offer([]*table.Publication{delta("s", "x", 2, row(2))}, false)
+	// a moves every 100 ms while every acknowledgement of x's seqnum 2
+	// is lost for 2.5 s, then while they get through again.
+	seq := uint64(1)
+	move := func(d time.Duration) {
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			seq++
+			r.e.Offer([]*table.Publication{delta("s", "a", seq, row(int64(seq)))}, false)
+		}
+	}
+	move(2500 * time.Millisecond)
+	if got := r.sender.lastAck("s", "x"); got != 1 {
+		t.Fatalf("x acknowledged at %d while its acknowledgements were lost", got)
+	}
+	r.sender.mu.Lock()
+	r.sender.drop = nil
+	r.sender.mu.Unlock()
+	move(1500 * time.Millisecond)
+	if got := r.sender.lastAck("s", "x"); got != 2 {
+		t.Fatalf("x's seqnum 2 was never acknowledged again (the owner heard %d)", got)
+	}
 }
 
 // TestReplicaCompacts: many deltas are folded into a snapshot on disk, and
