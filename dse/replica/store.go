@@ -266,17 +266,9 @@ func decodeOne(v []byte) (*table.Publication, error) {
 // importBolt imports the bbolt store of dir, if there is one, entry for
 // entry, and renames it.
 func (s *store) importBolt(dir string) error {
-	path := filepath.Join(dir, boltFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	old, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
-	if err != nil {
-		return fmt.Errorf("dse: open %s to import it: %w", path, err)
-	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	err = old.View(func(tx *bolt.Tx) error {
+	return importFile(filepath.Join(dir, boltFile), func(tx *bolt.Tx) error {
 		for name, prefix := range map[string]byte{"services": prefixService, "snapshots": prefixSnapshot, "deltas": prefixDelta} {
 			bk := tx.Bucket([]byte(name))
 			if bk == nil {
@@ -290,34 +282,15 @@ func (s *store) importBolt(dir string) error {
 			}
 		}
 		return nil
-	})
-	old.Close()
-	if err == nil {
-		err = b.Commit(pebble.Sync)
-	}
-	if err == nil {
-		err = os.Rename(path, path+".imported")
-	}
-	if err != nil {
-		return fmt.Errorf("dse: import %s: %w", path, err)
-	}
-	return nil
+	}, func() error { return b.Commit(pebble.Sync) })
 }
 
 // importLegacy imports the pre-replication store of dir, if there is one:
 // each service with its tables as snapshots at seqnum 0 (its owner
 // republishes them under a new seqnum when it starts).
 func (s *store) importLegacy(dir string) error {
-	path := filepath.Join(dir, legacyFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	old, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
-	if err != nil {
-		return fmt.Errorf("dse: open %s to import it: %w", path, err)
-	}
 	var ops []op
-	err = old.View(func(tx *bolt.Tx) error {
+	return importFile(filepath.Join(dir, legacyFile), func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte("services")); b != nil {
 			b.ForEach(func(k, _ []byte) error {
 				ops = append(ops, op{kind: opAddService, svc: string(k)})
@@ -335,10 +308,24 @@ func (s *store) importLegacy(dir string) error {
 			})
 		}
 		return nil
-	})
+	}, func() error { return s.commit(ops) })
+}
+
+// importFile imports the bbolt file at path, if there is one: read gathers
+// what it holds, in one read transaction, write stores it; then the file
+// is renamed path+".imported", so that it is imported once.
+func importFile(path string, read func(*bolt.Tx) error, write func() error) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	old, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("dse: open %s to import it: %w", path, err)
+	}
+	err = old.View(read)
 	old.Close()
 	if err == nil {
-		err = s.commit(ops)
+		err = write()
 	}
 	if err == nil {
 		err = os.Rename(path, path+".imported")
