@@ -9,7 +9,6 @@ import (
 	"dse.dev/dse/dse"
 	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/dsetest"
-	"dse.dev/dse/dse/table"
 )
 
 // TestPublishDeltaAsync keeps many publications in flight from one
@@ -98,15 +97,15 @@ func TestPublishAfterCloseIsAnswered(t *testing.T) {
 	}
 }
 
-// TestHookMaySortASnapshot: a hook that sorts the snapshot it is handed (big
-// enough for the subscriber's cache to index the publication's own array)
-// leaves the cache intact.
-func TestHookMaySortASnapshot(t *testing.T) {
+// TestSnapshotRowsAreShared: two subscribers on one node are handed the
+// same decoded snapshot (no copy per hook); each hook reads it whole while
+// the other's cache indexes it, and both, and both caches, see every row.
+// Under -race, anything that wrote to the shared rows would fail it.
+func TestSnapshotRowsAreShared(t *testing.T) {
 	c := dsetest.New(t, 2)
 	ctx := context.Background()
 	pub := register(t, c.Nodes[0], "pub", dse.Hooks{})
-	// Big enough, too, for the hook's copy to be made while the cache
-	// indexes.
+	// Big enough for the hooks to run while the caches index.
 	const n = 70_000
 	var big []dse.Row
 	for i := range int64(n) {
@@ -115,25 +114,41 @@ func TestHookMaySortASnapshot(t *testing.T) {
 	if _, _, err := pub.Publish(ctx, "t", big, false); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan struct{}, 1)
-	sub := register(t, c.Nodes[1], "sub", dse.Hooks{ReceiveData: func(_, _ string, d dse.Data) {
+	sums := make(chan int64, 2)
+	hook := func(_, _ string, d dse.Data) {
 		if d.Snapshot {
-			table.Sort(d.Rows)
-			got <- struct{}{}
+			var sum int64
+			for _, r := range d.Rows {
+				sum += r[0].(int64)
+			}
+			sums <- sum
 		}
-	}})
-	if err := sub.Subscribe(ctx, "pub", "t"); err != nil {
-		t.Fatal(err)
 	}
-	select {
-	case <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no snapshot")
+	subs := []*dse.DataService{
+		register(t, c.Nodes[1], "sub1", dse.Hooks{ReceiveData: hook}),
+		register(t, c.Nodes[1], "sub2", dse.Hooks{ReceiveData: hook}),
+	}
+	for _, sub := range subs {
+		if err := sub.Subscribe(ctx, "pub", "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range subs {
+		select {
+		case sum := <-sums:
+			if want := int64(n) * (n + 1) / 2; sum != want {
+				t.Fatalf("a hook's snapshot sums to %d, want %d", sum, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no snapshot")
+		}
 	}
 	id := cache.TableID{Publisher: "pub", Table: "t"}
-	for i := range int64(n) {
-		if !sub.Cache().Has(id, dse.Row{i + 1}) {
-			t.Fatalf("the cache lost row %d after a hook sorted its snapshot", i+1)
+	for _, sub := range subs {
+		for i := range int64(n) {
+			if !sub.Cache().Has(id, dse.Row{i + 1}) {
+				t.Fatalf("%s's cache lacks row %d", sub.ID(), i+1)
+			}
 		}
 	}
 }

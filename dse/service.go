@@ -24,9 +24,10 @@ type Row = table.Row
 
 // Data is what a subscriber receives for one publication: a snapshot (Rows,
 // the whole table) or a delta (Add, Del). The rows are shared with the node
-// and other subscribers: a hook may keep them but must not change them.
-// Rows is the hook's own slice (the order of its elements is the hook's to
-// change); Add and Del are shared too.
+// and other subscribers: a hook may keep them but must not change them,
+// nor reorder Rows, Add or Del (a hook that sorts works on a copy:
+// slices.Clone), as client-go's informers share the objects of their
+// cache.
 type Data struct {
 	Snapshot bool
 	Rows     []Row

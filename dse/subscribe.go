@@ -8,7 +8,6 @@ import (
 	"dse.dev/dse/dse/cache"
 	"dse.dev/dse/dse/table"
 	"dse.dev/dse/fsm"
-	"dse.dev/dse/internal/bigmem"
 )
 
 // A DataService's subscriptions: the registry holds them, the node's
@@ -117,13 +116,10 @@ func (s *DataService) deliver(p *table.Publication, receipt time.Time) {
 // queue's goroutine only, in order per table; the goroutine itself counts
 // as work in flight, and ends once Stop closed its queue).
 func (s *DataService) runHooks(p *table.Publication, receipt time.Time) {
+	// Shared with the node's other subscribers and their caches, as Data
+	// says: a copy of a snapshot's rows for each hook cost a new
+	// subscriber of a million rows 24 MB and 55-70 ms.
 	d := Data{Snapshot: p.Snapshot, Rows: p.Rows, Add: p.Add, Del: p.Del}
-	if len(p.Rows) > 0 {
-		// p.Rows is shared with the node's other subscribers, and Data's
-		// Rows is the hook's own to reorder.
-		d.Rows = bigmem.Make[table.Row](len(p.Rows))
-		copy(d.Rows, p.Rows)
-	}
 	if p.SentAt != 0 {
 		d.Published = time.Unix(0, p.SentAt)
 	}
