@@ -50,6 +50,9 @@ type Packed struct {
 	// under deltas allocates nothing in the steady state.
 	spare  [][]byte
 	starts []uint64 // starts[i]: where row i's encoding begins
+	// sharedStarts: starts is a decoded snapshot's, shared read-only as
+	// base is; the set's first change copies it (ownStarts).
+	sharedStarts bool
 	// hashes[i] is row i's hash's low 32 bits: all an index of at most
 	// 2^32 slots looks at, so growing and removing need not hash rows
 	// again, and most probes skip the arenas.
@@ -224,6 +227,7 @@ func (s *Packed) add(h uint64, e []byte) bool {
 		panic("table: packed set over 2 billion rows")
 	}
 	s.slots[j] = uint32(len(s.starts) + 1)
+	s.ownStarts()
 	s.starts = append(s.starts, s.appendTail(e))
 	s.hashes = append(s.hashes, uint32(h))
 	s.live += len(e)
@@ -242,6 +246,7 @@ func (s *Packed) remove(h uint64, e []byte) bool {
 	s.live -= len(e)
 	// Keep the row numbers dense: the last one takes the hole's.
 	last := uint32(len(s.starts) - 1)
+	s.ownStarts()
 	if i != last {
 		renumber(s.slots, s.hashes[last], last, i)
 		s.starts[i], s.hashes[i] = s.starts[last], s.hashes[last]
@@ -256,6 +261,14 @@ func (s *Packed) remove(h uint64, e []byte) bool {
 	return true
 }
 
+// ownStarts makes starts the set's own before it changes them.
+func (s *Packed) ownStarts() {
+	if s.sharedStarts {
+		s.starts = append(make([]uint64, 0, len(s.starts)+1), s.starts...)
+		s.sharedStarts = false
+	}
+}
+
 // compact copies the live rows into one new arena: removed rows' bytes
 // go. The row numbers, and so the index, stay.
 func (s *Packed) compact() {
@@ -263,6 +276,7 @@ func (s *Packed) compact() {
 	if len(s.starts) > 0 {
 		arena = s.take(s.live)
 	}
+	s.ownStarts()
 	for i := range s.starts {
 		e := s.row(uint32(i))
 		s.starts[i] = uint64(len(arena))
@@ -396,11 +410,12 @@ func (s *Packed) load(rows []Row, packed packedRows, hashes []uint64) ([]uint64,
 	}
 	raw := packed.raw
 	if raw != nil && len(packed.starts) == n && len(hashes) == n {
-		// All known, from the decoder: the starts are copied (the set
-		// changes its own; other sets load the same publication).
-		starts := bigmem.Make[uint64](n)
-		copy(starts, packed.starts)
-		return s.index(raw, starts, hashes[:n:n], nil)
+		// All known, from the decoder: the starts are shared with the
+		// other sets that load the same publication, until a change
+		// (copying them here cost a new subscriber of a million rows 8
+		// MB of fresh memory while it took the snapshot).
+		s.sharedStarts = true
+		return s.index(raw, packed.starts[:n:n], hashes[:n:n], nil)
 	}
 	s.starts = bigmem.Make[uint64](n)
 	var dup []bool
@@ -516,6 +531,7 @@ func (s *Packed) index(base []byte, starts, hashes []uint64, dup []bool) ([]uint
 // the others, and renumbers the index.
 func (s *Packed) dropLoaded(dup []bool) {
 	renum := make([]uint32, len(s.starts)) // old row number -> 1 + new
+	s.ownStarts()
 	k := 0
 	for i, o := range s.starts {
 		if dup[i] {
@@ -572,7 +588,7 @@ func decodeRows(encs [][]byte) []Row {
 		c.vals += max(m, 0)
 	}
 	c.rows = len(encs)
-	sl := newSlabs(c, 0)
+	sl := newSlabs(c, 0, 0)
 	rows := sl.rows[:len(encs):len(encs)]
 	for i, e := range encs {
 		r := reader{b: e}
