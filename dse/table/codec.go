@@ -173,6 +173,10 @@ type reader struct {
 	rowStarts []uint64
 	// owned: b is the decoder's to keep (DecodeOwnedBatch).
 	owned bool
+	// aliasStrs: the rows array being read is an owned snapshot's, whose
+	// strings point into b instead of being copied (b stays alive as the
+	// Packed sets' base arena anyway).
+	aliasStrs bool
 }
 
 func (r *reader) left() int { return len(r.b) - r.pos }
@@ -353,7 +357,9 @@ func (r *reader) uint() (uint64, error) {
 
 // value kinds a rows array holds, counted by the first pass.
 type rowCounts struct {
-	rows, vals, ints, floats, strs, bytes int
+	rows, vals, ints, floats, strs int
+	bytes                          int // of strings and []byte values
+	strBytes                       int // of strings only
 }
 
 // scanMark is where a rows array's second half starts: its offset in the
@@ -440,6 +446,7 @@ func (r *reader) scanScalar(c *rowCounts, lim Limits) error {
 	} else {
 		c.strs++
 		c.bytes += n
+		c.strBytes += n
 	}
 	r.pos += n
 	return nil

@@ -47,13 +47,13 @@ type slabs struct {
 	starts []uint64 // where each of them starts in the input
 }
 
-func newSlabs(c rowCounts, hashed int) *slabs {
+func newSlabs(c rowCounts, hashed, aliased int) *slabs {
 	return &slabs{
 		rows:   bigmem.Make[Row](c.rows),
 		vals:   bigmem.Make[any](c.vals),
 		nums:   bigmem.Make[uint64](c.ints + c.floats),
 		strs:   bigmem.Make[string](c.strs),
-		arena:  bigmem.Make[byte](c.bytes),
+		arena:  bigmem.Make[byte](c.bytes - aliased),
 		hashes: bigmem.Make[uint64](hashed),
 		starts: bigmem.Make[uint64](hashed),
 	}
@@ -144,11 +144,17 @@ func (r *reader) readRowRange(rows []Row, sl *slabs, hashes, starts []uint64) er
 				if err != nil {
 					return err
 				}
-				b := sl.arena[:l:l]
-				sl.arena = sl.arena[l:]
-				copy(b, r.b[r.pos:r.pos+l])
+				isBin := code == mpBin8 || code == mpBin16 || code == mpBin32
+				var b []byte
+				if r.aliasStrs && !isBin {
+					b = r.b[r.pos : r.pos+l : r.pos+l]
+				} else {
+					b = sl.arena[:l:l]
+					sl.arena = sl.arena[l:]
+					copy(b, r.b[r.pos:r.pos+l])
+				}
 				r.pos += l
-				if code == mpBin8 || code == mpBin16 || code == mpBin32 {
+				if isBin {
 					row[j] = b
 					canon = canon && code == binCode(l)
 					continue
@@ -240,7 +246,7 @@ func (r *reader) decodeRowArrays(lim Limits, hashes *[]uint64, out ...*[]Row) er
 	start := r.pos
 	var c rowCounts
 	var mark scanMark
-	hashed := 0
+	hashed, firstStrBytes := 0, 0
 	for i := range out {
 		m := &mark
 		if i > 0 {
@@ -250,14 +256,23 @@ func (r *reader) decodeRowArrays(lim Limits, hashes *[]uint64, out ...*[]Row) er
 			return err
 		}
 		if i == 0 {
-			hashed = c.rows
+			hashed, firstStrBytes = c.rows, c.strBytes
 			r.firstEnd = r.pos
 		}
 	}
 	end := r.pos
 	r.pos = start
-	sl := newSlabs(c, hashed)
+	// An owned snapshot's strings stay in the input (8.9 MB of fresh
+	// memory and a copy less for a million rows of one short string).
+	alias := r.owned && hashes != nil
+	aliased := 0
+	if alias {
+		aliased = firstStrBytes
+	}
+	sl := newSlabs(c, hashed, aliased)
+	defer func() { r.aliasStrs = false }()
 	for i, dst := range out {
+		r.aliasStrs = alias && i == 0
 		var rows []Row
 		var err error
 		h := hashes
@@ -300,8 +315,11 @@ func (r *reader) readRowsInHalves(sl *slabs, mark scanMark, hashes *[]uint64) ([
 	}
 	b := mark.before
 	nums := b.ints + b.floats
+	if r.aliasStrs {
+		b.bytes -= b.strBytes // the first half's strings are not in the arena
+	}
 	second := &slabs{vals: sl.vals[b.vals:], nums: sl.nums[nums:], strs: sl.strs[b.strs:], arena: sl.arena[b.bytes:]}
-	r2 := &reader{b: r.b, pos: mark.pos}
+	r2 := &reader{b: r.b, pos: mark.pos, aliasStrs: r.aliasStrs}
 	done := make(chan error, 1)
 	go func() { done <- r2.readRowRange(rows[mark.row:], second, h2, st2) }()
 	first := &slabs{vals: sl.vals[:b.vals:b.vals], nums: sl.nums[:nums:nums], strs: sl.strs[:b.strs:b.strs], arena: sl.arena[:b.bytes:b.bytes]}

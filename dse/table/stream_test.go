@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // randomValue draws values of every kind and every encoded width.
@@ -106,7 +107,9 @@ func TestStreamStopsAtAWriteError(t *testing.T) {
 }
 
 // TestBigRowsDecodeInHalves: a rows array big enough to be decoded in two
-// halves at once decodes to the rows encoded, and the arrays after it too.
+// halves at once decodes to the rows encoded, and the arrays after it too,
+// snapshot or not, from a lent body or an owned one (whose snapshot's
+// strings point into it, its []byte values not).
 func TestBigRowsDecodeInHalves(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	rnd := func(n int) []Row {
@@ -120,23 +123,58 @@ func TestBigRowsDecodeInHalves(t *testing.T) {
 		return rows
 	}
 	for _, n := range []int{parallelRows, parallelRows + 1, 3*parallelRows + 7} {
-		p := &Publication{Publisher: "p", Table: "t", Seqnum: 9, Rows: rnd(n), Add: rnd(100), Del: rnd(3)}
-		enc, err := p.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := DecodeBatch(append(AppendBatch(nil, 1), enc...))
-		if err != nil {
-			t.Fatalf("%d rows: %v", n, err)
-		}
-		for name, pair := range map[string][2][]Row{"rows": {p.Rows, got[0].Rows}, "add": {p.Add, got[0].Add}, "del": {p.Del, got[0].Del}} {
-			want, have := pair[0], pair[1]
-			if len(want) != len(have) {
-				t.Fatalf("%d rows: %s has %d rows, want %d", n, name, len(have), len(want))
-			}
-			for i := range want {
-				if Key(want[i]) != Key(have[i]) {
-					t.Fatalf("%d rows: %s row %d is %v, want %v", n, name, i, have[i], want[i])
+		for _, snapshot := range []bool{false, true} {
+			for _, owned := range []bool{false, true} {
+				p := &Publication{Publisher: "p", Table: "t", Seqnum: 9, Snapshot: snapshot, Rows: rnd(n), Add: rnd(100), Del: rnd(3)}
+				enc, err := p.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				body := append(AppendBatch(nil, 1), enc...)
+				decode := DecodeBatch
+				if owned {
+					decode = DecodeOwnedBatch
+				}
+				got, err := decode(body)
+				if err != nil {
+					t.Fatalf("%d rows: %v", n, err)
+				}
+				for name, pair := range map[string][2][]Row{"rows": {p.Rows, got[0].Rows}, "add": {p.Add, got[0].Add}, "del": {p.Del, got[0].Del}} {
+					want, have := pair[0], pair[1]
+					if len(want) != len(have) {
+						t.Fatalf("%d rows: %s has %d rows, want %d", n, name, len(have), len(want))
+					}
+					for i := range want {
+						if Key(want[i]) != Key(have[i]) {
+							t.Fatalf("%d rows: %s row %d is %v, want %v", n, name, i, have[i], want[i])
+						}
+					}
+				}
+				aliased := 0
+				for _, r := range got[0].Rows {
+					for _, v := range r {
+						var data *byte
+						switch x := v.(type) {
+						case string:
+							data = unsafe.StringData(x)
+						case []byte:
+							data = unsafe.SliceData(x)
+						}
+						if data == nil {
+							continue
+						}
+						in := uintptr(unsafe.Pointer(data))-uintptr(unsafe.Pointer(&body[0])) < uintptr(len(body))
+						_, isStr := v.(string)
+						if in != (owned && snapshot && isStr) {
+							t.Fatalf("%d rows, snapshot %v, owned %v: a %T in the body: %v", n, snapshot, owned, v, in)
+						}
+						if in {
+							aliased++
+						}
+					}
+				}
+				if owned && snapshot && aliased == 0 {
+					t.Fatalf("%d rows: no string of an owned snapshot points into its body", n)
 				}
 			}
 		}
