@@ -358,6 +358,7 @@ func (r *reader) uint() (uint64, error) {
 // value kinds a rows array holds, counted by the first pass.
 type rowCounts struct {
 	rows, vals, ints, floats, strs int
+	bins                           int // []byte values
 	bytes                          int // of strings and []byte values
 	strBytes                       int // of strings only
 }
@@ -442,6 +443,7 @@ func (r *reader) scanScalar(c *rowCounts, lim Limits) error {
 		return fmt.Errorf("%d bytes, limit %d", n, lim.MaxString)
 	}
 	if isBin {
+		c.bins++
 		c.bytes += n
 	} else {
 		c.strs++

@@ -588,7 +588,7 @@ func decodeRows(encs [][]byte) []Row {
 		c.vals += max(m, 0)
 	}
 	c.rows = len(encs)
-	sl := newSlabs(c, 0, 0)
+	sl := newSlabs(c, 0, 0, nil)
 	rows := sl.rows[:len(encs):len(encs)]
 	for i, e := range encs {
 		r := reader{b: e}
