@@ -238,8 +238,8 @@ func (e *externalService) publish(ctx context.Context, tbl string, rows []Row, s
 	return PublishResult{Seqnum: seq, Changed: changed}, nil
 }
 
-// publishRPC is Publish through the service's publish RPC.
-func (n *Node) publishRPC(ctx context.Context, service string, args map[string]any) (PublishResult, error) {
+// publishByRPC is Publish through the service's publish RPC.
+func (n *Node) publishByRPC(ctx context.Context, service string, args map[string]any) (PublishResult, error) {
 	res, err := n.RPC(ctx, service, "publish", args, RPCOptions{Timeout: n.cfg.ApplyTimeout})
 	if errors.Is(err, ErrNoSuchMethod) {
 		return PublishResult{}, fmt.Errorf("%w: %q is not an external service (create it with `dse services create`); its own program publishes its tables", ErrInvalid, service)
@@ -391,7 +391,7 @@ func (n *Node) Publish(ctx context.Context, service, tbl string, rows []Row, sna
 				}
 				args = map[string]any{"table": tbl, "rows": raw, "snapshot": snapshot}
 			}
-			res, err = n.publishRPC(ctx, service, args)
+			res, err = n.publishByRPC(ctx, service, args)
 		}
 		if err == nil {
 			return res, nil
