@@ -27,12 +27,13 @@ func benchCommand() *ucli.Command {
 	logStore := func() ucli.Flag {
 		return &ucli.StringFlag{Name: "log-store", Value: dse.LogStoreWAL, Usage: "Raft log store of the nodes: wal (the nodes' default) or boltdb"}
 	}
-	var stops []func() error // what --cpuprofile and --trace started
+	var stops []func() error // what --cpuprofile, --memprofile and --trace started
 	return &ucli.Command{
 		Name:  "bench",
 		Usage: "benchmark real nodes (loopback TCP, Raft log with fsync)",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the whole run (this process: the in-process nodes and the load) to `FILE` (go tool pprof)"},
+			&ucli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the whole run to `FILE` once it ends (go tool pprof -sample_index=alloc_space)"},
 			&ucli.StringFlag{Name: "trace", Usage: "write an execution trace of the whole run to `FILE` (go tool trace; -pprof=sync or net shows where latency waits)"},
 		},
 		Before: func(c *ucli.Context) error {
@@ -42,6 +43,7 @@ func benchCommand() *ucli.Command {
 				stop  func()
 			}{
 				{"cpuprofile", pprof.StartCPUProfile, pprof.StopCPUProfile},
+				{"memprofile", nil, nil},
 				{"trace", trace.Start, trace.Stop},
 			} {
 				p := c.String(r.flag)
@@ -49,7 +51,7 @@ func benchCommand() *ucli.Command {
 					continue
 				}
 				f, err := os.Create(p)
-				if err == nil {
+				if err == nil && r.start != nil {
 					if err = r.start(f); err != nil {
 						f.Close()
 					}
@@ -63,7 +65,12 @@ func benchCommand() *ucli.Command {
 				}
 				flag, stop := r.flag, r.stop
 				stops = append(stops, func() error {
-					stop()
+					if stop != nil {
+						stop()
+					} else if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+						f.Close()
+						return fmt.Errorf("--%s: %w", flag, err)
+					}
 					if err := f.Close(); err != nil {
 						return fmt.Errorf("--%s: %w", flag, err)
 					}
