@@ -447,11 +447,18 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 		}
 		// One goroutine keeps Window publications in flight, each replacing
 		// the rows of one of Window slots; another collects their outcomes
-		// in order.
+		// in order. A token in room is taken before a publication starts
+		// and given back once it is waited for, so no more than Window are
+		// ever in flight: the channel alone let Window+2 be (one waited
+		// for, Window queued, one held by the sender), which at --window 1
+		// was three times the load asked.
 		inFlight := make(chan *dse.Publishing, cfg.Window)
+		room := make(chan struct{}, cfg.Window)
 		wg.Go(func() {
 			for p := range inFlight {
-				if _, _, err := p.Wait(ctx); err != nil {
+				_, _, err := p.Wait(ctx)
+				<-room
+				if err != nil {
 					fail(err)
 					continue
 				}
@@ -466,6 +473,11 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 				if perm.take(runCtx) != nil {
 					return
 				}
+				select {
+				case room <- struct{}{}:
+				case <-runCtx.Done():
+					return
+				}
 				slot := int(n % int64(cfg.Window))
 				add := make([]dse.Row, cfg.RowsPerDelta)
 				for r := range add {
@@ -476,17 +488,13 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 					// Refused before it changed the table (too many
 					// waiting, not the owner): counted, and tried again
 					// after a pause rather than in a spin.
+					<-room
 					fail(err)
 					pause(runCtx)
 					continue
 				}
 				prev[slot] = add
-				select {
-				case inFlight <- p:
-				case <-runCtx.Done():
-					inFlight <- p // room comes as the collector goes on
-					return
-				}
+				inFlight <- p // never blocks: room holds it to Window
 			}
 		})
 	}
