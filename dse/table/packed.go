@@ -287,8 +287,13 @@ func (s *Packed) compact() {
 		emptied = append(emptied, s.base)
 	}
 	s.base, s.tail, s.held, s.ownBase = arena, nil, 0, arena != nil
-	// Kept to be reused, up to about what the table holds.
-	room := 2*s.live + 1<<10
+	// Kept to be reused, up to what the tail grows to between two
+	// compactions: the live rows, as many bytes removed or 1 KiB, and as
+	// much again as a slice's growth may add. With only the first two, a
+	// small table's chunk outgrew the room by then and was dropped, and
+	// every compaction of a one-row table under deltas regrew its tail
+	// from 128 bytes: 0.3 allocations and 200 bytes an Apply.
+	room := 2 * (2*s.live + 1<<10)
 	for _, c := range s.spare {
 		room -= cap(c)
 	}
