@@ -32,9 +32,10 @@ type PublishConfig struct {
 	RowBytes     int
 	Duration     time.Duration
 	Rate         int // publications per second, all tables together; 0: as fast as possible
-	// Window is how many publications of a table one goroutine keeps in
-	// flight with PublishDeltaAsync (NATS's PublishAsync pattern), unless
-	// Writers is set.
+	// Window is how many publications of each table are kept in flight
+	// with PublishDeltaAsync (NATS's PublishAsync pattern), by one
+	// goroutine for all the tables (asyncPublisher), unless Writers is
+	// set.
 	Window int
 	// Writers, when set, replaces the async publisher with that many
 	// goroutines per table, each calling PublishDelta and waiting.
@@ -398,9 +399,9 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 			}
 		}
 	}()
-	workers := len(tables)
+	workers := 1 // the async publisher
 	if cfg.Writers > 0 {
-		workers *= cfg.Writers
+		workers = len(tables) * cfg.Writers
 	}
 	pace := newPacer(cfg.Rate, workers)
 	// row is what slot k of table ti holds at its n-th publication: an
@@ -416,6 +417,10 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 		}
 	}
 	var wg sync.WaitGroup
+	if cfg.Writers == 0 {
+		a := asyncPublisher{tables: tables, window: cfg.Window, rows: cfg.RowsPerDelta, row: row, published: &published, fail: fail}
+		wg.Go(func() { a.run(ctx, runCtx, pace) })
+	}
 	for _, t := range tables {
 		if cfg.Writers > 0 {
 			// Writers goroutines, each replacing its own rows and waiting.
@@ -443,60 +448,7 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 					}
 				})
 			}
-			continue
 		}
-		// One goroutine keeps Window publications in flight, each replacing
-		// the rows of one of Window slots; another collects their outcomes
-		// in order. A token in room is taken before a publication starts
-		// and given back once it is waited for, so no more than Window are
-		// ever in flight: the channel alone let Window+2 be (one waited
-		// for, Window queued, one held by the sender), which at --window 1
-		// was three times the load asked.
-		inFlight := make(chan *dse.Publishing, cfg.Window)
-		room := make(chan struct{}, cfg.Window)
-		wg.Go(func() {
-			for p := range inFlight {
-				_, _, err := p.Wait(ctx)
-				<-room
-				if err != nil {
-					fail(err)
-					continue
-				}
-				published.Add(1)
-			}
-		})
-		wg.Go(func() {
-			defer close(inFlight)
-			prev := make([][]dse.Row, cfg.Window)
-			perm := permits{p: pace}
-			for n := int64(0); runCtx.Err() == nil; n++ {
-				if perm.take(runCtx) != nil {
-					return
-				}
-				select {
-				case room <- struct{}{}:
-				case <-runCtx.Done():
-					return
-				}
-				slot := int(n % int64(cfg.Window))
-				add := make([]dse.Row, cfg.RowsPerDelta)
-				for r := range add {
-					add[r] = row(t.idx, slot*cfg.RowsPerDelta+r, n)
-				}
-				p, err := t.svc.PublishDeltaAsync(t.name, add, prev[slot])
-				if err != nil {
-					// Refused before it changed the table (too many
-					// waiting, not the owner): counted, and tried again
-					// after a pause rather than in a spin.
-					<-room
-					fail(err)
-					pause(runCtx)
-					continue
-				}
-				prev[slot] = add
-				inFlight <- p // never blocks: room holds it to Window
-			}
-		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -541,6 +493,97 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 	res.Latency = summarize(lat)
 	res.Latencies = lat
 	return res, nil
+}
+
+// asyncPublisher keeps window publications of each table in flight with
+// PublishDeltaAsync (NATS's PublishAsync pattern), each replacing the rows
+// of one of the table's window slots: one goroutine publishes, another
+// collects the outcomes in order. A slot is a token: the publisher takes
+// a free one, publishes its next rows, and the collector frees it once
+// the publication is waited for. So one table with 4,096 in flight and
+// 4,096 tables with one each run the same two goroutines and differ only
+// in what dse does. Before, each table had a pair of its own, and at
+// 4,096 tables the two wake-ups of a goroutine each publication cost
+// more than dse's own work (8 us of the 26 a publication).
+type asyncPublisher struct {
+	tables    []benchTable
+	window    int
+	rows      int // a delta's
+	row       func(ti, k int, n int64) dse.Row
+	published *atomic.Uint64
+	fail      func(error)
+}
+
+// slot is one of a table's window slots: a publication in flight at most.
+type slot struct {
+	table, k int
+}
+
+// run publishes until runCtx ends, then waits (with ctx) for the
+// publications in flight.
+func (a *asyncPublisher) run(ctx, runCtx context.Context, pace *pacer) {
+	n := len(a.tables) * a.window
+	free := make(chan slot, n)
+	// In turn over the tables, so that each has one in flight before any
+	// has two.
+	for k := range a.window {
+		for ti := range a.tables {
+			free <- slot{ti, k}
+		}
+	}
+	type flight struct {
+		p *dse.Publishing
+		s slot
+	}
+	inFlight := make(chan flight, n)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := range inFlight {
+			_, _, err := f.p.Wait(ctx)
+			free <- f.s
+			if err != nil {
+				a.fail(err)
+				continue
+			}
+			a.published.Add(1)
+		}
+	}()
+	defer func() {
+		close(inFlight)
+		<-done
+	}()
+	prev := make([][]dse.Row, n)
+	perm := permits{p: pace}
+	for gen := int64(0); runCtx.Err() == nil; gen++ {
+		if perm.take(runCtx) != nil {
+			return
+		}
+		var s slot
+		select {
+		case s = <-free:
+		case <-runCtx.Done():
+			return
+		}
+		t := a.tables[s.table]
+		add := make([]dse.Row, a.rows)
+		for r := range add {
+			add[r] = a.row(t.idx, s.k*a.rows+r, gen)
+		}
+		i := s.table*a.window + s.k
+		p, err := t.svc.PublishDeltaAsync(t.name, add, prev[i])
+		if err != nil {
+			// Refused before it changed the table (too many waiting,
+			// not the owner): counted, and tried again after a pause
+			// rather than in a spin.
+			free <- s
+			a.fail(err)
+			pause(runCtx)
+			continue
+		}
+		prev[i] = add
+		inFlight <- flight{p, s} // never blocks: free holds n slots
+	}
 }
 
 // pacer paces publications at a rate a second over some goroutines: each

@@ -103,7 +103,7 @@ func benchCommand() *ucli.Command {
 					&ucli.IntFlag{Name: "row-bytes", Value: 100},
 					&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second},
 					&ucli.IntFlag{Name: "rate", Usage: "publications per second (0: as fast as possible)"},
-					&ucli.IntFlag{Name: "window", Usage: "publications per table one goroutine keeps in flight (async publish)", DefaultText: fmt.Sprint(bench.DefaultWindow)},
+					&ucli.IntFlag{Name: "window", Usage: "publications of each table kept in flight (async publish, by one goroutine for all tables)", DefaultText: fmt.Sprint(bench.DefaultWindow)},
 					&ucli.IntFlag{Name: "writers", Usage: "instead of the async publisher, this many goroutines per table, each publishing and waiting"},
 					&ucli.BoolFlag{Name: "external", Usage: "drive an external service (--replicas) over the HTTP API instead: --clients HTTP clients, each setting a table of its own"},
 					&ucli.IntFlag{Name: "clients", Value: 64, Usage: "with --external: HTTP clients publishing at once, each waiting for its answer"},
