@@ -280,6 +280,13 @@ func Decode(data []byte) (CommandType, command, error) {
 	if err := mpcheck.Check(data[1:]); err != nil {
 		return t, nil, fmt.Errorf("%w: %s: %v", ErrBadCommand, t, err)
 	}
+	if t == CmdPublish {
+		p, err := decodePublish(data[1:])
+		if err != nil {
+			return t, nil, fmt.Errorf("%w: %s: %v", ErrBadCommand, t, err)
+		}
+		return t, p, nil
+	}
 	c := mk()
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)

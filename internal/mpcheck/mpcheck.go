@@ -159,3 +159,14 @@ func (c *checker) value(depth int) error {
 	}
 	return c.fail("reserved code %#x", code)
 }
+
+// Len returns the length of the one msgpack value b starts with, checked
+// as Check checks: what a decoder of a known shape skips of what it does
+// not know.
+func Len(b []byte) (int, error) {
+	c := checker{b: b}
+	if err := c.value(0); err != nil {
+		return 0, err
+	}
+	return c.pos, nil
+}

@@ -28,6 +28,17 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestLen(t *testing.T) {
+	first, _ := msgpack.Marshal(map[string]any{"a": []any{1, "x", 2.5, nil, []byte{1}}})
+	second, _ := msgpack.Marshal("next")
+	if n, err := Len(append(first, second...)); err != nil || n != len(first) {
+		t.Fatalf("Len = %d, %v; want %d", n, err, len(first))
+	}
+	if _, err := Len(first[:len(first)-1]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("truncated: got %v, want ErrMalformed", err)
+	}
+}
+
 func repeat(b byte, n int) []byte {
 	out := make([]byte, n+1)
 	for i := range n {
