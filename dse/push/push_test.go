@@ -19,6 +19,7 @@ type fakeRegistry struct {
 	subs     map[[2]string][]string
 	replicas map[string][]string
 	nodes    map[string]fsm.Node
+	reshaped chan struct{} // nil: never changes
 }
 
 func (r fakeRegistry) ReplicaNodes(p string) []string { return append([]string(nil), r.replicas[p]...) }
@@ -34,6 +35,7 @@ func (r fakeRegistry) SubscriberNodes(p, t string) []string {
 
 func (r fakeRegistry) Destinations(p, t string) []string { return r.subs[[2]string{p, t}] }
 func (r fakeRegistry) Node(id string) (fsm.Node, bool)   { n, ok := r.nodes[id]; return n, ok }
+func (r fakeRegistry) Reshaped() <-chan struct{}         { return r.reshaped }
 
 type sent struct {
 	addr string
@@ -97,6 +99,42 @@ func TestPushGoesOnceToEachSubscriberNode(t *testing.T) {
 	}
 	if len(local) != 2 || local[0] != good || local[1] != bad {
 		t.Fatalf("local subscribers got %v", local)
+	}
+}
+
+// TestPushFollowsRegistryChanges: the nodes a table's publications go to
+// are asked of the registry again once it changes more than seqnums, and
+// only then.
+func TestPushFollowsRegistryChanges(t *testing.T) {
+	reg := fakeRegistry{
+		subs: map[[2]string][]string{{"p", "a"}: {"n2"}},
+		nodes: map[string]fsm.Node{
+			"n2": {ID: "n2", Addr: "a2", Up: true}, "n3": {ID: "n3", Addr: "a3", Up: true},
+		},
+		reshaped: make(chan struct{}),
+	}
+	s := &fakeSender{}
+	var local []*table.Publication
+	p := newPusher(reg, s, &local, nil)
+	push := func(seq uint64) string {
+		s.frames = nil
+		p.Push([]*table.Publication{{Publisher: "p", Table: "a", Seqnum: seq, Snapshot: true}})
+		var to []string
+		for _, f := range s.frames {
+			to = append(to, f.addr)
+		}
+		return strings.Join(to, ",")
+	}
+	if got := push(1); got != "a2" {
+		t.Fatalf("first push to %q, want a2", got)
+	}
+	reg.subs[[2]string{"p", "a"}] = []string{"n3"}
+	if got := push(2); got != "a2" {
+		t.Fatalf("push before the registry's change is told to %q, want a2 (cached)", got)
+	}
+	close(reg.reshaped)
+	if got := push(3); got != "a3" {
+		t.Fatalf("push after the registry changed to %q, want a3", got)
 	}
 }
 
