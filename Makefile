@@ -48,6 +48,7 @@ bench-scale: build ## every dse bench scale curve: SCALE_DIR/DIM.jsonl and DIM.s
 
 fuzz: ## every fuzzer for FUZZTIME each
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodePublish$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transport -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dse/table -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dse/table -run '^$$' -fuzz '^FuzzFromJSON$$' -fuzztime $(FUZZTIME)
