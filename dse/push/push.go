@@ -191,17 +191,21 @@ func (p *Pusher) PushReplicas(pubs []*table.Publication) {
 	}
 }
 
+// span is one publication's bytes in a batch's encoding.
+type span struct{ from, to int }
+
 // send sends pubs, in order, as frames of type typ, once to each node
 // that targetsOf names for their table, and returns those for this node.
 // targetsOf is asked once for each run of publications of one table.
 func (p *Pusher) send(pubs []*table.Publication, typ byte, targetsOf func(publisher, table string) []string) []*table.Publication {
-	type span struct{ from, to int } // one publication's bytes in enc
 	type dest struct {
 		addr  string
 		spans []span
 	}
 	var (
-		enc     = make([]byte, 0, encodedSizeHint(pubs))
+		// Room for a frame's header first: the usual frame, every
+		// publication to every node, is enc itself (no copy).
+		enc     = make([]byte, table.BatchHeaderSize, table.BatchHeaderSize+encodedSizeHint(pubs))
 		dests   = map[string]*dest{}
 		order   []*dest
 		local   []*table.Publication
@@ -262,6 +266,10 @@ func (p *Pusher) send(pubs []*table.Publication, typ byte, targetsOf func(publis
 				break
 			}
 		}
+		if frames == nil && whole(d.spans, len(enc)) {
+			table.PutBatchHeader(enc, len(d.spans))
+			frames = [][]byte{enc[:len(enc):len(enc)]}
+		}
 		if frames == nil {
 			for rest := d.spans; len(rest) > 0; {
 				k, size := 0, table.BatchHeaderSize
@@ -290,6 +298,23 @@ func (p *Pusher) send(pubs []*table.Publication, typ byte, targetsOf func(publis
 		}
 	}
 	return local
+}
+
+// whole reports whether spans are every publication encoded in enc's
+// end bytes, once each and in order, and fit one frame: enc (its header
+// room filled in) is then their frame.
+func whole(spans []span, end int) bool {
+	if len(spans) == 0 || end > maxFrame {
+		return false
+	}
+	at := table.BatchHeaderSize
+	for _, sp := range spans {
+		if sp.from != at {
+			return false
+		}
+		at = sp.to
+	}
+	return at == end
 }
 
 // sendLater sends one encoded publication to addr, copies times, after
