@@ -205,11 +205,11 @@ func (p *Pusher) send(pubs []*table.Publication, typ byte, targetsOf func(publis
 	var (
 		// Room for a frame's header first: the usual frame, every
 		// publication to every node, is enc itself (no copy).
-		enc     = make([]byte, table.BatchHeaderSize, table.BatchHeaderSize+encodedSizeHint(pubs))
-		dests   = map[string]*dest{}
-		order   []*dest
-		local   []*table.Publication
-		nodes   []string
+		enc   = make([]byte, table.BatchHeaderSize, table.BatchHeaderSize+encodedSizeHint(pubs))
+		dests = map[string]*dest{}
+		order []*dest
+		local []*table.Publication
+		nodes []string
 	)
 	for i, pub := range pubs {
 		if i == 0 || pub.Publisher != pubs[i-1].Publisher || pub.Table != pubs[i-1].Table {
