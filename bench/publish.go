@@ -421,33 +421,32 @@ func publishRun(ctx context.Context, cfg PublishConfig, dir string, baseline boo
 		a := asyncPublisher{tables: tables, window: cfg.Window, rows: cfg.RowsPerDelta, row: row, published: &published, fail: fail}
 		wg.Go(func() { a.run(ctx, runCtx, pace) })
 	}
+	// Or Writers goroutines a table, each replacing its own rows and
+	// waiting.
 	for _, t := range tables {
-		if cfg.Writers > 0 {
-			// Writers goroutines, each replacing its own rows and waiting.
-			for w := range cfg.Writers {
-				wg.Go(func() {
-					var prev []dse.Row
-					perm := permits{p: pace}
-					for n := int64(0); runCtx.Err() == nil; n++ {
-						if perm.take(runCtx) != nil {
-							return
-						}
-						add := make([]dse.Row, cfg.RowsPerDelta)
-						for r := range add {
-							add[r] = row(t.idx, w*cfg.RowsPerDelta+r, n)
-						}
-						// ctx, not runCtx: a publication started is waited for
-						// and counted, as the async publisher's are.
-						if _, _, err := t.svc.PublishDelta(ctx, t.name, add, prev); err != nil {
-							fail(err)
-							pause(runCtx)
-							continue
-						}
-						published.Add(1)
-						prev = add
+		for w := range cfg.Writers {
+			wg.Go(func() {
+				var prev []dse.Row
+				perm := permits{p: pace}
+				for n := int64(0); runCtx.Err() == nil; n++ {
+					if perm.take(runCtx) != nil {
+						return
 					}
-				})
-			}
+					add := make([]dse.Row, cfg.RowsPerDelta)
+					for r := range add {
+						add[r] = row(t.idx, w*cfg.RowsPerDelta+r, n)
+					}
+					// ctx, not runCtx: a publication started is waited for
+					// and counted, as the async publisher's are.
+					if _, _, err := t.svc.PublishDelta(ctx, t.name, add, prev); err != nil {
+						fail(err)
+						pause(runCtx)
+						continue
+					}
+					published.Add(1)
+					prev = add
+				}
+			})
 		}
 	}
 	wg.Wait()
