@@ -125,17 +125,21 @@ func (r *Retention) compact() {
 // heldSize estimates the memory a delta in the history takes: the
 // publication and its rows' headers, values and bytes.
 func heldSize(p *table.Publication) int64 {
-	size := int64(160 + len(p.Publisher) + len(p.Table))
-	for _, rows := range [][]table.Row{p.Add, p.Del} {
-		for _, row := range rows {
-			size += 24 + 16*int64(len(row))
-			for _, v := range row {
-				switch x := v.(type) {
-				case string:
-					size += int64(len(x))
-				case []byte:
-					size += int64(len(x))
-				}
+	return int64(160+len(p.Publisher)+len(p.Table)) + rowsSize(p.Add) + rowsSize(p.Del)
+}
+
+// rowsSize estimates the memory rows take: their headers, values and
+// bytes.
+func rowsSize(rows []table.Row) int64 {
+	var size int64
+	for _, row := range rows {
+		size += 24 + 16*int64(len(row))
+		for _, v := range row {
+			switch x := v.(type) {
+			case string:
+				size += int64(len(x))
+			case []byte:
+				size += int64(len(x))
 			}
 		}
 	}

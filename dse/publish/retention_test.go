@@ -6,10 +6,12 @@ import (
 	"dse.dev/dse/dse/table"
 )
 
-// record sequences delta seq of t directly, as granted does.
+// record sequences delta seq of t, which adds a row, directly: applied
+// to the content as a publication is, then kept as granted does.
 func record(t *Table, seq uint64) {
 	t.mu.Lock()
 	p := &table.Publication{Publisher: "p", Table: t.name, Seqnum: seq, Add: []table.Row{{int64(seq), "0123456789"}}}
+	t.rows.Apply(p.Add, nil)
 	t.recordLocked(p)
 	t.seqnum = seq
 	t.mu.Unlock()
@@ -97,5 +99,44 @@ func TestNoRetentionKeepsTheCount(t *testing.T) {
 	ret.Enforce()
 	if _, n := ret.Used(); n != 150 || !a.holds(1) {
 		t.Fatalf("held %d, holds 1: %v", n, a.holds(1))
+	}
+}
+
+// TestHistoryNoBiggerThanItsTable: a table whose deltas replace its one
+// row keeps minHistory of them, not its count (a subscriber further
+// behind gets the one-row snapshot); a big table under small deltas
+// keeps its count.
+func TestHistoryNoBiggerThanItsTable(t *testing.T) {
+	small := NewTable("small", 100, nil)
+	prev := []table.Row(nil)
+	for seq := uint64(1); seq <= 1000; seq++ {
+		add := []table.Row{{int64(seq), "0123456789"}}
+		small.mu.Lock()
+		small.rows.Apply(add, prev)
+		small.recordLocked(&table.Publication{Publisher: "p", Table: "small", Seqnum: seq, Add: add, Del: prev})
+		small.seqnum = seq
+		small.mu.Unlock()
+		prev = add
+	}
+	if n := len(small.history); n != minHistory {
+		t.Fatalf("one-row table: %d deltas kept, want %d", n, minHistory)
+	}
+	if got, err := small.Catchup("p", 1000-minHistory); err != nil || len(got) != minHistory || got[0].Snapshot {
+		t.Fatalf("catch-up %d behind: %d publications, %v; want the deltas", minHistory, len(got), err)
+	}
+	if got, err := small.Catchup("p", 1000-minHistory-1); err != nil || len(got) != 1 || !got[0].Snapshot {
+		t.Fatalf("catch-up %d behind: %d publications, %v; want a snapshot", minHistory+1, len(got), err)
+	}
+	big := NewTable("big", 100, nil)
+	big.mu.Lock()
+	for k := range 10_000 {
+		big.rows.Apply([]table.Row{{int64(-k - 1), "0123456789"}}, nil)
+	}
+	big.mu.Unlock()
+	for seq := uint64(1); seq <= 150; seq++ {
+		record(big, seq)
+	}
+	if n := len(big.history); n != 150 {
+		t.Fatalf("10,000-row table: %d deltas kept, want all 150 (its count is 100 to 200)", n)
 	}
 }

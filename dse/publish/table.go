@@ -31,6 +31,7 @@ type Table struct {
 	forceSnapshot bool     // the next publication must be a snapshot
 	epoch         uint64   // bumped when a publication fails to be sequenced
 	history       []held   // sequenced deltas, oldest first
+	histRows      int64    // the bytes of their rows (rowsSize)
 	closed        bool     // Close: the history stays empty
 	last          *request // the last publication queued
 	settleWaiters int      // publishes of no change waiting on one (settle)
@@ -85,7 +86,8 @@ func (t *Table) plan(req *fsm.PublishRequest) {
 // held is a delta of the history and the memory it takes.
 type held struct {
 	p    *table.Publication
-	size int64
+	size int64 // heldSize
+	rows int64 // rowsSize
 }
 
 // NewTable returns an empty table, never published, that keeps at least
@@ -230,11 +232,38 @@ func (t *Table) recordLocked(p *table.Publication) {
 		// the history holds the last maxHist to 2*maxHist publications.
 		t.dropLocked(len(t.history) - t.maxHist)
 	}
-	h := held{p: p, size: heldSize(p)}
+	h := held{p: p, size: heldSize(p), rows: rowsSize(p.Add) + rowsSize(p.Del)}
 	t.history = append(t.history, h)
+	t.histRows += h.rows
 	if t.ret != nil {
 		t.ret.added(t, p.Seqnum, h.size)
 	}
+	t.trimLocked(len(p.Add)+len(p.Del), h.rows)
+}
+
+// minHistory is how many deltas a table keeps whatever their size: a
+// subscriber a few publications behind always catches up with deltas.
+const minHistory = 8
+
+// trimLocked drops the oldest deltas, down to minHistory, while their
+// rows outweigh the table's (estimated from the delta just recorded, of
+// n rows in rowBytes): a subscriber that far behind is served as well by
+// a snapshot, which it gets when the history does not reach back to it.
+// CockroachDB truncates a range's Raft log by the same rule, once the
+// log is bigger than the range. Without it, 4,096 one-row tables each
+// kept about 50 deltas (their share of the node's budget), and the
+// collector's marking of them was a fifth of a publication's CPU.
+func (t *Table) trimLocked(n int, rowBytes int64) {
+	if len(t.history) <= minHistory || n == 0 {
+		return
+	}
+	content := int64(t.rows.Len()) * rowBytes / int64(n)
+	drop, rows := 0, t.histRows
+	for len(t.history)-drop > minHistory && rows > content {
+		rows -= t.history[drop].rows
+		drop++
+	}
+	t.dropLocked(drop)
 }
 
 // dropLocked drops the oldest n deltas of the history.
@@ -245,6 +274,7 @@ func (t *Table) dropLocked(n int) {
 	var size int64
 	for _, h := range t.history[:n] {
 		size += h.size
+		t.histRows -= h.rows
 	}
 	// Re-sliced, not copied: the next append that outgrows the array
 	// moves what is left to a new one.
