@@ -38,9 +38,10 @@ type Config struct {
 	// ResubTimeout is how long a subscriber tolerates a sequence gap, or an
 	// FSM seqnum ahead of what it applied, before catching up.
 	ResubTimeout time.Duration
-	// HistorySize is how many recent publications a publisher keeps at
-	// least per table (up to twice as many) for subscribers that catch up;
-	// further back, they get a snapshot.
+	// HistorySize is how many recent publications a publisher keeps per
+	// table (up to twice as many) for subscribers that catch up; fewer
+	// when their rows outweigh the table's own (8 at least then) or the
+	// node's HistoryBytes is spent. Further back, they get a snapshot.
 	HistorySize int
 	// HistoryBytes bounds the history of every table of the node together
 	// (about, in bytes of memory): past it the oldest deltas node-wide are
