@@ -125,7 +125,12 @@ func (r *Retention) compact() {
 // heldSize estimates the memory a delta in the history takes: the
 // publication and its rows' headers, values and bytes.
 func heldSize(p *table.Publication) int64 {
-	return int64(160+len(p.Publisher)+len(p.Table)) + rowsSize(p.Add) + rowsSize(p.Del)
+	return heldOverhead(p) + rowsSize(p.Add) + rowsSize(p.Del)
+}
+
+// heldOverhead is heldSize without the rows: the publication itself.
+func heldOverhead(p *table.Publication) int64 {
+	return int64(160 + len(p.Publisher) + len(p.Table))
 }
 
 // rowsSize estimates the memory rows take: their headers, values and

@@ -232,7 +232,8 @@ func (t *Table) recordLocked(p *table.Publication) {
 		// the history holds the last maxHist to 2*maxHist publications.
 		t.dropLocked(len(t.history) - t.maxHist)
 	}
-	h := held{p: p, size: heldSize(p), rows: rowsSize(p.Add) + rowsSize(p.Del)}
+	rows := rowsSize(p.Add) + rowsSize(p.Del) // walked once: heldSize is this plus the overhead
+	h := held{p: p, size: heldOverhead(p) + rows, rows: rows}
 	t.history = append(t.history, h)
 	t.histRows += h.rows
 	if t.ret != nil {
